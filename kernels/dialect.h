@@ -1,0 +1,89 @@
+/* The portable kernel dialect: a handful of macros under which one kernel
+ * source compiles as OpenCL C 1.2 and as HIP/CUDA C++ (the approach of
+ * Blender Cycles). Kernels written in this dialect use only:
+ *   PKV_KERNEL            kernel entry qualifier (+ extern "C" on HIP)
+ *   PKV_GLOBAL            pointer-to-global qualifier
+ *   PKV_LOCAL_DECL        static-size local/shared array declaration prefix
+ *   PKV_LOCAL             pointer-to-local qualifier (function parameters)
+ *   PKV_BARRIER()         work-group barrier over local memory
+ *   PKV_LID(d) PKV_GID(d) PKV_GROUP(d) PKV_LSIZE(d) PKV_NGROUPS(d)
+ *   PKV_INLINE            device helper function qualifier
+ *   pkv_load_f16/pkv_store_f16, pkv_load_bf16/pkv_store_bf16
+ *   pkv_expf pkv_logf pkv_tanhf pkv_fmaxf pkv_sqrtf
+ * Vendor fast paths (sub-groups, warp/wave shuffles, matrix units) live in
+ * the backend's own headers behind PKV_HAVE_* macros, never here. */
+#ifndef PKV_KERNEL_DIALECT_H
+#define PKV_KERNEL_DIALECT_H
+
+#if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
+/* ------------------------------------------------------------ OpenCL C */
+#define PKV_KERNEL __kernel
+#define PKV_GLOBAL __global
+#define PKV_LOCAL __local
+#define PKV_LOCAL_DECL __local
+#define PKV_BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
+#define PKV_LID(d) ((int)get_local_id(d))
+#define PKV_GID(d) ((int)get_global_id(d))
+#define PKV_GROUP(d) ((int)get_group_id(d))
+#define PKV_LSIZE(d) ((int)get_local_size(d))
+#define PKV_NGROUPS(d) ((int)get_num_groups(d))
+#define PKV_INLINE inline
+typedef long pkv_i64;
+typedef int pkv_i32;
+typedef uint pkv_u32;
+typedef ushort pkv_u16;
+#define pkv_load_f16(p, i) vload_half((i), (p))
+#define pkv_store_f16(v, p, i) vstore_half_rte((v), (i), (p))
+#define pkv_as_float(u) as_float(u)
+#define pkv_as_uint(f) as_uint(f)
+#define pkv_expf(x) exp(x)
+#define pkv_logf(x) log(x)
+#define pkv_tanhf(x) tanh(x)
+#define pkv_fmaxf(a, b) fmax((a), (b))
+#define pkv_sqrtf(x) sqrt(x)
+#define PKV_INFINITY INFINITY
+#else
+/* ------------------------------------------------------------ HIP / CUDA */
+#define PKV_KERNEL extern "C" __global__
+#define PKV_GLOBAL
+#define PKV_LOCAL
+#define PKV_LOCAL_DECL __shared__
+#define PKV_BARRIER() __syncthreads()
+#define PKV_DIM_(v, d) ((d) == 0 ? (int)v.x : (d) == 1 ? (int)v.y : (int)v.z)
+#define PKV_LID(d) PKV_DIM_(threadIdx, d)
+#define PKV_GROUP(d) PKV_DIM_(blockIdx, d)
+#define PKV_LSIZE(d) PKV_DIM_(blockDim, d)
+#define PKV_NGROUPS(d) PKV_DIM_(gridDim, d)
+#define PKV_GID(d) (PKV_GROUP(d) * PKV_LSIZE(d) + PKV_LID(d))
+#define PKV_INLINE __device__ __forceinline__
+typedef long long pkv_i64;
+typedef int pkv_i32;
+typedef unsigned int pkv_u32;
+typedef unsigned short pkv_u16;
+/* half/bf16 conversions come from the backend header (hip/ or the CUDA
+ * mapping), which defines pkv_load_f16 / pkv_store_f16 before including
+ * the portable kernels. */
+#define pkv_as_float(u) __uint_as_float(u)
+#define pkv_as_uint(f) __float_as_uint(f)
+#define pkv_expf(x) __expf(x)
+#define pkv_logf(x) __logf(x)
+#define pkv_tanhf(x) tanhf(x)
+#define pkv_fmaxf(a, b) fmaxf((a), (b))
+#define pkv_sqrtf(x) sqrtf(x)
+#define PKV_INFINITY __int_as_float(0x7f800000)
+#endif
+
+/* bf16 is the upper half of an f32: portable through bit operations. */
+PKV_INLINE float pkv_bf16_to_f32(pkv_u16 h) {
+  return pkv_as_float(((pkv_u32)h) << 16);
+}
+PKV_INLINE pkv_u16 pkv_f32_to_bf16(float f) {
+  pkv_u32 u = pkv_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (pkv_u16)((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
+  return (pkv_u16)(u >> 16);
+}
+#define pkv_load_bf16(p, i) pkv_bf16_to_f32((p)[i])
+#define pkv_store_bf16(v, p, i) ((p)[i] = pkv_f32_to_bf16(v))
+
+#endif

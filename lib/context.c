@@ -1,0 +1,181 @@
+/* Backend registry and contexts. */
+#include "backend.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const backend_names[PKV_BACKEND_COUNT] = {"auto", "cpu",
+                                                             "opencl", "hip"};
+
+const pkv_backend_ops *pkv_backend_ops_for(pkv_backend_kind kind) {
+  switch (kind) {
+  case PKV_BACKEND_CPU: return &pkv_cpu_backend;
+#ifdef PKV_HAVE_OPENCL
+  case PKV_BACKEND_OPENCL: return &pkv_opencl_backend;
+#endif
+#ifdef PKV_HAVE_HIP
+  case PKV_BACKEND_HIP: return &pkv_hip_backend;
+#endif
+  default: return NULL;
+  }
+}
+
+const char *pkv_backend_name(pkv_backend_kind kind) {
+  if ((int)kind < 0 || (int)kind >= PKV_BACKEND_COUNT) return NULL;
+  return backend_names[kind];
+}
+
+static int name_eq(const char *a, const char *b) {
+  for (; *a && *b; a++, b++)
+    if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return 0;
+  return *a == *b;
+}
+
+pkv_status pkv_backend_from_name(const char *name, pkv_backend_kind *out) {
+  if (!name) return pkv_fail(NULL, PKV_ERR_NULL, "name is NULL");
+  if (!out) return pkv_fail(NULL, PKV_ERR_NULL, "out is NULL");
+  for (int i = 0; i < PKV_BACKEND_COUNT; i++)
+    if (name_eq(name, backend_names[i])) {
+      *out = (pkv_backend_kind)i;
+      return PKV_OK;
+    }
+  /* "cuda" names the HIP backend built with nvcc. */
+  if (name_eq(name, "cuda")) {
+    *out = PKV_BACKEND_HIP;
+    return PKV_OK;
+  }
+  return pkv_fail(NULL, PKV_ERR_INVALID,
+                  "backend name '%s' is not one of auto, cpu, opencl, hip",
+                  name);
+}
+
+int pkv_backend_available(pkv_backend_kind kind) {
+  return pkv_backend_ops_for(kind) != NULL;
+}
+
+pkv_status pkv_list_devices(pkv_backend_kind backend, pkv_device_info *out,
+                            int capacity, int *count) {
+  if (!count) return pkv_fail(NULL, PKV_ERR_NULL, "count is NULL");
+  if (capacity < 0)
+    return pkv_fail(NULL, PKV_ERR_INVALID, "capacity %d is negative", capacity);
+  if (capacity > 0 && !out)
+    return pkv_fail(NULL, PKV_ERR_NULL, "out is NULL with capacity %d",
+                    capacity);
+  if (backend == PKV_BACKEND_AUTO)
+    return pkv_fail(NULL, PKV_ERR_INVALID,
+                    "backend AUTO names no backend to list; name one");
+  const pkv_backend_ops *ops = pkv_backend_ops_for(backend);
+  if (!ops) {
+    if (!pkv_backend_name(backend))
+      return pkv_fail(NULL, PKV_ERR_INVALID, "backend %d is unknown",
+                      (int)backend);
+    return pkv_fail(NULL, PKV_ERR_NO_BACKEND,
+                    "backend '%s' is not compiled into this library",
+                    pkv_backend_name(backend));
+  }
+  return ops->list_devices(out, capacity, count);
+}
+
+void pkv_context_desc_init(pkv_context_desc *desc) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->backend = PKV_BACKEND_AUTO;
+  desc->device = -1;
+  desc->platform = -1;
+}
+
+/* AUTO prefers a real GPU: HIP, then an OpenCL GPU, then the CPU reference.
+ * An OpenCL CPU device (PoCL) is not chosen automatically: the CPU backend
+ * is the reference and the safer default there. */
+static pkv_backend_kind auto_backend(void) {
+  pkv_device_info info[16];
+  int n = 0;
+  const pkv_backend_ops *ops = pkv_backend_ops_for(PKV_BACKEND_HIP);
+  if (ops && ops->list_devices(info, 16, &n) == PKV_OK && n > 0)
+    return PKV_BACKEND_HIP;
+  ops = pkv_backend_ops_for(PKV_BACKEND_OPENCL);
+  if (ops && ops->list_devices(info, 16, &n) == PKV_OK) {
+    for (int i = 0; i < n && i < 16; i++)
+      if (info[i].type == PKV_DEVICE_GPU) return PKV_BACKEND_OPENCL;
+  }
+  return PKV_BACKEND_CPU;
+}
+
+pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
+  if (!out) return pkv_fail(NULL, PKV_ERR_NULL, "out is NULL");
+  pkv_context_desc d;
+  if (desc)
+    d = *desc;
+  else
+    pkv_context_desc_init(&d);
+  if ((int)d.backend < 0 || (int)d.backend >= PKV_BACKEND_COUNT)
+    return pkv_fail(NULL, PKV_ERR_INVALID, "desc->backend %d is unknown",
+                    (int)d.backend);
+  if (d.device < -1)
+    return pkv_fail(NULL, PKV_ERR_INVALID, "desc->device %d is negative",
+                    d.device);
+  if (d.cpu_threads < 0)
+    return pkv_fail(NULL, PKV_ERR_INVALID, "desc->cpu_threads %d is negative",
+                    d.cpu_threads);
+  pkv_backend_kind kind = d.backend;
+  if (kind == PKV_BACKEND_AUTO) {
+    const char *env = getenv("PKV_BACKEND");
+    if (env && *env) {
+      pkv_status st = pkv_backend_from_name(env, &kind);
+      if (st != PKV_OK)
+        return pkv_fail(NULL, st,
+                        "PKV_BACKEND='%s' is not one of auto, cpu, opencl, hip",
+                        env);
+    }
+    if (kind == PKV_BACKEND_AUTO) kind = auto_backend();
+  }
+  const pkv_backend_ops *ops = pkv_backend_ops_for(kind);
+  if (!ops)
+    return pkv_fail(NULL, PKV_ERR_NO_BACKEND,
+                    "backend '%s' is not compiled into this library",
+                    pkv_backend_name(kind));
+  pkv_context *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return pkv_fail(NULL, PKV_ERR_NO_MEMORY, "context allocation");
+  ctx->ops = ops;
+  ctx->kind = kind;
+  ctx->desc = d;
+  d.backend = kind;
+  ctx->info.backend = kind;
+  ctx->info.index = d.device < 0 ? 0 : d.device;
+  pkv_status st = ops->init(ctx);
+  if (st != PKV_OK) {
+    /* Move the backend's message to the thread, where the caller finds it
+     * once the context is gone. */
+    pkv_error_to_thread(ctx);
+    free(ctx);
+    return st;
+  }
+  /* The description's strings belong to the caller; keep no pointer. */
+  ctx->desc.device_name = NULL;
+  ctx->desc.cache_dir = NULL;
+  *out = ctx;
+  return PKV_OK;
+}
+
+void pkv_context_destroy(pkv_context *ctx) {
+  if (!ctx) return;
+  if (ctx->ops && ctx->ops->fini) ctx->ops->fini(ctx);
+  free(ctx);
+}
+
+pkv_backend_kind pkv_context_backend(const pkv_context *ctx) {
+  return ctx ? ctx->kind : PKV_BACKEND_AUTO;
+}
+
+pkv_status pkv_context_device_info(pkv_context *ctx, pkv_device_info *out) {
+  if (!ctx) return pkv_fail(NULL, PKV_ERR_NULL, "ctx is NULL");
+  if (!out) return pkv_fail(ctx, PKV_ERR_NULL, "out is NULL");
+  *out = ctx->info;
+  return PKV_OK;
+}
+
+pkv_status pkv_context_synchronize(pkv_context *ctx) {
+  if (!ctx) return pkv_fail(NULL, PKV_ERR_NULL, "ctx is NULL");
+  return ctx->ops->synchronize(ctx);
+}

@@ -1,0 +1,65 @@
+/* Internal declarations shared by every part of the library. */
+#ifndef PKV_INTERNAL_H
+#define PKV_INTERNAL_H
+
+#include "pagedkv.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define PKV_ERRMSG_LEN 2048
+
+typedef struct pkv_backend_ops pkv_backend_ops;
+
+struct pkv_context {
+  const pkv_backend_ops *ops;
+  void *impl;                /* backend private state */
+  pkv_backend_kind kind;
+  pkv_device_info info;
+  pkv_context_desc desc;     /* copy; string pointers not kept */
+  char errmsg[PKV_ERRMSG_LEN];
+};
+
+struct pkv_buffer {
+  pkv_context *ctx;
+  void *native;   /* device pointer, cl_mem or host pointer */
+  size_t bytes;
+  bool owned;     /* allocated by pagedkv: freed on destroy */
+  bool view;      /* owned by a cache: destroy is a no-op */
+};
+
+/* Records a message for ctx (or the calling thread when ctx is NULL) and
+ * returns st, so that callers can write `return pkv_fail(ctx, ...)`. */
+pkv_status pkv_fail(const pkv_context *ctx, pkv_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+pkv_status pkv_vfail(const pkv_context *ctx, pkv_status st, const char *fmt,
+                     va_list ap);
+/* Clears the message (called on entry by nothing: messages persist until the
+ * next error, as errno does). */
+void pkv_clear_error(const pkv_context *ctx);
+/* Copies ctx's message to the calling thread's (before ctx is freed). */
+void pkv_error_to_thread(const pkv_context *ctx);
+
+/* Checked size arithmetic: false on overflow. */
+static inline bool pkv_mul_size(size_t a, size_t b, size_t *out) {
+  if (a != 0 && b > (size_t)-1 / a) return false;
+  *out = a * b;
+  return true;
+}
+static inline bool pkv_mul_i64(int64_t a, int64_t b, int64_t *out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool pkv_add_i64(int64_t a, int64_t b, int64_t *out) {
+  return !__builtin_add_overflow(a, b, out);
+}
+
+/* Buffer helpers for the library's own device arrays. A view buffer is
+ * created around native memory the cache owns. */
+pkv_status pkv_buffer_make_view(pkv_context *ctx, void *native, size_t bytes,
+                                pkv_buffer **out);
+void pkv_buffer_free_view(pkv_buffer *buf);
+
+#endif

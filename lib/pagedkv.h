@@ -1,0 +1,456 @@
+/* pagedkv — a paged key/value cache and paged attention for LLM inference.
+ *
+ * One header. Opaque handles, plain description/result structs, integer
+ * sequence ids; every function that can fail returns pkv_status and leaves
+ * the library's state exactly as before on failure. The message of the last
+ * error is kept per context (pkv_last_error); functions that have no context
+ * (device listing, context creation) keep it per thread (pkv_last_error(NULL)).
+ *
+ * The library never prints, aborts or exits.
+ *
+ * Reference: doc/api.md. Design: ../shared/DESIGN.md.
+ */
+#ifndef PAGEDKV_H
+#define PAGEDKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PKV_VERSION_MAJOR 0
+#define PKV_VERSION_MINOR 1
+#define PKV_VERSION_PATCH 0
+#define PKV_VERSION_NUMBER \
+  (PKV_VERSION_MAJOR * 10000 + PKV_VERSION_MINOR * 100 + PKV_VERSION_PATCH)
+
+#if defined(__GNUC__)
+#define PKV_API __attribute__((visibility("default")))
+#else
+#define PKV_API
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Status                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef enum pkv_status {
+  PKV_OK = 0,
+  PKV_ERR_NULL = 1,          /* a required pointer argument is NULL */
+  PKV_ERR_INVALID = 2,       /* a value is outside what the API accepts */
+  PKV_ERR_RANGE = 3,         /* an id or index is out of range */
+  PKV_ERR_OVERFLOW = 4,      /* a size computation would overflow */
+  PKV_ERR_NO_MEMORY = 5,     /* a host allocation failed */
+  PKV_ERR_NO_PAGES = 6,      /* the page pool (or a class quota) is exhausted */
+  PKV_ERR_UNSUPPORTED = 7,   /* valid request the backend/build cannot do */
+  PKV_ERR_NO_BACKEND = 8,    /* backend not compiled in or no device found */
+  PKV_ERR_DEVICE = 9,        /* the device runtime reported an error */
+  PKV_ERR_DUPLICATE = 10,    /* the same sequence twice in one batch, etc. */
+  PKV_ERR_NOT_FOUND = 11,    /* unknown sequence id or session key */
+  PKV_ERR_STATE = 12,        /* the object is not in a state that allows it */
+  PKV_ERR_SIZE = 13,         /* a buffer is too small for the request */
+  PKV_ERR_BUILD = 14,        /* a device program failed to build */
+  PKV_ERR_NO_HOST_PAGES = 15 /* the host tier is exhausted */
+} pkv_status;
+
+/* A static, human-readable name for a status ("PKV_ERR_NO_PAGES"). */
+PKV_API const char *pkv_status_name(pkv_status s);
+
+/* ------------------------------------------------------------------ */
+/* Version                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Run-time version of the library actually loaded. */
+PKV_API void pkv_version(int *major, int *minor, int *patch);
+PKV_API const char *pkv_version_string(void);
+
+/* ------------------------------------------------------------------ */
+/* Backends, devices, context                                           */
+/* ------------------------------------------------------------------ */
+
+typedef enum pkv_backend_kind {
+  PKV_BACKEND_AUTO = 0, /* PKV_BACKEND env var, else HIP GPU, OpenCL GPU, CPU */
+  PKV_BACKEND_CPU = 1,
+  PKV_BACKEND_OPENCL = 2,
+  PKV_BACKEND_HIP = 3
+} pkv_backend_kind;
+
+#define PKV_BACKEND_COUNT 4
+
+/* "auto", "cpu", "opencl", "hip"; NULL for an unknown value. */
+PKV_API const char *pkv_backend_name(pkv_backend_kind kind);
+/* Parses a backend name (case-insensitive). */
+PKV_API pkv_status pkv_backend_from_name(const char *name, pkv_backend_kind *out);
+/* 1 when the backend was compiled into this library, else 0. */
+PKV_API int pkv_backend_available(pkv_backend_kind kind);
+
+typedef enum pkv_device_type {
+  PKV_DEVICE_CPU = 0,
+  PKV_DEVICE_GPU = 1,
+  PKV_DEVICE_OTHER = 2
+} pkv_device_type;
+
+typedef struct pkv_device_info {
+  pkv_backend_kind backend;
+  int index;                /* index to pass as pkv_context_desc.device */
+  pkv_device_type type;
+  char name[256];
+  char vendor[128];
+  char driver[128];         /* driver / runtime version */
+  char platform[128];       /* OpenCL platform name; empty elsewhere */
+  uint64_t global_mem_bytes;
+  uint64_t max_alloc_bytes;
+  int compute_units;
+  int wave_size;            /* warp/wave/sub-group width; 1 when unknown */
+} pkv_device_info;
+
+/* Lists the devices one backend sees. Writes at most `capacity` entries to
+ * `out` (which may be NULL when capacity is 0) and the total in *count.
+ * A backend that is compiled in but finds no device returns PKV_OK with
+ * *count = 0; one not compiled in returns PKV_ERR_NO_BACKEND. */
+PKV_API pkv_status pkv_list_devices(pkv_backend_kind backend,
+                                    pkv_device_info *out, int capacity,
+                                    int *count);
+
+typedef struct pkv_context pkv_context;
+
+/* Context flags. */
+#define PKV_CTX_NO_BINARY_CACHE 0x1u /* OpenCL: do not read/write the program cache */
+
+typedef struct pkv_context_desc {
+  pkv_backend_kind backend; /* AUTO by default */
+  int device;               /* device index within the backend; -1 = default */
+  const char *device_name;  /* optional case-insensitive name substring */
+  int platform;             /* OpenCL platform index; -1 = any */
+  /* Engine-owned native objects (optional): OpenCL cl_context +
+   * cl_command_queue, or HIP/CUDA stream (native_queue only). The context
+   * uses them and never releases them. */
+  void *native_context;
+  void *native_queue;
+  int cpu_threads;          /* CPU backend worker threads; 0 = automatic */
+  unsigned flags;           /* PKV_CTX_* */
+  const char *cache_dir;    /* program cache directory; NULL = default */
+} pkv_context_desc;
+
+/* Fills a description with the defaults (AUTO backend, device -1). */
+PKV_API void pkv_context_desc_init(pkv_context_desc *desc);
+
+/* Creates a context. desc may be NULL for all defaults. */
+PKV_API pkv_status pkv_context_create(const pkv_context_desc *desc,
+                                      pkv_context **out);
+PKV_API void pkv_context_destroy(pkv_context *ctx);
+
+/* The message of the last error on this context (NULL: this thread's last
+ * context-less error). Never NULL; "" when there was none. */
+PKV_API const char *pkv_last_error(const pkv_context *ctx);
+
+PKV_API pkv_backend_kind pkv_context_backend(const pkv_context *ctx);
+PKV_API pkv_status pkv_context_device_info(pkv_context *ctx,
+                                           pkv_device_info *out);
+/* Waits for all work queued on the context's device. */
+PKV_API pkv_status pkv_context_synchronize(pkv_context *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Buffers                                                              */
+/* ------------------------------------------------------------------ */
+
+typedef struct pkv_buffer pkv_buffer;
+
+/* Device memory on the context's backend (host memory for the CPU backend). */
+PKV_API pkv_status pkv_buffer_create(pkv_context *ctx, size_t bytes,
+                                     pkv_buffer **out);
+/* Wraps memory the engine already owns: a device pointer (HIP/CUDA), a
+ * cl_mem (OpenCL) or a host pointer (CPU). Never freed by pagedkv. */
+PKV_API pkv_status pkv_buffer_wrap(pkv_context *ctx, void *native,
+                                   size_t bytes, pkv_buffer **out);
+PKV_API pkv_status pkv_buffer_upload(pkv_buffer *buf, size_t offset,
+                                     const void *src, size_t bytes);
+PKV_API pkv_status pkv_buffer_download(pkv_buffer *buf, size_t offset,
+                                       void *dst, size_t bytes);
+/* Device-to-device copy within one context. */
+PKV_API pkv_status pkv_buffer_copy(pkv_buffer *dst, size_t dst_offset,
+                                   pkv_buffer *src, size_t src_offset,
+                                   size_t bytes);
+PKV_API size_t pkv_buffer_size(const pkv_buffer *buf);
+/* The native object: device pointer, cl_mem, or host pointer. */
+PKV_API void *pkv_buffer_native(const pkv_buffer *buf);
+/* Destroying NULL or a buffer the cache owns (pkv_cache_kv) is a no-op. */
+PKV_API void pkv_buffer_destroy(pkv_buffer *buf);
+
+/* ------------------------------------------------------------------ */
+/* Cache                                                                */
+/* ------------------------------------------------------------------ */
+
+typedef enum pkv_dtype {
+  PKV_DTYPE_F32 = 0,
+  PKV_DTYPE_F16 = 1,
+  PKV_DTYPE_BF16 = 2
+} pkv_dtype;
+
+/* Bytes of one element; 0 for an unknown dtype. */
+PKV_API size_t pkv_dtype_size(pkv_dtype dtype);
+
+typedef enum pkv_layout {
+  PKV_LAYOUT_HND = 0, /* [page][kv_head][token][dim] (default) */
+  PKV_LAYOUT_NHD = 1  /* [page][token][kv_head][dim] (FlashAttention/FlashInfer) */
+} pkv_layout;
+
+#define PKV_MAX_CLASSES 8
+
+typedef struct pkv_cache_desc {
+  int32_t num_layers;
+  int32_t num_kv_heads;
+  int32_t head_dim;      /* 64, 80, 96, 112, 128, 192 or 256 */
+  int32_t page_size;     /* tokens per page, 1..1024 */
+  int64_t num_pages;     /* pool size in pages; 0 = derive from pool_bytes */
+  uint64_t pool_bytes;   /* used when num_pages == 0: K+V of all layers */
+  pkv_dtype dtype;
+  pkv_layout layout;
+  /* Priority classes (0 = lowest). num_classes 0 means one class with no
+   * reservation. class_reserved[c] pages are kept for class c: a lower
+   * class never takes them. See doc/control-plane.md. */
+  int32_t num_classes;
+  int64_t class_reserved[PKV_MAX_CLASSES];
+  double max_reserved_fraction; /* cap on sum of reservations; 0 = 0.9 */
+  int64_t num_host_pages;       /* host tier size in pages; 0 = none */
+} pkv_cache_desc;
+
+typedef struct pkv_cache pkv_cache;
+
+PKV_API void pkv_cache_desc_init(pkv_cache_desc *desc);
+PKV_API pkv_status pkv_cache_create(pkv_context *ctx,
+                                    const pkv_cache_desc *desc,
+                                    pkv_cache **out);
+PKV_API void pkv_cache_destroy(pkv_cache *cache);
+PKV_API pkv_context *pkv_cache_context(const pkv_cache *cache);
+
+/* Element addressing of the pool, in elements of the storage dtype.
+ * Token t of kv head h in page p starts at
+ *   p*page_stride + h*head_stride + t*token_stride
+ * and its head_dim elements are contiguous. */
+typedef struct pkv_cache_geometry {
+  int32_t num_layers, num_kv_heads, head_dim, page_size;
+  int64_t num_pages;
+  pkv_dtype dtype;
+  pkv_layout layout;
+  int64_t page_stride, head_stride, token_stride;
+  size_t page_bytes;   /* bytes of one page of K (or V) of one layer */
+  size_t layer_bytes;  /* bytes of K (or V) of one layer = num_pages*page_bytes */
+} pkv_cache_geometry;
+
+PKV_API pkv_status pkv_cache_get_geometry(const pkv_cache *cache,
+                                          pkv_cache_geometry *out);
+/* The K and V pools of one layer as buffers owned by the cache (views:
+ * pkv_buffer_destroy on them is a no-op). Either output may be NULL. */
+PKV_API pkv_status pkv_cache_kv(pkv_cache *cache, int32_t layer,
+                                pkv_buffer **k, pkv_buffer **v);
+
+/* ------------------------------------------------------------------ */
+/* Sequences                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef int64_t pkv_seq_id;
+
+typedef struct pkv_seq_desc {
+  int32_t priority_class; /* 0 = lowest */
+  uint64_t namespace_id;  /* prefix sharing domain (tenant, model, LoRA) */
+} pkv_seq_desc;
+
+/* Opens an empty sequence. desc may be NULL (class 0, namespace 0). */
+PKV_API pkv_status pkv_seq_open(pkv_cache *cache, const pkv_seq_desc *desc,
+                                pkv_seq_id *out);
+/* Appends n tokens, reserving pages all-or-nothing. token_ids (may be NULL)
+ * are kept for prefix reuse; slots_out (may be NULL) receives n slots,
+ * slot = page * page_size + offset. */
+PKV_API pkv_status pkv_seq_append(pkv_cache *cache, pkv_seq_id seq,
+                                  int64_t n, const int32_t *token_ids,
+                                  int64_t *slots_out);
+/* Releases the sequence's pages (cached pages stay cached for reuse). */
+PKV_API pkv_status pkv_seq_release(pkv_cache *cache, pkv_seq_id seq);
+PKV_API pkv_status pkv_seq_length(const pkv_cache *cache, pkv_seq_id seq,
+                                  int64_t *len);
+/* Copies up to `capacity` page indices of the sequence, in order, into
+ * pages (may be NULL when capacity is 0); *count gets the total. */
+PKV_API pkv_status pkv_seq_pages(const pkv_cache *cache, pkv_seq_id seq,
+                                 int32_t *pages, int64_t capacity,
+                                 int64_t *count);
+
+/* ---- prefix reuse, fork, sessions, truncation (doc/control-plane.md) ---- */
+
+/* On an empty sequence: attaches the cached full pages of the longest
+ * cached prefix of tokens[0..n) in the sequence's namespace, verified token
+ * by token. *reused gets the number of tokens attached (a multiple of
+ * page_size); the engine appends and computes the rest. */
+PKV_API pkv_status pkv_seq_match_prefix(pkv_cache *cache, pkv_seq_id seq,
+                                        const int32_t *tokens, int64_t n,
+                                        int64_t *reused);
+/* Marks the first `computed` tokens as written by the engine; full pages
+ * among them with known token ids become reusable prefix pages. */
+PKV_API pkv_status pkv_seq_commit(pkv_cache *cache, pkv_seq_id seq,
+                                  int64_t computed);
+/* Creates a child sharing all the parent's pages (copy-on-write). */
+PKV_API pkv_status pkv_seq_fork(pkv_cache *cache, pkv_seq_id parent,
+                                pkv_seq_id *child);
+/* Drops every cached page of a namespace from the prefix index. */
+PKV_API pkv_status pkv_namespace_drop(pkv_cache *cache, uint64_t namespace_id);
+/* Releases the sequence, keeping its pages cached under session_key. */
+PKV_API pkv_status pkv_seq_close_session(pkv_cache *cache, pkv_seq_id seq,
+                                         uint64_t session_key);
+/* Reopens a session: a new sequence with the surviving pages attached;
+ * *tokens gets how many tokens survived (0 when all were evicted). */
+PKV_API pkv_status pkv_session_open(pkv_cache *cache, uint64_t session_key,
+                                    const pkv_seq_desc *desc,
+                                    pkv_seq_id *out, int64_t *tokens);
+/* Drops whole pages from the front until length <= max_tokens. *dropped
+ * (may be NULL) gets the number of tokens dropped. */
+PKV_API pkv_status pkv_seq_truncate_front(pkv_cache *cache, pkv_seq_id seq,
+                                          int64_t max_tokens,
+                                          int64_t *dropped);
+
+/* ---- priority classes and preemption ---- */
+
+PKV_API pkv_status pkv_class_set_reserved(pkv_cache *cache, int32_t cls,
+                                          int64_t reserved_pages);
+/* After PKV_ERR_NO_PAGES: sequences the engine may preempt to make room for
+ * class cls, lowest class first, most recently admitted first. */
+PKV_API pkv_status pkv_preemption_candidates(const pkv_cache *cache,
+                                             int32_t cls, pkv_seq_id *out,
+                                             int64_t capacity, int64_t *count);
+
+/* ---- host tier ---- */
+
+/* Moves the sequences' device pages to host pages in one batched transfer
+ * and frees the device pages. A swapped-out sequence keeps its id. */
+PKV_API pkv_status pkv_seq_swap_out(pkv_cache *cache, const pkv_seq_id *seqs,
+                                    int32_t n);
+PKV_API pkv_status pkv_seq_swap_in(pkv_cache *cache, const pkv_seq_id *seqs,
+                                   int32_t n);
+/* 1 if swapped out to the host tier, 0 if resident; negative: bad id. */
+PKV_API int pkv_seq_is_swapped(const pkv_cache *cache, pkv_seq_id seq);
+
+/* Runs pending page copies (copy-on-write) on the device now. The batch
+ * build does this itself; an engine writing K/V by other means calls it. */
+PKV_API pkv_status pkv_cache_flush(pkv_cache *cache);
+
+/* ------------------------------------------------------------------ */
+/* Statistics                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct pkv_class_stats {
+  int64_t reserved;   /* pages reserved for the class */
+  int64_t in_use;     /* live pages charged to the class */
+  int64_t borrowed;   /* pages beyond its reservation, from the shared part */
+} pkv_class_stats;
+
+typedef struct pkv_stats {
+  int64_t pages_total;
+  int64_t pages_free;     /* neither live nor cached */
+  int64_t pages_live;     /* referenced by at least one sequence */
+  int64_t pages_cached;   /* refcount 0, content kept for reuse */
+  int64_t host_pages_total;
+  int64_t host_pages_used;
+  int64_t tokens_stored;  /* sum of live sequences' lengths */
+  int64_t waste_slots;    /* unused slots in live sequences' last pages */
+  int64_t num_seqs;
+  /* counters since creation */
+  int64_t prefix_lookups;
+  int64_t prefix_hit_tokens;
+  int64_t evictions;
+  int64_t preemptions_suggested;
+  int64_t swaps_out;
+  int64_t swaps_in;
+  int64_t cow_copies;
+  int64_t alloc_failures;
+  int32_t num_classes;
+  pkv_class_stats classes[PKV_MAX_CLASSES];
+} pkv_stats;
+
+PKV_API pkv_status pkv_cache_stats(const pkv_cache *cache, pkv_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Batch descriptor                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct pkv_batch pkv_batch;
+
+PKV_API pkv_status pkv_batch_create(pkv_cache *cache, pkv_batch **out);
+PKV_API void pkv_batch_destroy(pkv_batch *batch);
+PKV_API pkv_cache *pkv_batch_cache(const pkv_batch *batch);
+
+/* Builds the descriptor of one step. q_lens[i] (NULL = all 1, decode) is
+ * the number of query tokens of seqs[i]: its last q_lens[i] tokens, which
+ * the engine appended before this call. Rows unchanged since the previous
+ * build are not copied again. Uploads the device copy once. */
+PKV_API pkv_status pkv_batch_build(pkv_batch *batch, const pkv_seq_id *seqs,
+                                   int32_t num_seqs, const int32_t *q_lens);
+
+/* Host views of the last build; valid until the next build or destroy. */
+typedef struct pkv_batch_view {
+  int32_t num_seqs;
+  int32_t max_pages;          /* row length of block_table */
+  int64_t num_tokens;         /* total query tokens = q_indptr[num_seqs] */
+  int32_t max_q_len, max_kv_len;
+  const int32_t *block_table; /* [num_seqs][max_pages], padded with 0 */
+  const int32_t *seq_lens;    /* [num_seqs] kv lengths incl. new tokens */
+  const int32_t *q_indptr;    /* [num_seqs+1] */
+  const int32_t *kv_indptr;   /* [num_seqs+1] (FlashInfer CSR) */
+  const int32_t *kv_indices;  /* [kv_indptr[num_seqs]] */
+  const int32_t *kv_last_page_len; /* [num_seqs], 0 for empty sequences */
+  const int64_t *slot_mapping;     /* [num_tokens] */
+} pkv_batch_view;
+
+PKV_API pkv_status pkv_batch_get_view(const pkv_batch *batch,
+                                      pkv_batch_view *out);
+
+/* Device copies of the same arrays (for handing to other kernels). */
+typedef struct pkv_batch_device {
+  pkv_buffer *block_table, *seq_lens, *q_indptr, *kv_indptr, *kv_indices,
+      *kv_last_page_len, *slot_mapping;
+} pkv_batch_device;
+
+PKV_API pkv_status pkv_batch_get_device(const pkv_batch *batch,
+                                        pkv_batch_device *out);
+
+/* ------------------------------------------------------------------ */
+/* Operations                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Writes the K/V of the batch's new tokens into their slots of `layer`.
+ * k and v hold [num_tokens][num_kv_heads][head_dim] in the cache dtype. */
+PKV_API pkv_status pkv_write_kv(pkv_batch *batch, int32_t layer,
+                                pkv_buffer *k, pkv_buffer *v);
+
+/* Same, with an explicit slot list of n entries (int64 device buffer);
+ * a negative slot is skipped (padding), as in vLLM's slot mapping. */
+PKV_API pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer,
+                                      pkv_buffer *k, pkv_buffer *v,
+                                      pkv_buffer *slots, int64_t n);
+
+typedef struct pkv_attn_params {
+  int32_t num_q_heads;   /* multiple of num_kv_heads */
+  float scale;           /* 0 = 1/sqrt(head_dim) */
+  int32_t causal;        /* 1 (default): query i sees j <= i + kv_len - q_len */
+  int32_t window_left;   /* -1 = none; else keys j >= qpos - window_left */
+  float softcap;         /* 0 = off; else s = softcap * tanh(s / softcap) */
+  const float *alibi_slopes; /* host [num_q_heads]; NULL = off */
+} pkv_attn_params;
+
+PKV_API void pkv_attn_params_init(pkv_attn_params *p, int32_t num_q_heads);
+
+/* Paged attention of the batch's queries over layer `layer`.
+ * q, out: [num_tokens][num_q_heads][head_dim] in the cache dtype.
+ * lse (may be NULL): f32 [num_tokens][num_q_heads], natural-log
+ * log-sum-exp of the (scaled, capped, biased) logits; -inf for a row that
+ * sees no key, whose output is zeros. */
+PKV_API pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
+                                 const pkv_attn_params *params,
+                                 pkv_buffer *q, pkv_buffer *out,
+                                 pkv_buffer *lse);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PAGEDKV_H */
