@@ -213,12 +213,14 @@ static void die(const sim *s, pkv_status st, const char *what) {
     if (st_ != PKV_OK) die((s), st_, #call);                                  \
   } while (0)
 
+static void oom(void) {
+  fprintf(stderr, "pkv-sim: out of host memory\n");
+  exit(1);
+}
+
 static void *xrealloc(void *p, size_t n) {
   void *q = realloc(p, n ? n : 1);
-  if (!q) {
-    fprintf(stderr, "pkv-sim: out of host memory\n");
-    exit(1);
-  }
+  if (!q) oom();
   return q;
 }
 
@@ -242,7 +244,7 @@ static void new_request(sim *s, int si, int64_t step) {
     s->reqs = xrealloc(s->reqs, (size_t)s->req_cap * sizeof *s->reqs);
   }
   req *r = calloc(1, sizeof *r);
-  if (!r) xrealloc(NULL, (size_t)-1);
+  if (!r) oom();
   s->reqs[s->nreqs] = r;
   r->id = s->nreqs++;
   r->sess = si;
@@ -501,7 +503,7 @@ static void ensure_buffers(sim *s, int64_t tokens) {
   CHECK(s, pkv_buffer_create(s->ctx, qb, &s->out));
   /* random "projections": small values in the storage type */
   unsigned char *h = malloc(qb);
-  if (!h) xrealloc(NULL, (size_t)-1);
+  if (!h) oom();
   size_t ne = qb / esz;
   for (size_t i = 0; i < ne; i++) {
     float f = (float)(runif() - 0.5);
@@ -794,7 +796,7 @@ static void setup(sim *s) {
   t->arrivals_end = s->steps * 80 / 100;
 
   s->tenants = calloc((size_t)t->tenants, sizeof *s->tenants);
-  if (!s->tenants) xrealloc(NULL, (size_t)-1);
+  if (!s->tenants) oom();
   for (int i = 0; i < t->tenants; i++) {
     tenant *tn = &s->tenants[i];
     tn->sys_len = rrange(t->sys_lo, t->sys_hi);
