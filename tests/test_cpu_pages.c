@@ -296,6 +296,102 @@ static void test_write_kv(pkv_context *ctx, pkv_layout layout) {
   free_pools(pools, 2);
 }
 
+/* Attention through the backend with hand-made arguments: a sequence of
+ * length 0 (reachable only this way: the API always gives q_len >= 1 keys)
+ * yields zeros and lse -inf, and the result does not depend on the number
+ * of threads. */
+static void attention_args(pkv_context *c, const pkv_cache_geometry *g,
+                           pkv_buffer *kp, pkv_buffer *vp, int32_t nseq,
+                           const int32_t *bt, int32_t max_pages,
+                           const int32_t *lens, const int32_t *qind,
+                           int32_t nq, pkv_buffer *q, pkv_buffer *out,
+                           pkv_buffer *lse) {
+  pkv_attn_args a;
+  memset(&a, 0, sizeof a);
+  a.geom = g;
+  a.k_pool = kp;
+  a.v_pool = vp;
+  a.num_seqs = nseq;
+  a.max_pages = max_pages;
+  a.num_tokens = qind[nseq];
+  a.h_block_table = bt;
+  a.h_seq_lens = lens;
+  a.h_q_indptr = qind;
+  a.q = q;
+  a.out = out;
+  a.lse = lse;
+  a.num_q_heads = nq;
+  a.scale = 0.125f;
+  a.causal = 1;
+  a.window_left = -1;
+  for (int32_t s = 0; s < nseq; s++) {
+    if (lens[s] > a.max_kv_len) a.max_kv_len = lens[s];
+    if (qind[s + 1] - qind[s] > a.max_q_len) a.max_q_len = qind[s + 1] - qind[s];
+  }
+  if (pkv_cpu_backend.attention(c, &a) != PKV_OK) abort();
+}
+
+static void fill_floats(pkv_buffer *b, float v, int random) {
+  float *f = b->native;
+  for (size_t i = 0; i < b->bytes / 4; i++)
+    f[i] = random ? (float)rnd() / 2097152.0f - 1.0f : v;
+}
+
+static void test_attention_edges(pkv_context *ctx1, pkv_context *ctx3) {
+  pkv_cache_geometry g = make_geom(PKV_LAYOUT_NHD, 4, 4, 2, 64, PKV_DTYPE_F32);
+  pkv_buffer **pools = make_pools(ctx1, &g, 2);
+  fill_floats(pools[0], 0, 1);
+  fill_floats(pools[1], 0, 1);
+  const int32_t nq = 4;
+  pkv_buffer *q, *out, *lse;
+  pkv_buffer_create(ctx1, 2 * nq * 64 * 4, &q);
+  pkv_buffer_create(ctx1, 2 * nq * 64 * 4, &out);
+  pkv_buffer_create(ctx1, 2 * nq * 4, &lse);
+  fill_floats(q, 0, 1);
+  fill_floats(out, NAN, 0);
+  fill_floats(lse, NAN, 0);
+  int32_t bt[4] = {0, 0, 2, 3}, lens[2] = {0, 5}, qind[3] = {0, 1, 2};
+  attention_args(ctx1, &g, pools[0], pools[1], 2, bt, 2, lens, qind, nq, q,
+                 out, lse);
+  const float *o = out->native, *l = lse->native;
+  int zeros = 1, finite = 1;
+  for (int i = 0; i < nq * 64; i++) zeros &= o[i] == 0.0f && !signbit(o[i]);
+  for (int i = nq * 64; i < 2 * nq * 64; i++) finite &= isfinite(o[i]);
+  ok(zeros && isinf(l[0]) && l[0] < 0 && isinf(l[nq - 1]),
+     "a row with no key gives +0 output and lse -inf");
+  ok(finite && isfinite(l[nq]), "its neighbour in the batch is unaffected");
+  pkv_buffer_destroy(q);
+  pkv_buffer_destroy(out);
+  pkv_buffer_destroy(lse);
+  free_pools(pools, 2);
+
+  /* Enough work to start threads: 1 thread and 3 give the same bytes. */
+  pkv_cache_geometry h = make_geom(PKV_LAYOUT_HND, 130, 16, 2, 128,
+                                   PKV_DTYPE_F32);
+  pools = make_pools(ctx1, &h, 2);
+  fill_floats(pools[0], 0, 1);
+  fill_floats(pools[1], 0, 1);
+  const int32_t nq2 = 8, qlen = 8, kv = 2048;
+  int32_t bt2[128], lens2[1] = {kv}, qind2[2] = {0, qlen};
+  for (int i = 0; i < 128; i++) bt2[i] = (i * 37 + 5) % 130;
+  size_t ob = (size_t)qlen * nq2 * 128 * 4;
+  pkv_buffer *q2, *o1, *o3;
+  pkv_buffer_create(ctx1, ob, &q2);
+  pkv_buffer_create(ctx1, ob, &o1);
+  pkv_buffer_create(ctx1, ob, &o3);
+  fill_floats(q2, 0, 1);
+  attention_args(ctx1, &h, pools[0], pools[1], 1, bt2, 128, lens2, qind2, nq2,
+                 q2, o1, NULL);
+  attention_args(ctx3, &h, pools[0], pools[1], 1, bt2, 128, lens2, qind2, nq2,
+                 q2, o3, NULL);
+  ok(memcmp(o1->native, o3->native, ob) == 0,
+     "1 and 3 worker threads give identical bytes (2048 keys, 8 queries)");
+  pkv_buffer_destroy(q2);
+  pkv_buffer_destroy(o1);
+  pkv_buffer_destroy(o3);
+  free_pools(pools, 2);
+}
+
 int main(void) {
   test_conversions();
   pkv_context_desc d;
@@ -315,6 +411,12 @@ int main(void) {
     test_host_moves(ctx, layout);
     test_write_kv(ctx, layout);
   }
+  pkv_context *ctx3 = NULL;
+  d.cpu_threads = 3;
+  if (pkv_context_create(&d, &ctx3) != PKV_OK) abort();
+  ctx->desc.cpu_threads = 1;
+  test_attention_edges(ctx, ctx3);
+  pkv_context_destroy(ctx3);
   pkv_context_destroy(ctx);
   return done_testing();
 }
