@@ -34,7 +34,7 @@ static uint32_t rnd(void) {
   rng ^= rng << 17;
   return (uint32_t)(rng >> 11);
 }
-static float urand(void) { return (float)rnd() / 2097152.0f * 2.0f - 1.0f; }
+static float urand(void) { return (float)(rnd() / 2147483648.0 - 1.0); }
 
 static pkv_context *ctx;
 
@@ -358,15 +358,23 @@ int main(void) {
   static const int32_t groups[] = {1, 4, 8};
   static const pkv_dtype dts[] = {PKV_DTYPE_F32, PKV_DTYPE_F16, PKV_DTYPE_BF16};
 
-  /* Every head dim, decode over the lengths around a page boundary. */
-  for (int i = 0; i < 7; i++) {
-    tcase c = {.name = "decode, lengths 1/ps-1/ps/ps+1/37",
-               .dt = dts[i % 3], .layout = (pkv_layout)(i % 2), .ps = 16,
-               .nkv = 2, .group = groups[i % 3], .dim = dims[i], .nseq = 5,
-               .kv = {1, 15, 16, 17, 37}, .ql = {1, 1, 1, 1, 1}, .causal = 1,
-               .window = -1};
-    run_case(&c);
-  }
+  /* Every head dim x dtype x layout, decode (and one short extend) over
+   * the lengths around a page boundary, cycling page sizes and GQA ratios. */
+  static const int32_t page_sizes[] = {16, 1, 1024, 7};
+  int idx = 0;
+  for (int i = 0; i < 7; i++)
+    for (int t = 0; t < 3; t++)
+      for (int l = 0; l < 2; l++, idx++) {
+        int32_t ps = page_sizes[idx % 4];
+        int32_t pm1 = ps > 1 ? ps - 1 : 1;
+        tcase c = {.name = "decode at page boundaries",
+                   .dt = dts[t], .layout = (pkv_layout)l, .ps = ps,
+                   .nkv = 1 + idx % 2, .group = groups[idx % 3],
+                   .dim = dims[i], .nseq = 5,
+                   .kv = {1, pm1, ps, ps + 1, 2 * ps + 3},
+                   .ql = {1, 1, 1, 1, 3}, .causal = 1, .window = -1};
+        run_case(&c);
+      }
   /* GQA ratios and MQA, every dtype, both layouts. */
   for (int i = 0; i < 4; i++)
     for (int l = 0; l < 2; l++) {

@@ -334,7 +334,7 @@ static void attention_args(pkv_context *c, const pkv_cache_geometry *g,
 static void fill_floats(pkv_buffer *b, float v, int random) {
   float *f = b->native;
   for (size_t i = 0; i < b->bytes / 4; i++)
-    f[i] = random ? (float)rnd() / 2097152.0f - 1.0f : v;
+    f[i] = random ? (float)(rnd() / 2147483648.0 - 1.0) : v;
 }
 
 static void test_attention_edges(pkv_context *ctx1, pkv_context *ctx3) {
