@@ -35,7 +35,16 @@ typedef struct worker {
 
 static void load_row(pkv_dtype dt, const void *base, int64_t off, int32_t n,
                      double *dst) {
-  for (int32_t d = 0; d < n; d++) dst[d] = pkv_load_elem(dt, base, off + d);
+  if (dt == PKV_DTYPE_F32) {
+    const float *p = (const float *)base + off;
+    for (int32_t d = 0; d < n; d++) dst[d] = p[d];
+  } else if (dt == PKV_DTYPE_F16) {
+    const uint16_t *p = (const uint16_t *)base + off;
+    for (int32_t d = 0; d < n; d++) dst[d] = pkv_f16_to_f32(p[d]);
+  } else {
+    const uint16_t *p = (const uint16_t *)base + off;
+    for (int32_t d = 0; d < n; d++) dst[d] = pkv_bf16_to_f32(p[d]);
+  }
 }
 
 static int64_t pool_offset(const pkv_attn_args *a, int32_t seq, int64_t j,

@@ -43,8 +43,8 @@ static pkv_status rows_bytes(pkv_context *ctx, int64_t rows, int32_t heads,
   if (rows < 0 || !pkv_mul_size((size_t)rows, (size_t)heads, &n) ||
       !pkv_mul_size(n, (size_t)dim, &n) || !pkv_mul_size(n, esz, &n))
     return pkv_fail(ctx, PKV_ERR_OVERFLOW,
-                    "%s: %lld rows x %d heads x %d dims x %zu bytes overflows "
-                    "size_t",
+                    "%s = %lld tokens x %d heads x %d dims x %zu bytes "
+                    "overflows size_t",
                     what, (long long)rows, heads, dim, esz);
   *out = n;
   return PKV_OK;
@@ -70,12 +70,12 @@ static pkv_status need_op(pkv_context *ctx, const void *fn, const char *op) {
  * for n tokens. */
 static pkv_status check_kv_inputs(pkv_context *ctx, const pkv_cache_geometry *g,
                                   const pkv_buffer *k, const pkv_buffer *v,
-                                  int64_t n) {
+                                  int64_t n, const char *n_name) {
   if (!k) return pkv_fail(ctx, PKV_ERR_NULL, "k is NULL");
   if (!v) return pkv_fail(ctx, PKV_ERR_NULL, "v is NULL");
   size_t need;
   pkv_status st = rows_bytes(ctx, n, g->num_kv_heads, g->head_dim,
-                             pkv_dtype_size(g->dtype), "k/v size", &need);
+                             pkv_dtype_size(g->dtype), n_name, &need);
   if (st != PKV_OK) return st;
   char shape[160];
   snprintf(shape, sizeof shape,
@@ -113,7 +113,8 @@ pkv_status pkv_write_kv(pkv_batch *batch, int32_t layer, pkv_buffer *k,
       pkv_batch_get_device(batch, &dev) != PKV_OK)
     return pkv_fail(ctx, PKV_ERR_STATE,
                     "batch has not been built: call pkv_batch_build first");
-  if ((st = check_kv_inputs(ctx, &g, k, v, view.num_tokens)) != PKV_OK)
+  if ((st = check_kv_inputs(ctx, &g, k, v, view.num_tokens,
+                             "batch num_tokens")) != PKV_OK)
     return st;
   const int64_t limit = g.num_pages * (int64_t)g.page_size;
   for (int64_t i = 0; i < view.num_tokens; i++)
@@ -141,7 +142,7 @@ pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer, pkv_buffer *k,
   if ((st = check_layer(ctx, &g, layer)) != PKV_OK) return st;
   if (n < 0)
     return pkv_fail(ctx, PKV_ERR_INVALID, "n = %lld is negative", (long long)n);
-  if ((st = check_kv_inputs(ctx, &g, k, v, n)) != PKV_OK) return st;
+  if ((st = check_kv_inputs(ctx, &g, k, v, n, "n")) != PKV_OK) return st;
   size_t need;
   if (!pkv_mul_size((size_t)n, sizeof(int64_t), &need))
     return pkv_fail(ctx, PKV_ERR_OVERFLOW,
@@ -216,7 +217,7 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
   const int32_t nq = params->num_q_heads;
   size_t need;
   if ((st = rows_bytes(ctx, view.num_tokens, nq, g.head_dim,
-                       pkv_dtype_size(g.dtype), "q/out size", &need)) != PKV_OK)
+                       pkv_dtype_size(g.dtype), "batch num_tokens", &need)) != PKV_OK)
     return st;
   char shape[160];
   snprintf(shape, sizeof shape,
@@ -226,7 +227,7 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
   if ((st = check_buffer(ctx, out, "out", need, shape)) != PKV_OK) return st;
   if (lse) {
     if ((st = rows_bytes(ctx, view.num_tokens, nq, 1, sizeof(float),
-                         "lse size", &need)) != PKV_OK)
+                         "batch num_tokens", &need)) != PKV_OK)
       return st;
     snprintf(shape, sizeof shape, "f32 [%lld tokens][%d q heads]",
              (long long)view.num_tokens, nq);

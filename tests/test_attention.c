@@ -65,8 +65,9 @@ static pkv_buffer *upload_new(const void *src, size_t bytes) {
 static void fill_nan(pkv_buffer *b, pkv_dtype dt) {
   size_t esz = pkv_dtype_size(dt), n = pkv_buffer_size(b) / esz;
   float nan = NAN;
-  unsigned char *tmp = malloc(n * esz + 1);
-  for (size_t i = 0; i < n; i++) pkv_from_f32(dt, &nan, tmp + i * esz, 1);
+  unsigned char one[4], *tmp = malloc(n * esz + 1);
+  pkv_from_f32(dt, &nan, one, 1);
+  for (size_t i = 0; i < n; i++) memcpy(tmp + i * esz, one, esz);
   pkv_buffer_upload(b, 0, tmp, n * esz);
   free(tmp);
 }
@@ -136,7 +137,8 @@ static void run_case(const tcase *c) {
   cd.num_kv_heads = c->nkv;
   cd.head_dim = c->dim;
   cd.page_size = c->ps;
-  cd.num_pages = need_pages + 3 * ndummy + 4;
+  const int32_t dummy_max = c->ps <= 16 ? 3 * c->ps : c->ps; /* tokens */
+  cd.num_pages = need_pages + ndummy * ((dummy_max + c->ps - 1) / c->ps) + 2;
   cd.dtype = c->dt;
   cd.layout = c->layout;
   pkv_cache *cache = NULL;
@@ -153,12 +155,12 @@ static void run_case(const tcase *c) {
     fill_nan(vp, c->dt);
   }
 
-  /* Scramble the free list: dummies take 1..3 pages each, every other one
-   * is released again. */
+  /* Scramble the free list: dummies take a few pages each (one when pages
+   * are large), every other one is released again. */
   pkv_seq_id dummy[ndummy];
   for (int i = 0; i < ndummy; i++) {
     pkv_seq_open(cache, NULL, &dummy[i]);
-    pkv_seq_append(cache, dummy[i], 1 + (int64_t)(rnd() % 3) * c->ps - (c->ps > 1),
+    pkv_seq_append(cache, dummy[i], 1 + (int64_t)(rnd() % (uint32_t)dummy_max),
                    NULL, NULL);
   }
   for (int i = 0; i < ndummy; i += 2) pkv_seq_release(cache, dummy[(i * 5) % ndummy]);

@@ -243,7 +243,7 @@ int main(void) {
          "write_kv_slots: n -1", "n = -1", NULL);
   expect(pkv_write_kv_slots(cache, 0, k, v, slots, INT64_MAX / 4),
          PKV_ERR_OVERFLOW, ctx, "write_kv_slots: n overflowing the byte count",
-         "overflows", NULL);
+         "n = 2305843009213693951", "overflows");
   expect(pkv_write_kv_slots(cache, 0, k, v, slots, QLEN + 1), PKV_ERR_SIZE, ctx,
          "write_kv_slots: n larger than k holds", "k holds", NULL);
   expect(pkv_write_kv_slots(cache, 0, k, v, slots_small, QLEN), PKV_ERR_SIZE,
