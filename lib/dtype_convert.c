@@ -39,18 +39,6 @@ uint16_t pkv_f32_to_f16(float f) {
   return (uint16_t)(sign | (uint16_t)(a >> 13));
 }
 
-float pkv_f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-  if (exp == 0) {
-    /* zero or subnormal: mant * 2^-24, exact in f32 */
-    float v = (float)mant * (1.0f / 16777216.0f);
-    return sign ? -v : v;
-  }
-  if (exp == 31) return bits_f32(sign | 0x7f800000u | (mant << 13));
-  return bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
-}
-
 uint16_t pkv_f32_to_bf16(float f) {
   uint32_t x = f32_bits(f);
   if ((x & 0x7fffffffu) > 0x7f800000u)
@@ -58,8 +46,6 @@ uint16_t pkv_f32_to_bf16(float f) {
   x += 0x7fffu + ((x >> 16) & 1u);
   return (uint16_t)(x >> 16);
 }
-
-float pkv_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
 void pkv_to_f32(pkv_dtype dtype, const void *src, float *dst, size_t n) {
   const uint16_t *s = src;
