@@ -214,7 +214,8 @@ static void run_case(const tcase *c) {
   }
   /* The query runs: appended, then written through the batch. */
   for (int s = 0; s < c->nseq && ok_setup; s++)
-    ok_setup &= pkv_seq_append(cache, seqs[s], c->ql[s], NULL, NULL) == PKV_OK;
+    if (c->ql[s] > 0)
+      ok_setup &= pkv_seq_append(cache, seqs[s], c->ql[s], NULL, NULL) == PKV_OK;
   pkv_batch *batch = NULL;
   ok_setup &= pkv_batch_create(cache, &batch) == PKV_OK;
   if (ok_setup) {
@@ -441,6 +442,14 @@ int main(void) {
                  .dim = 64, .nseq = 2, .kv = {60, 25}, .ql = {3, 25},
                  .causal = 0, .window = 7, .softcap = 5.0f, .alibi = 1};
     run_case(&all);
+  }
+  /* An empty sequence (length 0, no query) beside others in one batch. */
+  for (int l = 0; l < 2; l++) {
+    tcase e = {.name = "empty sequence in the batch", .dt = dts[l + 1],
+               .layout = (pkv_layout)l, .ps = 16, .nkv = 2, .group = 4,
+               .dim = 64, .nseq = 4, .kv = {0, 5, 0, 17}, .ql = {0, 1, 0, 3},
+               .causal = 1, .window = -1};
+    run_case(&e);
   }
   /* Logits around -5e5: the maximum must be subtracted. */
   {
