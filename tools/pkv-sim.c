@@ -283,7 +283,9 @@ static void new_session(sim *s, int64_t step) {
   session *ss = &s->sessions[si];
   memset(ss, 0, sizeof *ss);
   ss->tenant = (int)rrange(0, s->tc.tenants - 1);
-  ss->cls = runif() < s->tc.hi_frac ? 1 : 0;
+  /* the burst is low-class batch traffic */
+  int burst = step >= s->tc.burst_start && step < s->tc.burst_end;
+  ss->cls = !burst && runif() < s->tc.hi_frac ? 1 : 0;
   ss->turns = (int)rrange(1, s->tc.turns_max);
   ss->key = 0x5e55000000000000ull + (uint64_t)si;
   new_request(s, si, step);
@@ -834,7 +836,7 @@ static void setup(sim *s) {
   double mean_user = (double)(t->user_lo + t->user_hi) / 2.0;
   double footprint = mean_user + mean_out + 0.75 * (mean_user + mean_out);
   double fit = (double)pages * s->page / footprint;
-  t->rate = 2.5 * fit / (mean_out + 3.0) / 2.5;
+  t->rate = 1.6 * fit / (mean_out + 3.0) / 2.5;
   t->initial = (int)fit;
   t->burst_rate = t->rate * 4;
   t->burst_start = s->steps * 45 / 100;
