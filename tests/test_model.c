@@ -8,7 +8,7 @@
 
 #include <stdbool.h>
 
-enum { PS = 4, NP = 64, MAXS = 24, MAXTOK = 48, NKEYS = 6 };
+enum { PS = 4, NP = 32, MAXS = 24, MAXTOK = 48, NKEYS = 6 };
 
 typedef struct {
   pkv_seq_id id;
@@ -160,6 +160,12 @@ static void do_append(pkv_cache *c, mseq *s) {
   s->np = (int)np;
   memcpy(s->pages, pg, (size_t)np * 4);
   s->len += n;
+  /* Engines commit what a step computed: usually all of it. */
+  if (rnd(3)) {
+    CHECK(pkv_seq_commit(c, s->id, s->len) == PKV_OK, "commit failed");
+    for (int64_t j = 0; (j + 1) * PS <= s->len; j++)
+      pcommitted[s->pages[j]] = true;
+  }
 }
 
 static void remove_seq(int i) { S[i] = S[--nS]; }
@@ -352,6 +358,8 @@ int main(void) {
       }
     } else {
       what = "swap";
+      /* Run pending copies first, so the model knows their references. */
+      if (pkv_cache_flush(c) == PKV_OK) memset(pending, 0, sizeof pending);
       if (S[i].swapped) {
         pkv_status st = pkv_seq_swap_in(c, &S[i].id, 1);
         if (st == PKV_OK) {
