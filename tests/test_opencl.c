@@ -412,6 +412,10 @@ static void test_kernels(pkv_context *ctx) {
       {128, 8, 1, 1, PKV_DTYPE_F16, PKV_LAYOUT_NHD, 3, {5, 129, 30}, {5, 100, 1}, 1, 8, 0, 1},
       {80, 32, 2, 5, PKV_DTYPE_BF16, PKV_LAYOUT_HND, 2, {77, 3}, {20, 3}, 0, -1, 20.0f, 0},
       {64, 1, 1, 2, PKV_DTYPE_F32, PKV_LAYOUT_NHD, 2, {70, 6}, {33, 6}, 1, 3, 0, 1},
+      /* rows that see no key (more queries than keys; a query over no
+       * keys): zeros and an LSE of -inf, never NaN */
+      {64, 8, 1, 2, PKV_DTYPE_F32, PKV_LAYOUT_HND, 2, {3, 10}, {5, 2}, 1, -1, 0, 0},
+      {64, 8, 1, 2, PKV_DTYPE_F32, PKV_LAYOUT_NHD, 2, {0, 5}, {1, 1}, 1, -1, 0, 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(ctx, &cases[i]);
 }
