@@ -43,11 +43,16 @@ static pkv_status rt_fail(const pkv_context *ctx, const char *call,
                   hipGetErrorName(e), hipGetErrorString(e));
 }
 
-#define RT_CHECK(ctx, name, expr)                                             \
+#define CALL_CHECK(ctx, call, expr)                                           \
   do {                                                                        \
     hipError_t rt_e_ = (expr);                                                \
-    if (rt_e_ != hipSuccess) return rt_fail((ctx), PKV_RT(name), rt_e_);      \
+    if (rt_e_ != hipSuccess) return rt_fail((ctx), (call), rt_e_);            \
   } while (0)
+/* a runtime call, named as the vendor spells it (hipMalloc, cudaMalloc) */
+#define RT_CHECK(ctx, name, expr) CALL_CHECK(ctx, PKV_RT(name), expr)
+/* a kernel launch, named by its kernel */
+#define LAUNCH_CHECK(ctx, kernel, expr) \
+  CALL_CHECK(ctx, (kernel), expr)
 
 /* ------------------------------------------------------------ devices */
 static void fill_info(int index, const hipDeviceProp_t *p,
@@ -292,198 +297,224 @@ static pkv_status need_host(pkv_context *ctx, size_t bytes) {
 static size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 /* ------------------------------------------------------------ operations */
+static pkv_status no_kernels(pkv_context *ctx, const pkv_cache_geometry *g) {
+  return pkv_fail(ctx, PKV_ERR_UNSUPPORTED,
+                  "no HIP kernels for dtype %d with head dim %d (built: f32, "
+                  "f16, bf16 x 64, 80, 96, 112, 128, 192, 256)",
+                  (int)g->dtype, g->head_dim);
+}
+
+static void geometry(pkv_hip_launch *l, const pkv_cache_geometry *g,
+                     pkv_buffer *k_pool, pkv_buffer *v_pool) {
+  l->num_kv_heads = g->num_kv_heads;
+  l->page_size = g->page_size;
+  l->page_stride = g->page_stride;
+  l->head_stride = g->head_stride;
+  l->token_stride = g->token_stride;
+  l->k_pool = k_pool->native;
+  l->v_pool = v_pool->native;
+}
+
 static pkv_status hip_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   pkv_hip_impl *im = impl_of(ctx);
   const pkv_cache_geometry *g = a->geom;
+  if (a->n <= 0) return PKV_OK;
+  const pkv_hip_kset *ks = pkv_hip_kset_for((int)g->dtype, g->head_dim);
+  if (!ks) return no_kernels(ctx, g);
   SET_DEVICE(ctx, im);
-  RT_CHECK(ctx, "LaunchKernel(write_kv)",
-           pkv_hip_launch_write_kv(
-               im->stream, (int)pkv_dtype_size(g->dtype), g->head_dim,
-               g->num_kv_heads, g->page_size, g->page_stride, g->head_stride,
-               g->token_stride, a->k_pool->native, a->v_pool->native,
-               a->k->native, a->v->native, (const int64_t *)a->slots->native,
-               a->n));
+  pkv_hip_launch l;
+  memset(&l, 0, sizeof l);
+  l.stream = im->stream;
+  geometry(&l, g, a->k_pool, a->v_pool);
+  l.k = a->k->native;
+  l.v = a->v->native;
+  l.slots = (const int64_t *)a->slots->native;
+  l.n = a->n;
+  LAUNCH_CHECK(ctx, "launch of pkv_write_kv", ks->write_kv(&l));
   return PKV_OK;
 }
 
-/* Split the keys so that a small batch still fills the device: aim at
- * about four blocks per compute unit, never a split shorter than 256 keys
- * (the merge would cost more than it saves). */
-static void choose_splits(const pkv_hip_impl *im, long long rows,
-                          int max_kv_len, int *num_splits, int *split_len) {
-  long long want = 4LL * im->compute_units;
-  long long ns = rows >= want ? 1 : (want + rows - 1) / rows;
-  long long most = (max_kv_len + 255) / 256;
-  if (ns > most) ns = most;
-  if (ns > 64) ns = 64; /* grid z limit */
-  if (ns < 1) ns = 1;
-  long long len = (max_kv_len + ns - 1) / ns;
-  len = (len + 63) / 64 * 64;
-  if (len < 64) len = 64;
-  *num_splits = (int)((max_kv_len + len - 1) / len);
-  if (*num_splits < 1) *num_splits = 1;
-  *split_len = (int)len;
+/* Copies host data into the scratch at `offset` through the pinned
+ * staging (an H2D copy from pinned memory is truly asynchronous, so the
+ * staging is reused only after the stream has drained). */
+static pkv_status stage_up(pkv_context *ctx, size_t offset, const void *src,
+                           size_t bytes) {
+  pkv_hip_impl *im = impl_of(ctx);
+  pkv_status st = need_host(ctx, bytes);
+  if (st != PKV_OK) return st;
+  RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+  memcpy(im->host, src, bytes);
+  RT_CHECK(ctx, "MemcpyAsync",
+           hipMemcpyAsync((unsigned char *)im->scratch + offset, im->host,
+                          bytes, hipMemcpyHostToDevice, im->stream));
+  return PKV_OK;
 }
 
 static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
   pkv_hip_impl *im = impl_of(ctx);
   const pkv_cache_geometry *g = a->geom;
+  if (a->num_tokens <= 0 || a->num_seqs <= 0) return PKV_OK;
+  const pkv_hip_kset *ks = pkv_hip_kset_for((int)g->dtype, g->head_dim);
+  if (!ks) return no_kernels(ctx, g);
+  if (a->num_seqs > PKV_HIP_MAX_GRID_YZ)
+    return pkv_fail(ctx, PKV_ERR_UNSUPPORTED,
+                    "num_seqs %d exceeds the HIP backend's %d per launch",
+                    a->num_seqs, PKV_HIP_MAX_GRID_YZ);
   SET_DEVICE(ctx, im);
-  if (a->num_tokens <= 0) return PKV_OK;
-  pkv_hip_attn k;
-  memset(&k, 0, sizeof k);
-  k.dtype = (int)g->dtype;
-  k.head_dim = g->head_dim;
-  k.page_size = g->page_size;
-  k.num_kv_heads = g->num_kv_heads;
-  k.num_q_heads = a->num_q_heads;
-  k.page_stride = g->page_stride;
-  k.head_stride = g->head_stride;
-  k.token_stride = g->token_stride;
-  k.k = a->k_pool->native;
-  k.v = a->v_pool->native;
-  k.q = a->q->native;
-  k.out = a->out->native;
-  k.lse = a->lse ? (float *)a->lse->native : NULL;
-  k.block_table = (const int32_t *)a->block_table->native;
-  k.seq_lens = (const int32_t *)a->seq_lens->native;
-  k.q_indptr = (const int32_t *)a->q_indptr->native;
-  k.num_seqs = a->num_seqs;
-  k.max_pages = a->max_pages;
-  k.num_tokens = a->num_tokens;
-  k.scale = a->scale;
-  k.softcap = a->softcap;
-  k.causal = a->causal;
-  k.window_left = a->window_left;
-  k.alibi = a->alibi ? (const float *)a->alibi->native : NULL;
-  long long rows = a->num_tokens * (long long)a->num_q_heads;
-  choose_splits(im, rows, a->max_kv_len > 0 ? a->max_kv_len : 1,
-                &k.num_splits, &k.split_len);
-  if (k.num_splits > 1) {
-    size_t bytes = (size_t)rows * (size_t)k.num_splits *
-                   (size_t)(g->head_dim + 2) * sizeof(float);
-    pkv_status st = need_scratch(ctx, bytes);
-    if (st != PKV_OK) return st;
-    k.partial = (float *)im->scratch;
+  pkv_hip_launch l;
+  memset(&l, 0, sizeof l);
+  l.stream = im->stream;
+  geometry(&l, g, a->k_pool, a->v_pool);
+  l.q = a->q->native;
+  l.out = a->out->native;
+  l.lse = a->lse ? (float *)a->lse->native : NULL;
+  l.block_table = (const int32_t *)a->block_table->native;
+  l.seq_lens = (const int32_t *)a->seq_lens->native;
+  l.q_indptr = (const int32_t *)a->q_indptr->native;
+  l.num_seqs = a->num_seqs;
+  l.max_pages = a->max_pages;
+  l.num_q_heads = a->num_q_heads;
+  l.max_q_len = a->max_q_len;
+  l.max_kv_len = a->max_kv_len;
+  l.scale = a->scale;
+  l.softcap = a->softcap;
+  l.causal = a->causal;
+  l.window_left = a->window_left;
+  l.num_parts = 1;
+  /* Scratch layout: [alibi slopes][partial outputs][partial m, l]. */
+  size_t alibi_bytes = 0, po_bytes = 0, pm_bytes = 0;
+  if (a->h_alibi && !a->alibi)
+    alibi_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
+  if (a->max_q_len <= 1) {
+    int kv = a->max_kv_len > 0 ? a->max_kv_len : 1;
+    l.num_parts = (kv + ks->part - 1) / ks->part;
+    if (l.num_parts > 1) {
+      size_t rows = (size_t)a->num_seqs * (size_t)a->num_q_heads *
+                    (size_t)l.num_parts;
+      po_bytes = align_up(rows * (size_t)g->head_dim * sizeof(float), 256);
+      pm_bytes = rows * 2 * sizeof(float);
+    }
   }
-  RT_CHECK(ctx, "LaunchKernel(attention)",
-           pkv_hip_launch_attention(im->stream, &k));
+  if (alibi_bytes + po_bytes + pm_bytes > 0) {
+    pkv_status st = need_scratch(ctx, alibi_bytes + po_bytes + pm_bytes);
+    if (st != PKV_OK) return st;
+  }
+  unsigned char *sc = (unsigned char *)im->scratch;
+  if (a->alibi) {
+    l.alibi = (const float *)a->alibi->native;
+  } else if (a->h_alibi) {
+    pkv_status st = stage_up(ctx, 0, a->h_alibi,
+                             (size_t)a->num_q_heads * sizeof(float));
+    if (st != PKV_OK) return st;
+    l.alibi = (const float *)sc;
+  }
+  if (l.num_parts > 1) {
+    l.part_o = (float *)(sc + alibi_bytes);
+    l.part_ml = (float *)(sc + alibi_bytes + po_bytes);
+  }
+  LAUNCH_CHECK(ctx,
+               a->max_q_len <= 1 ? "launch of pkv_decode"
+                                 : "launch of pkv_prefill",
+           ks->attention(&l));
   return PKV_OK;
 }
 
-/* Uploads the pools' base pointers (and optionally an int32 list) into the
- * scratch through the pinned staging, in one transfer; returns the device
- * addresses. */
-static pkv_status upload_tables(pkv_context *ctx, pkv_buffer **pools,
-                                int num_pools, const int32_t *list,
-                                long long n, size_t extra,
-                                void ***d_pools, int32_t **d_list,
-                                unsigned char **d_extra) {
-  pkv_hip_impl *im = impl_of(ctx);
-  size_t ptr_bytes = align_up((size_t)num_pools * sizeof(void *), 256);
-  size_t list_bytes = list ? align_up((size_t)n * sizeof(int32_t), 256) : 0;
-  size_t head = ptr_bytes + list_bytes;
-  pkv_status st = need_scratch(ctx, head + extra);
-  if (st == PKV_OK) st = need_host(ctx, head);
-  if (st != PKV_OK) return st;
-  /* the pinned staging may still feed an earlier copy */
-  RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
-  void **hp = (void **)im->host;
-  for (int b = 0; b < num_pools; b++) hp[b] = pools[b]->native;
-  if (list) memcpy(im->host + ptr_bytes, list, (size_t)n * sizeof(int32_t));
-  RT_CHECK(ctx, "MemcpyAsync",
-           hipMemcpyAsync(im->scratch, im->host, head, hipMemcpyHostToDevice,
-                          im->stream));
-  *d_pools = (void **)im->scratch;
-  if (d_list) *d_list = (int32_t *)((unsigned char *)im->scratch + ptr_bytes);
-  if (d_extra) *d_extra = (unsigned char *)im->scratch + head;
-  return PKV_OK;
+static long long words_per_page(const pkv_cache_geometry *g) {
+  return (long long)(g->page_bytes / 16);
 }
 
 static pkv_status hip_copy_pages(pkv_context *ctx, const pkv_copy_args *a) {
   pkv_hip_impl *im = impl_of(ctx);
-  SET_DEVICE(ctx, im);
   if (a->n <= 0 || a->num_pools <= 0) return PKV_OK;
-  void **d_pools = NULL;
-  pkv_status st = upload_tables(ctx, a->pools, a->num_pools, NULL, 0, 0,
-                                &d_pools, NULL, NULL);
-  if (st != PKV_OK) return st;
-  RT_CHECK(ctx, "LaunchKernel(copy_pages)",
-           pkv_hip_launch_copy_pages(im->stream, d_pools, a->num_pools,
-                                     (const int32_t *)a->pairs->native, a->n,
-                                     a->geom->page_bytes));
-  /* the pinned tables are reused by the next call: finish before */
-  RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+  SET_DEVICE(ctx, im);
+  const int32_t *pairs = a->pairs ? (const int32_t *)a->pairs->native : NULL;
+  if (!pairs) {
+    size_t bytes = (size_t)a->n * 2 * sizeof(int32_t);
+    pkv_status st = need_scratch(ctx, bytes);
+    if (st == PKV_OK) st = stage_up(ctx, 0, a->h_pairs, bytes);
+    if (st != PKV_OK) return st;
+    pairs = (const int32_t *)im->scratch;
+  }
+  for (long long i0 = 0; i0 < a->n; i0 += PKV_HIP_MAX_GRID_YZ) {
+    long long n = a->n - i0 < PKV_HIP_MAX_GRID_YZ ? a->n - i0
+                                                  : PKV_HIP_MAX_GRID_YZ;
+    for (int b = 0; b < a->num_pools; b++)
+      LAUNCH_CHECK(ctx, "launch of pkv_copy_pages",
+               pkv_hip_launch_copy_pages(im->stream, a->pools[b]->native,
+                                         pairs + 2 * i0, n,
+                                         words_per_page(a->geom)));
+  }
   return PKV_OK;
 }
 
-/* One gather kernel into device staging, one copy to pinned host memory,
- * then the host pages are filled from it. */
-static pkv_status hip_pages_to_host(pkv_context *ctx,
-                                    const pkv_host_move_args *a) {
+/* Device <-> host tier: the page list travels once; per pool buffer one
+ * gather (scatter) kernel over every page into (from) one device staging
+ * area laid out like the host tier's rows; one copy per direction between
+ * it and pinned memory; the host rows are then filled (read) from there.
+ * Host page hp of pool b lives at host_base + (hp * num_pools + b) *
+ * page_bytes, so a row of num_pools pages is contiguous on both sides. */
+static pkv_status move_pages(pkv_context *ctx, const pkv_host_move_args *a,
+                             int to_host) {
   pkv_hip_impl *im = impl_of(ctx);
-  SET_DEVICE(ctx, im);
   if (a->n <= 0 || a->num_pools <= 0) return PKV_OK;
+  SET_DEVICE(ctx, im);
   size_t unit = (size_t)a->num_pools * a->geom->page_bytes;
-  size_t total;
-  if (!pkv_mul_size(unit, (size_t)a->n, &total))
+  size_t list = align_up((size_t)a->n * sizeof(int32_t), 256);
+  size_t total, need;
+  if (!pkv_mul_size(unit, (size_t)a->n, &total) ||
+      (need = list + total) < total)
     return pkv_fail(ctx, PKV_ERR_OVERFLOW, "%lld pages of %zu bytes overflow",
                     (long long)a->n, unit);
-  void **d_pools = NULL;
-  int32_t *d_pages = NULL;
-  unsigned char *d_stage = NULL;
-  /* grow the pinned staging before the tables travel through it */
-  pkv_status st = need_host(ctx, total);
+  pkv_status st = need_scratch(ctx, need);
+  if (st == PKV_OK) st = need_host(ctx, total > list ? total : list);
   if (st == PKV_OK)
-    st = upload_tables(ctx, a->pools, a->num_pools, a->h_dev_pages, a->n,
-                       total, &d_pools, &d_pages, &d_stage);
+    st = stage_up(ctx, 0, a->h_dev_pages, (size_t)a->n * sizeof(int32_t));
   if (st != PKV_OK) return st;
-  RT_CHECK(ctx, "LaunchKernel(gather_pages)",
-           pkv_hip_launch_stage_pages(im->stream, d_pools, a->num_pools,
-                                      d_pages, a->n, a->geom->page_bytes,
-                                      d_stage, 1));
-  RT_CHECK(ctx, "MemcpyAsync",
-           hipMemcpyAsync(im->host, d_stage, total, hipMemcpyDeviceToHost,
-                          im->stream));
+  const int32_t *pages = (const int32_t *)im->scratch;
+  unsigned char *stage = (unsigned char *)im->scratch + list;
+  const long long wpp = words_per_page(a->geom);
+  if (!to_host) {
+    RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+    for (int64_t i = 0; i < a->n; i++)
+      memcpy(im->host + (size_t)i * unit,
+             a->host_base + (size_t)a->h_host_pages[i] * unit, unit);
+    RT_CHECK(ctx, "MemcpyAsync",
+             hipMemcpyAsync(stage, im->host, total, hipMemcpyHostToDevice,
+                            im->stream));
+  }
+  for (long long i0 = 0; i0 < a->n; i0 += PKV_HIP_MAX_GRID_YZ) {
+    long long n = a->n - i0 < PKV_HIP_MAX_GRID_YZ ? a->n - i0
+                                                  : PKV_HIP_MAX_GRID_YZ;
+    for (int b = 0; b < a->num_pools; b++)
+      LAUNCH_CHECK(ctx,
+                   to_host ? "launch of pkv_gather_pages"
+                           : "launch of pkv_scatter_pages",
+               pkv_hip_launch_move_pages(im->stream, a->pools[b]->native,
+                                         stage + (size_t)i0 * unit,
+                                         pages + i0, n, wpp, a->num_pools,
+                                         b, to_host));
+  }
+  if (to_host)
+    RT_CHECK(ctx, "MemcpyAsync",
+             hipMemcpyAsync(im->host, stage, total, hipMemcpyDeviceToHost,
+                            im->stream));
+  /* host rows are read (written) by the caller once we return */
   RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
-  for (int64_t i = 0; i < a->n; i++)
-    memcpy(a->host_base + (size_t)a->h_host_pages[i] * unit,
-           im->host + (size_t)i * unit, unit);
+  if (to_host)
+    for (int64_t i = 0; i < a->n; i++)
+      memcpy(a->host_base + (size_t)a->h_host_pages[i] * unit,
+             im->host + (size_t)i * unit, unit);
   return PKV_OK;
+}
+
+static pkv_status hip_pages_to_host(pkv_context *ctx,
+                                    const pkv_host_move_args *a) {
+  return move_pages(ctx, a, 1);
 }
 
 static pkv_status hip_pages_from_host(pkv_context *ctx,
                                       const pkv_host_move_args *a) {
-  pkv_hip_impl *im = impl_of(ctx);
-  SET_DEVICE(ctx, im);
-  if (a->n <= 0 || a->num_pools <= 0) return PKV_OK;
-  size_t unit = (size_t)a->num_pools * a->geom->page_bytes;
-  size_t total;
-  if (!pkv_mul_size(unit, (size_t)a->n, &total))
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW, "%lld pages of %zu bytes overflow",
-                    (long long)a->n, unit);
-  void **d_pools = NULL;
-  int32_t *d_pages = NULL;
-  unsigned char *d_stage = NULL;
-  /* tables first (they use the pinned staging), then the page data */
-  pkv_status st = need_host(ctx, total);
-  if (st == PKV_OK)
-    st = upload_tables(ctx, a->pools, a->num_pools, a->h_dev_pages, a->n,
-                       total, &d_pools, &d_pages, &d_stage);
-  if (st != PKV_OK) return st;
-  RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
-  for (int64_t i = 0; i < a->n; i++)
-    memcpy(im->host + (size_t)i * unit,
-           a->host_base + (size_t)a->h_host_pages[i] * unit, unit);
-  RT_CHECK(ctx, "MemcpyAsync",
-           hipMemcpyAsync(d_stage, im->host, total, hipMemcpyHostToDevice,
-                          im->stream));
-  RT_CHECK(ctx, "LaunchKernel(scatter_pages)",
-           pkv_hip_launch_stage_pages(im->stream, d_pools, a->num_pools,
-                                      d_pages, a->n, a->geom->page_bytes,
-                                      d_stage, 0));
-  RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
-  return PKV_OK;
+  return move_pages(ctx, a, 0);
 }
 
 extern "C" const pkv_backend_ops pkv_hip_backend = {

@@ -9,58 +9,65 @@
 
 #include <stdint.h>
 
-/* Threads of the generic kernels: a multiple of every wave size (32, 64). */
-#define PKV_HIP_BLOCK 128
-/* Largest head dim the API accepts (pkv_cache_desc.head_dim). */
-#define PKV_HIP_MAX_HEAD_DIM 256
+/* The host compile of a translation unit (HIP and CUDA compile each one
+ * once for the host and once per device target). */
+#if !defined(__HIP_DEVICE_COMPILE__) && !defined(__CUDA_ARCH__)
+#define PKV_HIP_HOST_PASS 1
+#endif
 
-/* Paged attention over one layer, in the terms of the kernels. */
-struct pkv_hip_attn {
-  int dtype;                 /* pkv_dtype */
-  int head_dim, page_size, num_kv_heads, num_q_heads;
-  long long page_stride, head_stride, token_stride; /* elements */
-  const void *k, *v;         /* pools */
-  const void *q;             /* [num_tokens][num_q_heads][head_dim] */
-  void *out;                 /* same shape */
-  float *lse;                /* [num_tokens][num_q_heads] or NULL */
+/* Everything a portable kernel launch needs, as plain values. */
+struct pkv_hip_launch {
+  hipStream_t stream;
+  /* geometry (elements of the storage dtype) */
+  int num_kv_heads, page_size;
+  long long page_stride, head_stride, token_stride;
+  void *k_pool, *v_pool;
+  /* K/V write */
+  const void *k, *v;
+  const int64_t *slots;
+  long long n;
+  /* attention */
+  const void *q;
+  void *out;
+  float *lse;                 /* NULL: not written */
   const int32_t *block_table, *seq_lens, *q_indptr;
-  int num_seqs, max_pages;
-  long long num_tokens;
+  const float *alibi;         /* NULL: off */
+  float *part_o, *part_ml;    /* decode partitions, when num_parts > 1 */
+  int num_seqs, max_pages, num_q_heads, max_q_len, max_kv_len;
   float scale, softcap;
-  int causal, window_left;
-  const float *alibi;        /* [num_q_heads] or NULL */
-  /* split-K: keys of a query are cut into num_splits runs of split_len;
-   * with num_splits > 1 the partial results (m, l, acc[head_dim]) go to
-   * partial and a merge kernel combines them by log-sum-exp. */
-  int num_splits, split_len;
-  float *partial;            /* [num_tokens][num_q_heads][num_splits][head_dim+2] */
+  int causal, window_left, num_parts;
 };
 
-/* Each launcher queues its kernels on `stream` and returns the launch
- * status (hipGetLastError), so the host side can name the failing step. */
-hipError_t pkv_hip_launch_write_kv(hipStream_t stream, int elem_bytes,
-                                   int head_dim, int num_kv_heads,
-                                   int page_size, long long page_stride,
-                                   long long head_stride,
-                                   long long token_stride, void *k_pool,
-                                   void *v_pool, const void *k, const void *v,
-                                   const int64_t *slots, long long n);
+/* The kernels of one (dtype, head dim) instantiation. */
+struct pkv_hip_kset {
+  int part; /* keys per decode partition (PKV_PART) */
+  hipError_t (*write_kv)(const pkv_hip_launch *a);
+  /* decode (+ merge when num_parts > 1) if max_q_len <= 1, else prefill */
+  hipError_t (*attention)(const pkv_hip_launch *a);
+};
 
-hipError_t pkv_hip_launch_attention(hipStream_t stream,
-                                    const pkv_hip_attn *a);
+/* NULL when the build has no kernels for that pair. */
+const pkv_hip_kset *pkv_hip_kset_for(int dtype, int head_dim);
 
-/* Copies page src -> dst of every pool; pools: device array of num_pools
- * base pointers; pairs: device int32 [n][2]. */
-hipError_t pkv_hip_launch_copy_pages(hipStream_t stream, void *const *pools,
-                                     int num_pools, const int32_t *pairs,
-                                     long long n, size_t page_bytes);
+/* Head dims instantiated, in the order of the per-dtype tables. */
+#define PKV_HIP_HEAD_DIMS {64, 80, 96, 112, 128, 192, 256}
+#define PKV_HIP_NUM_HEAD_DIMS 7
+extern const pkv_hip_kset pkv_hip_ksets_t0[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_kset pkv_hip_ksets_t1[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_kset pkv_hip_ksets_t2[PKV_HIP_NUM_HEAD_DIMS];
 
-/* Gathers device pages pages[i] of every pool into
- * stage + (i * num_pools + b) * page_bytes (to_stage), or scatters back
- * (!to_stage). */
-hipError_t pkv_hip_launch_stage_pages(hipStream_t stream, void *const *pools,
-                                      int num_pools, const int32_t *pages,
-                                      long long n, size_t page_bytes,
-                                      void *stage, int to_stage);
+/* Largest grid extent in y and z on every vendor. */
+#define PKV_HIP_MAX_GRID_YZ 65535
+
+/* Page moves of one pool buffer, in 16-byte words (kernels/pages.cl):
+ * copy pairs[i] = {src, dst}; gather pages[i] into staging row
+ * i * num_pools + b (to_stage) or scatter back. n <= PKV_HIP_MAX_GRID_YZ. */
+hipError_t pkv_hip_launch_copy_pages(hipStream_t stream, void *pool,
+                                     const int32_t *pairs, long long n,
+                                     long long words_per_page);
+hipError_t pkv_hip_launch_move_pages(hipStream_t stream, void *pool,
+                                     void *staging, const int32_t *pages,
+                                     long long n, long long words_per_page,
+                                     int num_pools, int b, int to_stage);
 
 #endif
