@@ -10,6 +10,13 @@
  *   PKV_INLINE            device helper function qualifier
  *   pkv_load_f16/pkv_store_f16, pkv_load_bf16/pkv_store_bf16
  *   pkv_expf pkv_logf pkv_tanhf pkv_fmaxf pkv_sqrtf
+ *   pkv_ld8_f32/f16/bf16  8 consecutive elements into a private float[8]
+ *                         (one 16-byte load for f16/bf16, two for f32)
+ *   PKV_KNAME(name)       kernel entry name; HIP instantiates the same
+ *                         sources several times with suffixed names
+ *   pkv_half              storage type of an f16 element (pointers only)
+ * Compile-time constants come from the build options: PKV_HEAD_DIM and
+ * PKV_DTYPE (0 f32, 1 f16, 2 bf16), tile sizes in kernels/common.cl.
  * Vendor fast paths (sub-groups, warp/wave shuffles, matrix units) live in
  * the backend's own headers behind PKV_HAVE_* macros, never here. */
 #ifndef PKV_KERNEL_DIALECT_H
@@ -42,6 +49,26 @@ typedef ushort pkv_u16;
 #define pkv_fmaxf(a, b) fmax((a), (b))
 #define pkv_sqrtf(x) sqrt(x)
 #define PKV_INFINITY INFINITY
+typedef half pkv_half;
+/* vloadN only needs element alignment, so these are legal at any element
+ * offset; the kernels call them at multiples of 8 elements, where a
+ * device with 16-byte memory transactions gets whole ones. */
+PKV_INLINE void pkv_ld8_f32(const PKV_GLOBAL float *p, float *o) {
+  float8 t = vload8(0, p);
+  o[0] = t.s0; o[1] = t.s1; o[2] = t.s2; o[3] = t.s3;
+  o[4] = t.s4; o[5] = t.s5; o[6] = t.s6; o[7] = t.s7;
+}
+PKV_INLINE void pkv_ld8_f16(const PKV_GLOBAL half *p, float *o) {
+  float8 t = vload_half8(0, p);
+  o[0] = t.s0; o[1] = t.s1; o[2] = t.s2; o[3] = t.s3;
+  o[4] = t.s4; o[5] = t.s5; o[6] = t.s6; o[7] = t.s7;
+}
+PKV_INLINE void pkv_ld8_bf16(const PKV_GLOBAL ushort *p, float *o) {
+  uint8 t = convert_uint8(vload8(0, p)) << 16;
+  o[0] = as_float(t.s0); o[1] = as_float(t.s1); o[2] = as_float(t.s2);
+  o[3] = as_float(t.s3); o[4] = as_float(t.s4); o[5] = as_float(t.s5);
+  o[6] = as_float(t.s6); o[7] = as_float(t.s7);
+}
 #else
 /* ------------------------------------------------------------ HIP / CUDA */
 #define PKV_KERNEL extern "C" __global__
@@ -71,6 +98,22 @@ typedef unsigned short pkv_u16;
 #define pkv_fmaxf(a, b) fmaxf((a), (b))
 #define pkv_sqrtf(x) sqrtf(x)
 #define PKV_INFINITY __int_as_float(0x7f800000)
+/* The backend header may provide vector versions (PKV_HAVE_LD8); the
+ * scalar fallback (macros, so pkv_load_f16 may be defined later) lets the
+ * compiler merge the loads where it can. pkv_half (e.g. __half) comes from
+ * the backend header with pkv_load_f16. */
+#ifndef PKV_HAVE_LD8
+#define pkv_ld8_f32(p, o)                                                     \
+  do { for (int e_ = 0; e_ < 8; e_++) (o)[e_] = (p)[e_]; } while (0)
+#define pkv_ld8_f16(p, o)                                                     \
+  do { for (int e_ = 0; e_ < 8; e_++) (o)[e_] = pkv_load_f16((p), e_); } while (0)
+#define pkv_ld8_bf16(p, o)                                                    \
+  do { for (int e_ = 0; e_ < 8; e_++) (o)[e_] = pkv_bf16_to_f32((p)[e_]); } while (0)
+#endif
+#endif
+
+#ifndef PKV_KNAME
+#define PKV_KNAME(name) name
 #endif
 
 /* bf16 is the upper half of an f32: portable through bit operations. */

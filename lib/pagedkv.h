@@ -369,6 +369,21 @@ typedef struct pkv_stats {
 
 PKV_API pkv_status pkv_cache_stats(const pkv_cache *cache, pkv_stats *out);
 
+/* Introspection of one device page, for tests, tools and debugging. */
+#define PKV_PAGE_FREE 0   /* on the free list */
+#define PKV_PAGE_LIVE 1   /* held by at least one sequence */
+#define PKV_PAGE_CACHED 2 /* refcount 0, kept for prefix or session reuse */
+
+typedef struct pkv_page_info {
+  int32_t state;          /* PKV_PAGE_* */
+  int32_t refcount;       /* sequences (and pending copies) holding it */
+  int32_t priority_class; /* class charged (live) or attributed (cached) */
+  int32_t indexed;        /* 1 when matchable in the prefix index */
+} pkv_page_info;
+
+PKV_API pkv_status pkv_page_get_info(const pkv_cache *cache, int32_t page,
+                                     pkv_page_info *out);
+
 /* ------------------------------------------------------------------ */
 /* Batch descriptor                                                     */
 /* ------------------------------------------------------------------ */

@@ -1,0 +1,315 @@
+/* Cache creation: validation of the description, the K/V pools of every
+ * layer, the host tier; geometry queries. */
+#include "cache.h"
+#include "prefix.h"
+#include "session.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pkv_cache_desc_init(pkv_cache_desc *desc) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->num_layers = 1;
+  desc->num_kv_heads = 1;
+  desc->head_dim = 128;
+  desc->page_size = 16;
+  desc->num_pages = 0;
+  desc->dtype = PKV_DTYPE_F16;
+  desc->layout = PKV_LAYOUT_HND;
+  desc->num_classes = 1;
+  desc->max_reserved_fraction = 0.9;
+}
+
+static bool head_dim_ok(int32_t d) {
+  static const int32_t dims[] = {64, 80, 96, 112, 128, 192, 256};
+  for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+    if (dims[i] == d) return true;
+  return false;
+}
+
+/* Checks the description and fills the geometry; num_pages derived from
+ * pool_bytes when 0. */
+static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
+                             pkv_cache_geometry *g, int32_t *ncls) {
+  if (d->num_layers < 1)
+    return pkv_fail(ctx, PKV_ERR_INVALID, "desc->num_layers %d must be >= 1",
+                    d->num_layers);
+  if (d->num_kv_heads < 1)
+    return pkv_fail(ctx, PKV_ERR_INVALID, "desc->num_kv_heads %d must be >= 1",
+                    d->num_kv_heads);
+  if (!head_dim_ok(d->head_dim))
+    return pkv_fail(ctx, PKV_ERR_INVALID,
+                    "desc->head_dim %d is not one of 64, 80, 96, 112, 128, "
+                    "192, 256",
+                    d->head_dim);
+  if (d->page_size < 1 || d->page_size > 1024)
+    return pkv_fail(ctx, PKV_ERR_INVALID,
+                    "desc->page_size %d is outside 1..1024", d->page_size);
+  size_t esize = pkv_dtype_size(d->dtype);
+  if (!esize)
+    return pkv_fail(ctx, PKV_ERR_INVALID,
+                    "desc->dtype %d is unknown (f32, f16, bf16)", (int)d->dtype);
+  if (d->layout != PKV_LAYOUT_HND && d->layout != PKV_LAYOUT_NHD)
+    return pkv_fail(ctx, PKV_ERR_INVALID,
+                    "desc->layout %d is unknown (HND=0, NHD=1)", (int)d->layout);
+  if (d->num_pages < 0)
+    return pkv_fail(ctx, PKV_ERR_INVALID, "desc->num_pages %lld is negative",
+                    (long long)d->num_pages);
+  size_t page_elems, page_bytes;
+  if (!pkv_mul_size((size_t)d->num_kv_heads, (size_t)d->page_size,
+                    &page_elems) ||
+      !pkv_mul_size(page_elems, (size_t)d->head_dim, &page_elems) ||
+      !pkv_mul_size(page_elems, esize, &page_bytes))
+    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+                    "page bytes num_kv_heads %d * page_size %d * head_dim %d "
+                    "* %zu overflow",
+                    d->num_kv_heads, d->page_size, d->head_dim, esize);
+  int64_t num_pages = d->num_pages;
+  if (num_pages == 0) {
+    size_t per_page;
+    if (!pkv_mul_size(page_bytes, 2 * (size_t)d->num_layers, &per_page))
+      return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+                      "page bytes %zu * 2 * num_layers %d overflow", page_bytes,
+                      d->num_layers);
+    uint64_t np = d->pool_bytes / per_page;
+    if (np == 0)
+      return pkv_fail(ctx, PKV_ERR_INVALID,
+                      "desc->num_pages is 0 and desc->pool_bytes %llu is "
+                      "smaller than one page of K+V over all layers "
+                      "(%zu bytes)",
+                      (unsigned long long)d->pool_bytes, per_page);
+    if (np > (uint64_t)INT64_MAX) np = (uint64_t)INT64_MAX;
+    num_pages = (int64_t)np;
+  }
+  if (num_pages > INT32_MAX)
+    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+                    "num_pages %lld exceeds %d: page ids are int32",
+                    (long long)num_pages, INT32_MAX);
+  size_t layer_bytes, total;
+  if (!pkv_mul_size(page_bytes, (size_t)num_pages, &layer_bytes) ||
+      !pkv_mul_size(layer_bytes, 2 * (size_t)d->num_layers, &total))
+    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+                    "pool bytes num_pages %lld * page bytes %zu * 2 * "
+                    "num_layers %d overflow",
+                    (long long)num_pages, page_bytes, d->num_layers);
+  /* Priority classes. */
+  int32_t nc = d->num_classes == 0 ? 1 : d->num_classes;
+  if (nc < 1 || nc > PKV_MAX_CLASSES)
+    return pkv_fail(ctx, PKV_ERR_RANGE, "desc->num_classes %d is outside 0..%d",
+                    d->num_classes, PKV_MAX_CLASSES);
+  double frac = d->max_reserved_fraction == 0 ? 0.9 : d->max_reserved_fraction;
+  if (!(frac > 0 && frac <= 1))
+    return pkv_fail(ctx, PKV_ERR_INVALID,
+                    "desc->max_reserved_fraction %g is outside (0, 1]", frac);
+  int64_t sum = 0;
+  for (int32_t c = 0; c < PKV_MAX_CLASSES; c++) {
+    int64_t r = d->class_reserved[c];
+    if (r < 0)
+      return pkv_fail(ctx, PKV_ERR_INVALID,
+                      "desc->class_reserved[%d] %lld is negative", c,
+                      (long long)r);
+    if (r > 0 && c >= nc)
+      return pkv_fail(ctx, PKV_ERR_RANGE,
+                      "desc->class_reserved[%d] is set but num_classes is %d",
+                      c, nc);
+    if (r > num_pages)
+      return pkv_fail(ctx, PKV_ERR_INVALID,
+                      "desc->class_reserved[%d] %lld exceeds num_pages %lld", c,
+                      (long long)r, (long long)num_pages);
+    sum += r;
+  }
+  int64_t cap = (int64_t)floor(frac * (double)num_pages);
+  if (sum > cap)
+    return pkv_fail(ctx, PKV_ERR_INVALID,
+                    "desc->class_reserved sums to %lld pages, over the cap "
+                    "max_reserved_fraction %g * num_pages %lld = %lld",
+                    (long long)sum, frac, (long long)num_pages, (long long)cap);
+  if (d->num_host_pages < 0)
+    return pkv_fail(ctx, PKV_ERR_INVALID,
+                    "desc->num_host_pages %lld is negative",
+                    (long long)d->num_host_pages);
+  size_t host_bytes;
+  if (!pkv_mul_size((size_t)d->num_host_pages, page_bytes, &host_bytes) ||
+      !pkv_mul_size(host_bytes, 2 * (size_t)d->num_layers, &host_bytes))
+    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+                    "host tier num_host_pages %lld * page bytes %zu * 2 * "
+                    "num_layers %d overflow",
+                    (long long)d->num_host_pages, page_bytes, d->num_layers);
+
+  memset(g, 0, sizeof *g);
+  g->num_layers = d->num_layers;
+  g->num_kv_heads = d->num_kv_heads;
+  g->head_dim = d->head_dim;
+  g->page_size = d->page_size;
+  g->num_pages = num_pages;
+  g->dtype = d->dtype;
+  g->layout = d->layout;
+  int64_t H = d->num_kv_heads, P = d->page_size, D = d->head_dim;
+  if (d->layout == PKV_LAYOUT_HND) {
+    g->page_stride = H * P * D;
+    g->head_stride = P * D;
+    g->token_stride = D;
+  } else {
+    g->page_stride = P * H * D;
+    g->head_stride = D;
+    g->token_stride = H * D;
+  }
+  g->page_bytes = page_bytes;
+  g->layer_bytes = layer_bytes;
+  *ncls = nc;
+  return PKV_OK;
+}
+
+static void free_cache(pkv_cache *c) {
+  if (!c) return;
+  for (int32_t i = 0; c->pools && i < c->num_pools; i++)
+    if (c->pools[i]) pkv_buffer_free_view(c->pools[i]);
+  for (int32_t i = 0; c->natives && i < c->num_pools; i++)
+    if (c->natives[i]) c->ctx->ops->mem_free(c->ctx, c->natives[i]);
+  free(c->pools);
+  free(c->natives);
+  pkv_buffer_destroy(c->cow_dev);
+  free(c->cow_pairs);
+  free(c->host_base);
+  free(c->host_free);
+  pkv_pool_fini(&c->pool);
+  free(c);
+}
+
+static void evict_hook(void *ud, int32_t page) {
+  pkv_prefix_forget((pkv_cache *)ud, page);
+}
+
+pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
+                            pkv_cache **out) {
+  if (!ctx) return pkv_fail(NULL, PKV_ERR_NULL, "ctx is NULL");
+  if (!desc) return pkv_fail(ctx, PKV_ERR_NULL, "desc is NULL");
+  if (!out) return pkv_fail(ctx, PKV_ERR_NULL, "out is NULL");
+  pkv_cache_geometry g;
+  int32_t ncls = 1;
+  pkv_status st = check_desc(ctx, desc, &g, &ncls);
+  if (st != PKV_OK) return st;
+
+  pkv_cache *c = calloc(1, sizeof *c);
+  if (!c) return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "cache allocation");
+  c->ctx = ctx;
+  c->desc = *desc;
+  c->desc.num_pages = g.num_pages;
+  c->desc.num_classes = ncls;
+  if (c->desc.max_reserved_fraction == 0) c->desc.max_reserved_fraction = 0.9;
+  c->geom = g;
+  c->next_id = 1;
+  c->num_pools = 2 * g.num_layers;
+  if (!pkv_pool_init(&c->pool, g.num_pages, g.page_size, ncls)) {
+    free_cache(c);
+    return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
+                    "page table of num_pages %lld entries",
+                    (long long)g.num_pages);
+  }
+  c->pool.on_evict = evict_hook;
+  c->pool.ud = c;
+  for (int32_t k = 0; k < ncls; k++) c->pool.reserved[k] = desc->class_reserved[k];
+  c->natives = calloc((size_t)c->num_pools, sizeof *c->natives);
+  c->pools = calloc((size_t)c->num_pools, sizeof *c->pools);
+  if (!c->natives || !c->pools) {
+    free_cache(c);
+    return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "pool tables");
+  }
+  for (int32_t i = 0; i < c->num_pools; i++) {
+    st = ctx->ops->mem_alloc(ctx, g.layer_bytes, &c->natives[i]);
+    if (st != PKV_OK) {
+      c->natives[i] = NULL;
+      free_cache(c);
+      return pkv_fail(ctx, st,
+                      "pool %d of %d (layer %d %s): %zu bytes for num_pages "
+                      "%lld could not be allocated",
+                      i, c->num_pools, i / 2, (i & 1) ? "V" : "K",
+                      g.layer_bytes, (long long)g.num_pages);
+    }
+    st = pkv_buffer_make_view(ctx, c->natives[i], g.layer_bytes, &c->pools[i]);
+    if (st != PKV_OK) {
+      free_cache(c);
+      return st;
+    }
+  }
+  if (desc->num_host_pages > 0) {
+    size_t bytes = (size_t)desc->num_host_pages * (size_t)c->num_pools *
+                   g.page_bytes;
+    c->host_base = malloc(bytes);
+    c->host_free = malloc((size_t)desc->num_host_pages * sizeof *c->host_free);
+    if (!c->host_base || !c->host_free) {
+      free_cache(c);
+      return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
+                      "host tier of num_host_pages %lld (%zu bytes)",
+                      (long long)desc->num_host_pages, bytes);
+    }
+    /* Popped from the end: host page 0 first. */
+    for (int64_t i = 0; i < desc->num_host_pages; i++)
+      c->host_free[i] = desc->num_host_pages - 1 - i;
+    c->host_nfree = desc->num_host_pages;
+  }
+  *out = c;
+  return PKV_OK;
+}
+
+void pkv_cache_destroy(pkv_cache *c) {
+  if (!c) return;
+  for (size_t i = 0; i < c->seqs.cap; i++) {
+    pkv_seq *s = c->seqs.vals[i];
+    if (!s) continue;
+    free(s->pages);
+    free(s->host_pages);
+    free(s);
+  }
+  pkv_hmap_free(&c->seqs);
+  pkv_session_free_all(c);
+  pkv_prefix_free(c);
+  free_cache(c);
+}
+
+pkv_context *pkv_cache_context(const pkv_cache *c) { return c ? c->ctx : NULL; }
+
+pkv_status pkv_cache_get_geometry(const pkv_cache *c, pkv_cache_geometry *out) {
+  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!out) return pkv_fail(c->ctx, PKV_ERR_NULL, "out is NULL");
+  *out = c->geom;
+  return PKV_OK;
+}
+
+pkv_status pkv_cache_kv(pkv_cache *c, int32_t layer, pkv_buffer **k,
+                        pkv_buffer **v) {
+  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (layer < 0 || layer >= c->geom.num_layers)
+    return pkv_fail(c->ctx, PKV_ERR_RANGE, "layer %d is outside 0..%d", layer,
+                    c->geom.num_layers - 1);
+  if (k) *k = c->pools[2 * layer];
+  if (v) *v = c->pools[2 * layer + 1];
+  return PKV_OK;
+}
+
+pkv_status pkv_cache_find_seq(const pkv_cache *c, pkv_seq_id id,
+                              const char *what, pkv_seq **out) {
+  pkv_seq *s = id > 0 ? pkv_hmap_get(&c->seqs, (uint64_t)id) : NULL;
+  if (!s)
+    return pkv_fail(c->ctx, PKV_ERR_NOT_FOUND, "%s %lld is not an open sequence",
+                    what, (long long)id);
+  *out = s;
+  return PKV_OK;
+}
+
+pkv_status pkv_cache_no_pages(pkv_cache *c, int32_t cls, int64_t need,
+                              const char *what) {
+  c->alloc_failures++;
+  const pkv_pool *p = &c->pool;
+  return pkv_fail(c->ctx, PKV_ERR_NO_PAGES,
+                  "%s needs %lld pages for class %d; free %lld, cached %lld "
+                  "(evictable by this class %lld), class may still take %lld "
+                  "(reserve %lld, in use %lld)",
+                  what, (long long)need, cls, (long long)p->nfree,
+                  (long long)p->ncached,
+                  (long long)(pkv_pool_reclaimable(p, cls) - p->nfree),
+                  (long long)pkv_pool_quota(p, cls),
+                  (long long)p->reserved[cls], (long long)p->in_use[cls]);
+}

@@ -1,0 +1,243 @@
+/* Reference paged attention: plain loops, double accumulation, two passes
+ * (logits and their maximum, then the softmax-weighted sum of V), so that it
+ * is obviously correct. One work item is one (query token, kv head): the q
+ * heads of a GQA group share each K/V row load. Work items are spread over
+ * plain pthreads; every item writes only its own output rows, so the result
+ * does not depend on the thread count. */
+#include "cpu_attention.h"
+#include "dtype_convert.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Below this many multiply-adds a call runs in the calling thread: starting
+ * threads would cost more than it saves. */
+#define PKV_CPU_PARALLEL_MIN_WORK (1LL << 20)
+
+typedef struct job {
+  const pkv_attn_args *a;
+  const int32_t *tok_seq; /* query token -> sequence */
+  int32_t group;          /* q heads per kv head */
+  int64_t max_kv;         /* longest sequence: the logits row length */
+  double scale;
+} job;
+
+typedef struct worker {
+  const job *j;
+  int64_t first, step;    /* items first, first+step, ... */
+  double *scratch;        /* see run_item */
+  pthread_t tid;
+  int started;
+} worker;
+
+static void load_row(pkv_dtype dt, const void *base, int64_t off, int32_t n,
+                     double *dst) {
+  if (dt == PKV_DTYPE_F32) {
+    const float *p = (const float *)base + off;
+    for (int32_t d = 0; d < n; d++) dst[d] = p[d];
+  } else if (dt == PKV_DTYPE_F16) {
+    const uint16_t *p = (const uint16_t *)base + off;
+    for (int32_t d = 0; d < n; d++) dst[d] = pkv_f16_to_f32(p[d]);
+  } else {
+    const uint16_t *p = (const uint16_t *)base + off;
+    for (int32_t d = 0; d < n; d++) dst[d] = pkv_bf16_to_f32(p[d]);
+  }
+}
+
+/* Four partial sums break the add-latency chain; still double throughout. */
+static double dot(const double *a, const double *b, int32_t n) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int32_t d = 0;
+  for (; d + 4 <= n; d += 4) {
+    s0 += a[d] * b[d];
+    s1 += a[d + 1] * b[d + 1];
+    s2 += a[d + 2] * b[d + 2];
+    s3 += a[d + 3] * b[d + 3];
+  }
+  for (; d < n; d++) s0 += a[d] * b[d];
+  return (s0 + s1) + (s2 + s3);
+}
+
+static void axpy(double *restrict acc, double p, const double *restrict x,
+                 int32_t n) {
+  for (int32_t d = 0; d < n; d++) acc[d] += p * x[d];
+}
+
+static int64_t pool_offset(const pkv_attn_args *a, int32_t seq, int64_t j,
+                           int32_t kvh) {
+  const pkv_cache_geometry *g = a->geom;
+  int32_t page =
+      a->h_block_table[(int64_t)seq * a->max_pages + j / g->page_size];
+  int64_t t = j % g->page_size;
+  return (int64_t)page * g->page_stride + (int64_t)kvh * g->head_stride +
+         t * g->token_stride;
+}
+
+static void run_item(const job *jb, int64_t item, double *scratch) {
+  const pkv_attn_args *a = jb->a;
+  const pkv_cache_geometry *g = a->geom;
+  const pkv_dtype dt = g->dtype;
+  const int32_t dim = g->head_dim, G = jb->group, nkv = g->num_kv_heads;
+  const int64_t tok = item / nkv;
+  const int32_t kvh = (int32_t)(item % nkv);
+  const int32_t seq = jb->tok_seq[tok];
+  const int64_t kv_len = a->h_seq_lens[seq];
+  const int64_t q_len = a->h_q_indptr[seq + 1] - a->h_q_indptr[seq];
+  const int64_t qpos = (tok - a->h_q_indptr[seq]) + kv_len - q_len;
+
+  int64_t lo = 0, hi = kv_len - 1; /* visible keys [lo, hi] */
+  if (a->causal && qpos < hi) hi = qpos;
+  if (a->window_left >= 0 && qpos - a->window_left > lo)
+    lo = qpos - a->window_left;
+
+  const int64_t max_kv = jb->max_kv;
+  double *logits = scratch;                  /* [G][max_kv] */
+  double *qv = logits + (int64_t)G * max_kv; /* [G][dim] */
+  double *acc = qv + (int64_t)G * dim;       /* [G][dim] */
+  double *row = acc + (int64_t)G * dim;      /* [dim] */
+  double *mx = row + dim, *sum = mx + G;     /* [G] each */
+
+  const void *qbase = a->q->native;
+  void *obase = a->out->native;
+  float *lse = a->lse ? (float *)a->lse->native : NULL;
+  const void *kp = a->k_pool->native, *vp = a->v_pool->native;
+
+  for (int32_t r = 0; r < G; r++) {
+    int32_t hq = kvh * G + r;
+    load_row(dt, qbase, (tok * a->num_q_heads + hq) * (int64_t)dim, dim,
+             qv + (int64_t)r * dim);
+  }
+
+  if (hi < lo) {
+    /* No visible key: zeros and -inf, never NaN. */
+    for (int32_t r = 0; r < G; r++) {
+      int32_t hq = kvh * G + r;
+      for (int32_t d = 0; d < dim; d++)
+        pkv_store_elem(dt, obase, (tok * a->num_q_heads + hq) * (int64_t)dim + d,
+                       0.0);
+      if (lse) lse[tok * a->num_q_heads + hq] = -INFINITY;
+    }
+    return;
+  }
+
+  const int64_t n = hi - lo + 1;
+  for (int64_t j = lo; j <= hi; j++) {
+    load_row(dt, kp, pool_offset(a, seq, j, kvh), dim, row);
+    for (int32_t r = 0; r < G; r++) {
+      double s = dot(qv + (int64_t)r * dim, row, dim) * jb->scale;
+      if (a->softcap > 0.0f) s = a->softcap * tanh(s / a->softcap);
+      if (a->h_alibi) s += (double)a->h_alibi[kvh * G + r] * (double)(j - qpos);
+      logits[(int64_t)r * max_kv + (j - lo)] = s;
+    }
+  }
+
+  for (int32_t r = 0; r < G; r++) {
+    const double *l = logits + (int64_t)r * max_kv;
+    double m = l[0];
+    for (int64_t i = 1; i < n; i++)
+      if (l[i] > m) m = l[i];
+    mx[r] = m;
+    sum[r] = 0.0;
+    for (int32_t d = 0; d < dim; d++) acc[(int64_t)r * dim + d] = 0.0;
+  }
+
+  for (int64_t j = lo; j <= hi; j++) {
+    load_row(dt, vp, pool_offset(a, seq, j, kvh), dim, row);
+    for (int32_t r = 0; r < G; r++) {
+      double p = exp(logits[(int64_t)r * max_kv + (j - lo)] - mx[r]);
+      sum[r] += p;
+      axpy(acc + (int64_t)r * dim, p, row, dim);
+    }
+  }
+
+  for (int32_t r = 0; r < G; r++) {
+    int32_t hq = kvh * G + r;
+    int64_t o = (tok * a->num_q_heads + hq) * (int64_t)dim;
+    for (int32_t d = 0; d < dim; d++)
+      pkv_store_elem(dt, obase, o + d, acc[(int64_t)r * dim + d] / sum[r]);
+    if (lse) lse[tok * a->num_q_heads + hq] = (float)(mx[r] + log(sum[r]));
+  }
+}
+
+static void *run_worker(void *arg) {
+  worker *w = arg;
+  const job *jb = w->j;
+  int64_t items = jb->a->num_tokens * jb->a->geom->num_kv_heads;
+  for (int64_t i = w->first; i < items; i += w->step)
+    run_item(jb, i, w->scratch);
+  return NULL;
+}
+
+static int thread_count(const pkv_context *ctx, const pkv_attn_args *a,
+                        int64_t items, int64_t max_kv) {
+  double work = (double)a->num_tokens * a->num_q_heads * (double)max_kv *
+                a->geom->head_dim;
+  if (work < PKV_CPU_PARALLEL_MIN_WORK) return 1;
+  long n = ctx->desc.cpu_threads;
+  if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) n = 1;
+  if (n > 256) n = 256;
+  if (n > items) n = (long)items;
+  return (int)n;
+}
+
+pkv_status pkv_cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
+  const pkv_cache_geometry *g = a->geom;
+  if (a->num_tokens <= 0) return PKV_OK;
+  const int32_t group = a->num_q_heads / g->num_kv_heads;
+  const int64_t items = a->num_tokens * g->num_kv_heads;
+
+  int32_t *tok_seq = malloc((size_t)a->num_tokens * sizeof *tok_seq);
+  if (!tok_seq)
+    return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
+                    "CPU attention: token map of %lld entries",
+                    (long long)a->num_tokens);
+  for (int32_t s = 0; s < a->num_seqs; s++)
+    for (int32_t t = a->h_q_indptr[s]; t < a->h_q_indptr[s + 1]; t++)
+      tok_seq[t] = s;
+
+  int64_t max_kv = 1;
+  for (int32_t s = 0; s < a->num_seqs; s++)
+    if (a->h_seq_lens[s] > max_kv) max_kv = a->h_seq_lens[s];
+  int nthreads = thread_count(ctx, a, items, max_kv);
+  const size_t per = (size_t)group * (size_t)max_kv +
+                     2 * (size_t)group * (size_t)g->head_dim +
+                     (size_t)g->head_dim + 2 * (size_t)group;
+  double *scratch = malloc((size_t)nthreads * per * sizeof(double));
+  worker *ws = calloc((size_t)nthreads, sizeof *ws);
+  if (!scratch || !ws) {
+    free(tok_seq);
+    free(scratch);
+    free(ws);
+    return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
+                    "CPU attention: scratch for %d threads x %lld keys",
+                    nthreads, (long long)max_kv);
+  }
+
+  job jb = {a, tok_seq, group, max_kv,
+            a->scale > 0.0f ? (double)a->scale : 1.0 / sqrt((double)g->head_dim)};
+  for (int i = 0; i < nthreads; i++) {
+    ws[i].j = &jb;
+    ws[i].first = i;
+    ws[i].step = nthreads;
+    ws[i].scratch = scratch + (size_t)i * per;
+  }
+  /* Worker 0 is the calling thread; a worker whose thread cannot start is
+   * run here too, so a failed pthread_create only costs speed. */
+  for (int i = 1; i < nthreads; i++)
+    ws[i].started = pthread_create(&ws[i].tid, NULL, run_worker, &ws[i]) == 0;
+  run_worker(&ws[0]);
+  for (int i = 1; i < nthreads; i++) {
+    if (ws[i].started)
+      pthread_join(ws[i].tid, NULL);
+    else
+      run_worker(&ws[i]);
+  }
+  free(tok_seq);
+  free(scratch);
+  free(ws);
+  return PKV_OK;
+}

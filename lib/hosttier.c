@@ -1,0 +1,233 @@
+/* Host tier: sequences move between device pages and host pages, one
+ * batched backend transfer per call. A sequence with a shared page (forked,
+ * or attached from the prefix cache by another live sequence) is refused:
+ * moving it would either duplicate the page or pull it from under the
+ * others. Indexed or session pages it alone holds stay cached on the
+ * device after the move. */
+#include "cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Resolves and checks ids: found, not twice, in the wanted swap state. */
+static pkv_status resolve(pkv_cache *c, const pkv_seq_id *seqs, int32_t n,
+                          bool want_swapped, pkv_seq **out, int64_t *pages) {
+  uint64_t stamp = ++c->build_stamp;
+  *pages = 0;
+  for (int32_t i = 0; i < n; i++) {
+    pkv_seq *s = seqs[i] > 0 ? pkv_hmap_get(&c->seqs, (uint64_t)seqs[i]) : NULL;
+    if (!s)
+      return pkv_fail(c->ctx, PKV_ERR_NOT_FOUND,
+                      "seqs[%d] = %lld is not an open sequence", i,
+                      (long long)seqs[i]);
+    if (s->mark == stamp)
+      return pkv_fail(c->ctx, PKV_ERR_DUPLICATE,
+                      "seqs[%d] and seqs[%d] are both sequence %lld",
+                      s->mark_pos, i, (long long)seqs[i]);
+    s->mark = stamp;
+    s->mark_pos = i;
+    if (s->swapped != want_swapped)
+      return pkv_fail(c->ctx, PKV_ERR_STATE, "seqs[%d] = %lld is %s", i,
+                      (long long)seqs[i],
+                      s->swapped ? "already swapped out" : "not swapped out");
+    out[i] = s;
+    *pages += s->npages;
+  }
+  return PKV_OK;
+}
+
+static pkv_status check_args(pkv_cache *c, const pkv_seq_id *seqs, int32_t n,
+                             bool out_dir) {
+  if (!seqs) return pkv_fail(c->ctx, PKV_ERR_NULL, "seqs is NULL");
+  if (n < 1) return pkv_fail(c->ctx, PKV_ERR_INVALID, "n %d must be >= 1", n);
+  if (c->desc.num_host_pages == 0)
+    return pkv_fail(c->ctx, PKV_ERR_NO_HOST_PAGES,
+                    "the cache has no host tier (desc.num_host_pages is 0)");
+  if (out_dir ? !c->ctx->ops->pages_to_host : !c->ctx->ops->pages_from_host)
+    return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED,
+                    "backend '%s' cannot move pages %s the host tier",
+                    c->ctx->ops->name, out_dir ? "to" : "from");
+  return PKV_OK;
+}
+
+pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
+  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  pkv_status st = check_args(c, seqs, n, true);
+  if (st != PKV_OK) return st;
+  pkv_seq **ss = malloc((size_t)n * sizeof *ss);
+  if (!ss) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
+  int64_t k;
+  st = resolve(c, seqs, n, false, ss, &k);
+  /* Pending copies hold references: settle them first. */
+  if (st == PKV_OK) st = pkv_cache_flush_copies(c);
+  for (int32_t i = 0; st == PKV_OK && i < n; i++)
+    for (int64_t j = 0; j < ss[i]->npages; j++)
+      if (c->pool.pg[ss[i]->pages[j]].ref > 1) {
+        st = pkv_fail(c->ctx, PKV_ERR_STATE,
+                      "seqs[%d] = %lld shares page %d with another sequence: "
+                      "shared pages are not swapped",
+                      i, (long long)seqs[i], ss[i]->pages[j]);
+        break;
+      }
+  if (st == PKV_OK && k > c->host_nfree)
+    st = pkv_fail(c->ctx, PKV_ERR_NO_HOST_PAGES,
+                  "swap_out needs %lld host pages; %lld free of %lld",
+                  (long long)k, (long long)c->host_nfree,
+                  (long long)c->desc.num_host_pages);
+  int32_t *dev = NULL;
+  int64_t *host = NULL, **per = NULL;
+  if (st == PKV_OK) {
+    dev = malloc((size_t)(k ? k : 1) * sizeof *dev);
+    host = malloc((size_t)(k ? k : 1) * sizeof *host);
+    per = calloc((size_t)n, sizeof *per);
+    bool fail = !dev || !host || !per;
+    for (int32_t i = 0; !fail && i < n; i++)
+      fail = !(per[i] = malloc((size_t)(ss[i]->npages ? ss[i]->npages : 1) *
+                               sizeof **per));
+    if (fail)
+      st = pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
+                    (long long)k);
+  }
+  if (st == PKV_OK) {
+    int64_t t = 0;
+    for (int32_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < ss[i]->npages; j++, t++) {
+        dev[t] = ss[i]->pages[j];
+        host[t] = c->host_free[c->host_nfree - 1 - t];
+        per[i][j] = host[t];
+      }
+    pkv_host_move_args a = {.geom = &c->geom,
+                            .pools = c->pools,
+                            .num_pools = c->num_pools,
+                            .h_dev_pages = dev,
+                            .h_host_pages = host,
+                            .n = k,
+                            .host_base = c->host_base};
+    if (k > 0) st = c->ctx->ops->pages_to_host(c->ctx, &a);
+  }
+  if (st == PKV_OK) {
+    c->host_nfree -= k;
+    for (int32_t i = 0; i < n; i++) {
+      pkv_seq *s = ss[i];
+      pkv_seq_account(c, s, -1);
+      for (int64_t j = s->npages; j-- > 0;) pkv_pool_unref(&c->pool, s->pages[j]);
+      s->host_pages = per[i];
+      per[i] = NULL;
+      s->swapped = true;
+      s->version++;
+    }
+    c->swaps_out += n;
+  }
+  for (int32_t i = 0; per && i < n; i++) free(per[i]);
+  free(per);
+  free(dev);
+  free(host);
+  free(ss);
+  return st;
+}
+
+/* Whether the classes of ss can take their pages together: a counter-only
+ * run of the pool's take rule, so mixed classes are judged exactly. */
+static bool can_take_all(const pkv_pool *p0, pkv_seq **ss, int32_t n,
+                         int32_t *fail_cls, int64_t *fail_need) {
+  pkv_pool p = *p0;
+  for (int32_t i = 0; i < n; i++) {
+    int32_t cls = ss[i]->cls;
+    for (int64_t j = 0; j < ss[i]->npages; j++) {
+      if (!pkv_pool_can_take(&p, cls, 1)) {
+        *fail_cls = cls;
+        *fail_need = ss[i]->npages;
+        return false;
+      }
+      if (p.nfree > 0) {
+        p.nfree--;
+      } else {
+        int32_t d = 0;
+        while (p.ncached_cls[d] == 0) d++;
+        p.ncached_cls[d]--;
+        p.ncached--;
+      }
+      p.nlive++;
+      p.in_use[cls]++;
+    }
+  }
+  return true;
+}
+
+pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
+  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  pkv_status st = check_args(c, seqs, n, false);
+  if (st != PKV_OK) return st;
+  pkv_seq **ss = malloc((size_t)n * sizeof *ss);
+  if (!ss) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
+  int64_t k;
+  st = resolve(c, seqs, n, true, ss, &k);
+  int32_t fcls = 0;
+  int64_t fneed = 0;
+  if (st == PKV_OK && !can_take_all(&c->pool, ss, n, &fcls, &fneed))
+    st = pkv_cache_no_pages(c, fcls, fneed, "swap_in");
+  int32_t *dev = NULL;
+  int64_t *host = NULL;
+  if (st == PKV_OK) {
+    dev = malloc((size_t)(k ? k : 1) * sizeof *dev);
+    host = malloc((size_t)(k ? k : 1) * sizeof *host);
+    bool fail = !dev || !host;
+    for (int32_t i = 0; !fail && i < n; i++)
+      fail = !pkv_seq_grow(ss[i], ss[i]->npages);
+    if (fail)
+      st = pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
+                    (long long)k);
+  }
+  if (st == PKV_OK) {
+    int64_t t = 0;
+    for (int32_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < ss[i]->npages; j++, t++) {
+        dev[t] = pkv_pool_take(&c->pool, ss[i]->cls);
+        host[t] = ss[i]->host_pages[j];
+      }
+    pkv_host_move_args a = {.geom = &c->geom,
+                            .pools = c->pools,
+                            .num_pools = c->num_pools,
+                            .h_dev_pages = dev,
+                            .h_host_pages = host,
+                            .n = k,
+                            .host_base = c->host_base};
+    if (k > 0) st = c->ctx->ops->pages_from_host(c->ctx, &a);
+    if (st != PKV_OK) {
+      /* The taken pages go back (cached pages evicted for them stay gone). */
+      for (int64_t j = k; j-- > 0;) pkv_pool_unref(&c->pool, dev[j]);
+    }
+  }
+  if (st == PKV_OK) {
+    int64_t t = 0;
+    for (int32_t i = 0; i < n; i++) {
+      pkv_seq *s = ss[i];
+      for (int64_t j = 0; j < s->npages; j++, t++) {
+        s->pages[j] = dev[t];
+        c->host_free[c->host_nfree++] = s->host_pages[j];
+        /* Token ids stay unknown: the copy's ids were not kept. */
+        c->pool.pg[dev[t]].known = 0;
+      }
+      free(s->host_pages);
+      s->host_pages = NULL;
+      s->swapped = false;
+      s->version++;
+      pkv_seq_account(c, s, +1);
+    }
+    c->swaps_in += n;
+  }
+  free(dev);
+  free(host);
+  free(ss);
+  return st;
+}
+
+int pkv_seq_is_swapped(const pkv_cache *c, pkv_seq_id id) {
+  if (!c) {
+    pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+    return -1;
+  }
+  pkv_seq *s;
+  if (pkv_cache_find_seq(c, id, "seq", &s) != PKV_OK) return -1;
+  return s->swapped ? 1 : 0;
+}

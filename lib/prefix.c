@@ -1,0 +1,240 @@
+/* Prefix reuse. A full, committed page is indexed under
+ *   key = XXH3-128(parent key, namespace, its token ids)
+ * and a hit needs the key, the namespace, the parent page (and that
+ * page's generation) and every token id to be equal, so neither a hash
+ * collision nor a recycled parent page can hand out wrong KV. */
+#include "prefix.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static XXH128_hash_t page_key(XXH128_hash_t parent, uint64_t ns,
+                              const int32_t *tokens, int32_t ps) {
+  unsigned char buf[16 + 8 + 1024 * 4];
+  memcpy(buf, &parent.low64, 8);
+  memcpy(buf + 8, &parent.high64, 8);
+  memcpy(buf + 16, &ns, 8);
+  memcpy(buf + 24, tokens, (size_t)ps * 4);
+  return XXH3_128bits(buf, 24 + (size_t)ps * 4);
+}
+
+static size_t bucket_of(const pkv_prefix_index *x, XXH128_hash_t k) {
+  return (size_t)k.low64 & (x->nbuckets - 1);
+}
+
+static pkv_pentry *lookup(const pkv_cache *c, XXH128_hash_t key, uint64_t ns,
+                          int32_t parent, const int32_t *tokens) {
+  const pkv_prefix_index *x = &c->prefix;
+  if (!x->nbuckets) return NULL;
+  const int32_t ps = c->geom.page_size;
+  for (pkv_pentry *e = x->buckets[bucket_of(x, key)]; e; e = e->bnext) {
+    if (!XXH128_isEqual(e->key, key) || e->ns != ns || e->parent != parent)
+      continue;
+    if (parent >= 0 && e->parent_gen != c->pool.pg[parent].gen) continue;
+    const pkv_page *g = &c->pool.pg[e->page];
+    if (g->tokens && !memcmp(g->tokens, tokens, (size_t)ps * 4)) return e;
+  }
+  return NULL;
+}
+
+static void unlink_entry(pkv_cache *c, pkv_pentry *e) {
+  pkv_prefix_index *x = &c->prefix;
+  if (e->bprev) e->bprev->bnext = e->bnext;
+  else x->buckets[bucket_of(x, e->key)] = e->bnext;
+  if (e->bnext) e->bnext->bprev = e->bprev;
+  if (e->nprev) {
+    e->nprev->nnext = e->nnext;
+  } else if (e->nnext) {
+    pkv_hmap_put(&x->namespaces, e->ns, e->nnext);
+  } else {
+    pkv_hmap_del(&x->namespaces, e->ns);
+  }
+  if (e->nnext) e->nnext->nprev = e->nprev;
+  x->count--;
+  c->pool.pg[e->page].entry = NULL;
+  free(e);
+}
+
+void pkv_prefix_forget(pkv_cache *c, int32_t page) {
+  pkv_pentry *e = c->pool.pg[page].entry;
+  if (e) unlink_entry(c, e);
+}
+
+void pkv_prefix_free(pkv_cache *c) {
+  pkv_prefix_index *x = &c->prefix;
+  for (size_t b = 0; b < x->nbuckets; b++) {
+    for (pkv_pentry *e = x->buckets[b], *nx; e; e = nx) {
+      nx = e->bnext;
+      free(e);
+    }
+  }
+  free(x->buckets);
+  x->buckets = NULL;
+  x->nbuckets = 0;
+  pkv_hmap_free(&x->namespaces);
+}
+
+/* Room for one more entry; false when memory is short. */
+static bool index_reserve(pkv_cache *c, uint64_t ns) {
+  pkv_prefix_index *x = &c->prefix;
+  if (!pkv_hmap_get(&x->namespaces, ns) && !pkv_hmap_reserve(&x->namespaces, 1))
+    return false;
+  if ((size_t)x->count + 1 <= x->nbuckets) return true;
+  size_t nb = x->nbuckets ? x->nbuckets * 2 : 1024;
+  pkv_pentry **bk = calloc(nb, sizeof *bk);
+  if (!bk) return false;
+  for (size_t b = 0; b < x->nbuckets; b++) {
+    for (pkv_pentry *e = x->buckets[b], *nx; e; e = nx) {
+      nx = e->bnext;
+      size_t i = (size_t)e->key.low64 & (nb - 1);
+      e->bprev = NULL;
+      e->bnext = bk[i];
+      if (bk[i]) bk[i]->bprev = e;
+      bk[i] = e;
+    }
+  }
+  free(x->buckets);
+  x->buckets = bk;
+  x->nbuckets = nb;
+  return true;
+}
+
+static pkv_pentry *insert(pkv_cache *c, int32_t page, XXH128_hash_t key,
+                          uint64_t ns, int32_t parent) {
+  if (!index_reserve(c, ns)) return NULL;
+  pkv_pentry *e = calloc(1, sizeof *e);
+  if (!e) return NULL;
+  pkv_prefix_index *x = &c->prefix;
+  e->key = key;
+  e->ns = ns;
+  e->page = page;
+  e->parent = parent;
+  e->parent_gen = parent >= 0 ? c->pool.pg[parent].gen : 0;
+  size_t b = bucket_of(x, key);
+  e->bnext = x->buckets[b];
+  if (e->bnext) e->bnext->bprev = e;
+  x->buckets[b] = e;
+  pkv_pentry *head = pkv_hmap_get(&x->namespaces, ns);
+  e->nnext = head;
+  if (head) head->nprev = e;
+  pkv_hmap_put(&x->namespaces, ns, e);
+  x->count++;
+  c->pool.pg[page].entry = e;
+  return e;
+}
+
+/* Whether the chain's last canonical page is still the one indexed. */
+static bool chain_alive(const pkv_cache *c, const pkv_seq *s) {
+  if (s->chain_page < 0) return true;
+  const pkv_page *g = &c->pool.pg[s->chain_page];
+  return g->gen == s->chain_gen && g->entry != NULL;
+}
+
+void pkv_prefix_index_seq(pkv_cache *c, pkv_seq *s) {
+  const int32_t ps = c->geom.page_size;
+  while (s->chain_ok && s->chain_pages < s->npages &&
+         (s->chain_pages + 1) * ps <= s->committed) {
+    int32_t page = s->pages[s->chain_pages];
+    pkv_page *g = &c->pool.pg[page];
+    if (!g->known || !g->tokens || !chain_alive(c, s)) {
+      s->chain_ok = false;
+      break;
+    }
+    XXH128_hash_t key = page_key(s->chain_key, s->ns, g->tokens, ps);
+    pkv_pentry *e = lookup(c, key, s->ns, s->chain_page, g->tokens);
+    /* An equal page already indexed stands for this one: the chain goes on
+     * from it, so that later pages of this sequence stay reachable. */
+    int32_t canon = e ? e->page : page;
+    if (!e && (g->entry || !insert(c, page, key, s->ns, s->chain_page))) {
+      s->chain_ok = false;
+      break;
+    }
+    s->chain_page = canon;
+    s->chain_gen = c->pool.pg[canon].gen;
+    s->chain_key = key;
+    s->chain_pages++;
+  }
+}
+
+pkv_status pkv_seq_commit(pkv_cache *c, pkv_seq_id id, int64_t computed) {
+  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  pkv_seq *s;
+  pkv_status st = pkv_cache_find_seq(c, id, "seq", &s);
+  if (st != PKV_OK) return st;
+  if (computed < 0 || computed > s->len)
+    return pkv_fail(c->ctx, PKV_ERR_RANGE,
+                    "computed %lld is outside 0..%lld (the length of seq %lld)",
+                    (long long)computed, (long long)s->len, (long long)id);
+  if (s->swapped)
+    return pkv_fail(c->ctx, PKV_ERR_STATE, "seq %lld is swapped out",
+                    (long long)id);
+  if (computed > s->committed) s->committed = computed;
+  pkv_prefix_index_seq(c, s);
+  return PKV_OK;
+}
+
+pkv_status pkv_seq_match_prefix(pkv_cache *c, pkv_seq_id id,
+                                const int32_t *tokens, int64_t n,
+                                int64_t *reused) {
+  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!reused) return pkv_fail(c->ctx, PKV_ERR_NULL, "reused is NULL");
+  if (n < 0)
+    return pkv_fail(c->ctx, PKV_ERR_INVALID, "n %lld is negative",
+                    (long long)n);
+  if (!tokens && n > 0) return pkv_fail(c->ctx, PKV_ERR_NULL, "tokens is NULL");
+  pkv_seq *s;
+  pkv_status st = pkv_cache_find_seq(c, id, "seq", &s);
+  if (st != PKV_OK) return st;
+  if (s->len != 0 || s->npages != 0 || s->swapped || !s->chain_ok ||
+      s->chain_pages != 0)
+    return pkv_fail(c->ctx, PKV_ERR_STATE,
+                    "seq %lld is not a fresh empty sequence (length %lld): "
+                    "match a prefix before appending",
+                    (long long)id, (long long)s->len);
+  const int32_t ps = c->geom.page_size;
+  int64_t quota = pkv_pool_quota(&c->pool, s->cls), cost = 0, m = 0;
+  int32_t parent = -1;
+  XXH128_hash_t key = {0, 0};
+  while ((m + 1) * ps <= n) {
+    const int32_t *t = tokens + m * ps;
+    XXH128_hash_t k = page_key(key, s->ns, t, ps);
+    pkv_pentry *e = lookup(c, k, s->ns, parent, t);
+    if (!e) break;
+    /* A cached page becomes live again: it counts against the class. */
+    int64_t more = c->pool.pg[e->page].ref == 0;
+    if (cost + more > quota) break;
+    if (!pkv_seq_grow(s, m + 1))
+      return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "page list of seq %lld",
+                      (long long)id);
+    s->pages[m++] = e->page;
+    cost += more;
+    parent = e->page;
+    key = k;
+  }
+  c->prefix_lookups++;
+  for (int64_t i = 0; i < m; i++) pkv_pool_ref(&c->pool, s->pages[i], s->cls);
+  s->npages = m;
+  s->len = m * ps;
+  s->committed = s->len;
+  s->chain_pages = m;
+  if (m > 0) {
+    s->chain_page = parent;
+    s->chain_gen = c->pool.pg[parent].gen;
+    s->chain_key = key;
+  }
+  c->prefix_hit_tokens += s->len;
+  pkv_seq_account(c, s, +1);
+  *reused = s->len;
+  return PKV_OK;
+}
+
+pkv_status pkv_namespace_drop(pkv_cache *c, uint64_t ns) {
+  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  pkv_pentry *e;
+  while ((e = pkv_hmap_get(&c->prefix.namespaces, ns)) != NULL) {
+    int32_t page = e->page;
+    unlink_entry(c, e);
+    pkv_pool_maybe_free(&c->pool, page);
+  }
+  return PKV_OK;
+}

@@ -1,0 +1,26 @@
+/* Prefix index: committed full pages keyed by a chained XXH3-128 hash of
+ * (parent key, namespace, token ids), every hit verified token by token. */
+#ifndef PKV_PREFIX_H
+#define PKV_PREFIX_H
+
+#include "cache.h"
+
+struct pkv_pentry {
+  XXH128_hash_t key;
+  uint64_t ns;
+  int32_t page;
+  int32_t parent;        /* indexed parent page, -1 at the root */
+  uint32_t parent_gen;   /* the parent's generation when indexed */
+  pkv_pentry *bnext, *bprev;   /* bucket chain */
+  pkv_pentry *nnext, *nprev;   /* namespace list */
+};
+
+/* The page is being evicted or invalidated: drop its entry. */
+void pkv_prefix_forget(pkv_cache *c, int32_t page);
+void pkv_prefix_free(pkv_cache *c);
+/* Indexes the sequence's full committed pages not yet considered. May
+ * leave pages unindexed when memory is short (never an error: indexing is
+ * an optimisation). */
+void pkv_prefix_index_seq(pkv_cache *c, pkv_seq *s);
+
+#endif

@@ -1,0 +1,72 @@
+/* Helpers shared by the control-plane tests: a CPU context, small caches,
+ * and snapshots of the whole visible state for all-or-nothing checks. */
+#ifndef PKV_CP_UTIL_H
+#define PKV_CP_UTIL_H
+
+#include "pagedkv.h"
+#include "tap.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline pkv_context *cp_ctx(void) {
+  pkv_context_desc d;
+  pkv_context_desc_init(&d);
+  d.backend = PKV_BACKEND_CPU;
+  pkv_context *ctx = NULL;
+  if (pkv_context_create(&d, &ctx) != PKV_OK) {
+    printf("Bail out! CPU context: %s\n", pkv_last_error(NULL));
+    exit(1);
+  }
+  return ctx;
+}
+
+static inline pkv_cache *cp_cache(pkv_context *ctx, int32_t page_size,
+                           int64_t num_pages) {
+  pkv_cache_desc d;
+  pkv_cache_desc_init(&d);
+  d.head_dim = 64;
+  d.page_size = page_size;
+  d.num_pages = num_pages;
+  d.dtype = PKV_DTYPE_F16;
+  pkv_cache *c = NULL;
+  if (pkv_cache_create(ctx, &d, &c) != PKV_OK) {
+    printf("Bail out! cache: %s\n", pkv_last_error(ctx));
+    exit(1);
+  }
+  return c;
+}
+
+/* Everything an engine can observe about a set of sequences. */
+typedef struct cp_snap {
+  pkv_stats st;
+  int n;
+  int64_t len[64], np[64];
+  int32_t pages[64][256];
+} cp_snap;
+
+static inline void cp_take(const pkv_cache *c, const pkv_seq_id *ids, int n,
+                    cp_snap *s) {
+  memset(s, 0, sizeof *s);
+  pkv_cache_stats(c, &s->st);
+  s->n = n;
+  for (int i = 0; i < n && i < 64; i++) {
+    if (pkv_seq_length(c, ids[i], &s->len[i]) != PKV_OK) s->len[i] = -1;
+    if (pkv_seq_pages(c, ids[i], s->pages[i], 256, &s->np[i]) != PKV_OK)
+      s->np[i] = -1;
+  }
+}
+
+static inline int cp_same(const cp_snap *a, const cp_snap *b) {
+  return !memcmp(a, b, sizeof *a);
+}
+
+/* free + live + cached == total */
+static inline int cp_conserved(const pkv_cache *c) {
+  pkv_stats st;
+  pkv_cache_stats(c, &st);
+  return st.pages_free + st.pages_live + st.pages_cached == st.pages_total;
+}
+
+#endif
