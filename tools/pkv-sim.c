@@ -35,14 +35,13 @@ typedef struct options {
   int quick;
   int64_t pages;      /* 0 = default */
   const char *csv;
-  int verbose;
 } options;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: pkv-sim [--backend auto|cpu|opencl|hip] [--device N]\n"
           "               [--seed S] [--steps N] [--pages N] [--quick]\n"
-          "               [--csv FILE] [--verbose]\n"
+          "               [--csv FILE]\n"
           "Plays a synthetic multi-tenant serving trace through pagedkv with\n"
           "real K/V writes and attention (a random-weight model), then prints\n"
           "utilisation, prefix reuse, admissions, preemptions, swaps and\n"
@@ -67,7 +66,6 @@ static int parse_options(int argc, char **argv, options *o) {
     const char *a = argv[i];
     long long v;
     if (!strcmp(a, "--quick")) { o->quick = 1; continue; }
-    if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) { o->verbose = 1; continue; }
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
     if (i + 1 >= argc) {
       fprintf(stderr, "pkv-sim: unknown option or missing value: %s\n", a);
@@ -755,13 +753,6 @@ static void step_once(sim *s, int64_t step) {
   s->decode_tokens += dec;
   if (np > s->max_running_seen) s->max_running_seen = np;
 
-  if (getenv("PKV_SIM_DEBUG"))
-    fprintf(stderr, "step %lld free %lld live %lld cached %lld c0 %lld/%lld c1 %lld/%lld borrowed %lld waste %lld\n",
-            (long long)step, (long long)st.pages_free, (long long)st.pages_live,
-            (long long)st.pages_cached, (long long)st.classes[0].in_use,
-            (long long)st.classes[0].reserved, (long long)st.classes[1].in_use,
-            (long long)st.classes[1].reserved, (long long)st.classes[1].borrowed,
-            (long long)st.waste_slots);
   if (s->csv)
     fprintf(s->csv,
             "%lld,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.4f,%.4f,%.4f,"
