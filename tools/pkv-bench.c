@@ -520,12 +520,14 @@ static int bench_control(pkv_context *ctx, int nseqs, int64_t len, int iters,
     }
   /* 1-token appends in turn across the sequences, as decode steps do */
   int64_t rounds = len < 1024 ? len : 1024;
-  int32_t tok = 1;
+  uint32_t lcg = 1;
+  int32_t tok;
   int64_t slot;
   double t0 = now_s();
   for (int64_t r = 0; r < rounds; r++)
     for (int s = 0; s < nseqs; s++) {
-      tok = tok * 1103515245 + 12345;
+      lcg = lcg * 1103515245u + 12345u;
+      tok = (int32_t)(lcg >> 1);
       if ((st = pkv_seq_append(cache, seqs[s], 1, &tok, &slot)) != PKV_OK) {
         seterr(ctx, st, "pkv_seq_append");
         goto out;
