@@ -192,6 +192,9 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   if (!ss) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
   int64_t k;
   st = resolve(c, seqs, n, true, ss, &k);
+  /* A pending copy may target a page freed since: it must land before the
+   * host data does, not after. */
+  if (st == PKV_OK && c->cow_n > 0) st = pkv_cache_flush_copies(c);
   int32_t fcls = 0;
   int64_t fneed = 0;
   if (st == PKV_OK && !can_take_all(&c->pool, ss, n, &fcls, &fneed))
