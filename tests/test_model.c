@@ -336,7 +336,7 @@ int main(void) {
         s->ns = SESS[key].ns; /* the closed sequence's namespace */
         memset(s->toks, 0, sizeof s->toks);
       } else {
-        CHECK(st == PKV_ERR_NO_PAGES, "session_open: %d", st);
+        CHECK(0, "session_open: %s", pkv_last_error(ctx));
       }
     } else if (kind == 13) {
       what = "namespace_drop";
