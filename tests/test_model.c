@@ -21,6 +21,7 @@ typedef struct {
   int32_t sw_tok[MAXTOK / PS + 2][PS]; /* page contents while swapped */
   bool sw_known[MAXTOK / PS + 2];
   bool swapped;
+  long admit;
 } mseq;
 
 typedef struct {
@@ -41,6 +42,7 @@ static uint64_t pns[NP];
 static bool pcommitted[NP];
 static int pending[NP];
 static int failures;
+static long admissions;
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
 static uint32_t rnd(uint32_t n) {
@@ -100,6 +102,27 @@ static void check_all(pkv_cache *c, long op, const char *what) {
         nS);
   CHECK(st.classes[0].in_use + st.classes[1].in_use == st.pages_live,
         "op %ld (%s): class use does not add up to live pages", op, what);
+  /* Preemption candidates for class 1: resident class-0 sequences holding
+   * pages, most recently admitted first. */
+  pkv_seq_id cand[MAXS];
+  int64_t ncand = -1;
+  pkv_preemption_candidates(c, 1, cand, MAXS, &ncand);
+  int want = 0;
+  long last = -1;
+  bool order = true;
+  for (int i = 0; i < nS; i++)
+    want += S[i].cls == 0 && !S[i].swapped && S[i].np > 0;
+  for (int64_t k = 0; k < ncand && k < MAXS; k++) {
+    const mseq *m = NULL;
+    for (int i = 0; i < nS; i++)
+      if (S[i].id == cand[k]) m = &S[i];
+    order &= m && m->cls == 0 && !m->swapped && m->np > 0 &&
+             (last < 0 || m->admit < last);
+    if (m) last = m->admit;
+  }
+  CHECK(ncand == want && order,
+        "op %ld (%s): %lld preemption candidates, model %d, order %d", op,
+        what, (long long)ncand, want, order);
   for (int i = 0; i < nS; i++) {
     int64_t len = -1;
     pkv_seq_length(c, S[i].id, &len);
@@ -178,6 +201,7 @@ static mseq *add_seq(pkv_seq_id id, int cls, uint64_t ns) {
   s->id = id;
   s->cls = cls;
   s->ns = ns;
+  s->admit = ++admissions;
   return s;
 }
 
@@ -274,8 +298,10 @@ int main(void) {
         pkv_seq_id ch;
         CHECK(pkv_seq_fork(c, S[i].id, &ch) == PKV_OK, "fork failed");
         mseq *s = add_seq(ch, 0, 0);
+        long adm = s->admit;
         *s = S[i];
         s->id = ch;
+        s->admit = adm;
       }
     } else if (kind == 9) {
       what = "match";
