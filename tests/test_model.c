@@ -3,7 +3,7 @@
  * every operation the conservation of pages, every page's refcount, every
  * sequence's page list and length, the statistics, and that every prefix
  * hit hands out pages whose recorded tokens and namespace equal the
- * request. */
+ * request. PKV_SEED=n picks another random sequence. */
 #include "cp_util.h"
 
 #include <stdbool.h>
@@ -266,6 +266,8 @@ int main(void) {
   pkv_cache *c = cp_cache_desc(ctx, &d);
   pkv_batch *b = NULL;
   pkv_batch_create(c, &b);
+  const char *seed = getenv("PKV_SEED");
+  if (seed && strtoull(seed, NULL, 0)) rng = strtoull(seed, NULL, 0);
   const char *env = getenv("PKV_STRESS");
   long ops = 100000L * (env && atol(env) > 0 ? atol(env) : 1);
   long done[16] = {0};
