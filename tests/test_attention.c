@@ -416,6 +416,15 @@ int main(void) {
                  .causal = 1, .window = -1};
       run_case(&c);
     }
+  /* Eight kv heads and eight sequences of mixed runs in one batch. */
+  for (int l = 0; l < 2; l++) {
+    tcase m = {.name = "8 kv heads, 8 sequences", .dt = dts[2 - l],
+               .layout = (pkv_layout)l, .ps = 32, .nkv = 8, .group = 2,
+               .dim = 128, .nseq = 8,
+               .kv = {1, 31, 32, 33, 100, 64, 7, 250},
+               .ql = {1, 1, 32, 2, 17, 1, 7, 3}, .causal = 1, .window = -1};
+    run_case(&m);
+  }
   /* Page sizes 1 and 1024 (token-granular and huge pages). */
   for (int l = 0; l < 2; l++) {
     tcase c1 = {.name = "page size 1", .dt = PKV_DTYPE_F16,
