@@ -18,6 +18,8 @@ typedef struct {
   int np;
   int32_t pages[MAXTOK / PS + 2];
   int32_t toks[MAXTOK]; /* the ids appended (0 where none were given) */
+  int32_t sw_tok[MAXTOK / PS + 2][PS]; /* page contents while swapped */
+  bool sw_known[MAXTOK / PS + 2];
   bool swapped;
 } mseq;
 
@@ -366,8 +368,11 @@ int main(void) {
           S[i].swapped = false;
           int64_t np = cp_pages(c, S[i].id, S[i].pages, MAXTOK / PS + 2);
           for (int j = 0; j < np; j++) {
-            fresh_page(S[i].pages[j]);
-            pknown[S[i].pages[j]] = false;
+            int32_t p = S[i].pages[j];
+            fresh_page(p);
+            memcpy(ptok[p], S[i].sw_tok[j], sizeof ptok[p]);
+            pknown[p] = S[i].sw_known[j];
+            pns[p] = S[i].ns;
           }
         } else {
           CHECK(st == PKV_ERR_NO_PAGES, "swap_in: %d", st);
@@ -376,6 +381,10 @@ int main(void) {
         pkv_status st = pkv_seq_swap_out(c, &S[i].id, 1);
         if (st == PKV_OK) {
           S[i].swapped = true;
+          for (int j = 0; j < S[i].np; j++) {
+            memcpy(S[i].sw_tok[j], ptok[S[i].pages[j]], sizeof ptok[0]);
+            S[i].sw_known[j] = pknown[S[i].pages[j]];
+          }
           memset(pending, 0, sizeof pending);
         } else {
           CHECK(st == PKV_ERR_STATE || st == PKV_ERR_NO_HOST_PAGES ||
