@@ -397,10 +397,14 @@ def main():
         lib.so.pkv_version_string().decode(), torch.__version__,
         torch.cuda.get_device_name(), a.dtype))
     good = True
-    if not a.skip_decode:
-        good &= run_decode(lib, torch, a, dt, code)
-    if not a.skip_prefill:
-        good &= run_prefill(lib, torch, a, dt, code)
+    # A stream of our own for torch and pagedkv alike: the legacy default
+    # stream's handle is 0, which pagedkv reads as "no engine stream" (it
+    # would then queue on a stream of its own that does not wait for torch).
+    with torch.cuda.stream(torch.cuda.Stream()):
+        if not a.skip_decode:
+            good &= run_decode(lib, torch, a, dt, code)
+        if not a.skip_prefill:
+            good &= run_prefill(lib, torch, a, dt, code)
     sys.exit(0 if good else 1)
 
 
