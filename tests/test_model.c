@@ -415,8 +415,7 @@ int main(void) {
           }
           memset(pending, 0, sizeof pending);
         } else {
-          CHECK(st == PKV_ERR_STATE || st == PKV_ERR_NO_HOST_PAGES ||
-                    st == PKV_ERR_UNSUPPORTED,
+          CHECK(st == PKV_ERR_NO_HOST_PAGES || st == PKV_ERR_UNSUPPORTED,
                 "swap_out: %s", pkv_last_error(ctx));
         }
       }
