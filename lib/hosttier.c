@@ -1,9 +1,10 @@
 /* Host tier: sequences move between device pages and host pages, one
- * batched backend transfer per call. A sequence with a shared page (forked,
- * or attached from the prefix cache by another live sequence) is refused:
- * moving it would either duplicate the page or pull it from under the
- * others. Indexed or session pages it alone holds stay cached on the
- * device after the move. Token ids travel with the sequence. */
+ * batched backend transfer per call. Every page of a sequence is copied,
+ * shared ones included: the sequence then drops its device references, so
+ * a page shared with a fork or another user of the same prefix stays on the
+ * device for them, and comes back as this sequence's private copy. Indexed
+ * or session pages stay cached on the device. Token ids travel with the
+ * sequence. */
 #include "cache.h"
 
 #include <stdlib.h>
@@ -63,17 +64,9 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   if (!ss) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
   int64_t k;
   st = resolve(c, seqs, n, false, ss, &k);
-  /* Pending copies hold references: settle them first. */
+  /* A copy-on-write copy still pending must land before its page is read
+   * for the host. */
   if (st == PKV_OK && c->cow_n > 0) st = pkv_cache_flush_copies(c);
-  for (int32_t i = 0; st == PKV_OK && i < n; i++)
-    for (int64_t j = 0; j < ss[i]->npages; j++)
-      if (c->pool.pg[ss[i]->pages[j]].ref > 1) {
-        st = pkv_fail(c->ctx, PKV_ERR_STATE,
-                      "seqs[%d] = %lld shares page %d with another sequence: "
-                      "shared pages are not swapped",
-                      i, (long long)seqs[i], ss[i]->pages[j]);
-        break;
-      }
   if (st == PKV_OK && k > c->host_nfree)
     st = pkv_fail(c->ctx, PKV_ERR_NO_HOST_PAGES,
                   "swap_out needs %lld host pages; %lld free of %lld",
