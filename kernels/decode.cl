@@ -58,7 +58,11 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
 
   /* Scores: one key per work-item, all group heads at once. */
   const PKV_GLOBAL int *bt = block_table + (pkv_i64)s * max_pages;
-  for (int k = tid; k < n; k += PKV_DEC_WG) {
+  /* Each work-item takes a contiguous run of keys: consecutive rows, which
+   * a CPU's prefetcher follows (a GPU reads whole rows per thread anyway). */
+  const int run_k = (n + PKV_DEC_WG - 1) / PKV_DEC_WG;
+  const int k_end = (tid + 1) * run_k < n ? (tid + 1) * run_k : n;
+  for (int k = tid * run_k; k < k_end; k++) {
     int j = kbeg + k;
     int pg = j / page_size;
     const pkv_i64 off = (pkv_i64)bt[pg] * page_stride + kvh * head_stride +
@@ -127,17 +131,20 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
   if (ks < PKV_KSPLIT) {
     const PKV_GLOBAL pkv_elem_t *vbase = v_pool + c * 8;
     for (int g = 0; g < gn; g++) {
-      /* Two key streams, so consecutive FMAs are independent. */
+      /* A contiguous run of keys, two accumulators alternating, so
+       * consecutive FMAs are independent. */
+      const int run_v = (n + PKV_KSPLIT - 1) / PKV_KSPLIT;
+      const int v_end = (ks + 1) * run_v < n ? (ks + 1) * run_v : n;
       pkv_f8 a0 = pkv_f8_zero(), a1 = pkv_f8_zero();
-      int k = ks;
-      for (; k + PKV_KSPLIT < n; k += 2 * PKV_KSPLIT) {
+      int k = ks * run_v;
+      for (; k + 1 < v_end; k += 2) {
         pkv_f8 v0, v1;
         PKV_LD8V(v0, vbase + koff[k]);
-        PKV_LD8V(v1, vbase + koff[k + PKV_KSPLIT]);
+        PKV_LD8V(v1, vbase + koff[k + 1]);
         a0 = pkv_f8_axpy(big[g * PKV_PART + k], v0, a0);
-        a1 = pkv_f8_axpy(big[g * PKV_PART + k + PKV_KSPLIT], v1, a1);
+        a1 = pkv_f8_axpy(big[g * PKV_PART + k + 1], v1, a1);
       }
-      if (k < n) {
+      if (k < v_end) {
         pkv_f8 v0;
         PKV_LD8V(v0, vbase + koff[k]);
         a0 = pkv_f8_axpy(big[g * PKV_PART + k], v0, a0);

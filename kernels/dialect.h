@@ -14,7 +14,8 @@
  *                         (one 16-byte load for f16/bf16, two for f32)
  *   pkv_f8                8 floats: pkv_f8_zero/fma/add/axpy/hsum, and the
  *                         statement macros pkv_ld8v_f32/f16/bf16(dst, p)
- *                         (global) and pkv_f8_ldl/pkv_f8_stl (local); a
+ *                         (global), pkv_f8_ldl/pkv_f8_stl (local) and
+ *                         pkv_f8_stp (to a private float[8]); a
  *                         vector type where the language has one
  *   PKV_KNAME(name)       kernel entry name; HIP instantiates the same
  *                         sources several times with suffixed names
@@ -91,6 +92,7 @@ PKV_INLINE float pkv_f8_hsum(pkv_f8 a) {
   ((dst) = as_float8(convert_uint8(vload8(0, (p))) << 16))
 #define pkv_f8_ldl(dst, p) ((dst) = vload8(0, (p)))
 #define pkv_f8_stl(v, p) vstore8((v), 0, (p))
+#define pkv_f8_stp(v, p) vstore8((v), 0, (p)) /* to a private float[8] */
 #else
 /* ------------------------------------------------------------ HIP / CUDA */
 #define PKV_KERNEL extern "C" __global__
@@ -158,6 +160,7 @@ PKV_INLINE float pkv_f8_hsum(pkv_f8 a) {
   do { for (int e_ = 0; e_ < 8; e_++) (dst).v[e_] = (p)[e_]; } while (0)
 #define pkv_f8_stl(x, p) \
   do { for (int e_ = 0; e_ < 8; e_++) (p)[e_] = (x).v[e_]; } while (0)
+#define pkv_f8_stp(x, p) pkv_f8_stl(x, p)
 #endif
 #ifndef PKV_HAVE_LD8
 #define pkv_ld8_f32(p, o)                                                     \
