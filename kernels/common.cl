@@ -39,24 +39,28 @@
 #undef PKV_LD
 #undef PKV_ST
 #undef PKV_LD8
+#undef PKV_LD8V
 #if PKV_DTYPE == 0
 #define pkv_elem_t float
 #define pkv_bits_t pkv_u32
 #define PKV_LD(p, i) ((p)[i])
 #define PKV_ST(v, p, i) ((p)[i] = (v))
 #define PKV_LD8(p, o) pkv_ld8_f32((p), (o))
+#define PKV_LD8V(dst, p) pkv_ld8v_f32(dst, p)
 #elif PKV_DTYPE == 1
 #define pkv_elem_t pkv_half
 #define pkv_bits_t pkv_u16
 #define PKV_LD(p, i) pkv_load_f16((p), (i))
 #define PKV_ST(v, p, i) pkv_store_f16((v), (p), (i))
 #define PKV_LD8(p, o) pkv_ld8_f16((p), (o))
+#define PKV_LD8V(dst, p) pkv_ld8v_f16(dst, p)
 #elif PKV_DTYPE == 2
 #define pkv_elem_t pkv_u16
 #define pkv_bits_t pkv_u16
 #define PKV_LD(p, i) pkv_load_bf16((p), (i))
 #define PKV_ST(v, p, i) pkv_store_bf16((v), (p), (i))
 #define PKV_LD8(p, o) pkv_ld8_bf16((p), (o))
+#define PKV_LD8V(dst, p) pkv_ld8v_bf16(dst, p)
 #else
 #error "PKV_DTYPE must be 0 (f32), 1 (f16) or 2 (bf16)"
 #endif

@@ -31,6 +31,7 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
   PKV_LOCAL_DECL float big[PKV_DEC_BIG]; /* scores, then V partial sums */
   PKV_LOCAL_DECL float red[PKV_MAXG * PKV_DEC_WG];
   PKV_LOCAL_DECL float ml[2 * PKV_MAXG];
+  PKV_LOCAL_DECL pkv_i64 koff[PKV_PART]; /* element offset of each key's row */
 
   const int part = PKV_GROUP(0), s = PKV_GROUP(2), tid = PKV_LID(0);
   const int nchunks = (group + PKV_MAXG - 1) / PKV_MAXG;
@@ -57,26 +58,33 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
 
   /* Scores: one key per work-item, all group heads at once. */
   const PKV_GLOBAL int *bt = block_table + (pkv_i64)s * max_pages;
-  for (int k = tid; k < n; k += PKV_DEC_WG) {
+  /* Each work-item takes a contiguous run of keys: consecutive rows, which
+   * a CPU's prefetcher follows (a GPU reads whole rows per thread anyway). */
+  const int run_k = (n + PKV_DEC_WG - 1) / PKV_DEC_WG;
+  const int k_end = (tid + 1) * run_k < n ? (tid + 1) * run_k : n;
+  for (int k = tid * run_k; k < k_end; k++) {
     int j = kbeg + k;
     int pg = j / page_size;
-    const PKV_GLOBAL pkv_elem_t *kp = k_pool + (pkv_i64)bt[pg] * page_stride +
-                                      kvh * head_stride +
-                                      (pkv_i64)(j - pg * page_size) * token_stride;
-    float dot[PKV_MAXG];
-    for (int g = 0; g < PKV_MAXG; g++) dot[g] = 0.0f;
-    for (int c = 0; c < PKV_NCH; c++) {
-      float kv[8];
-      PKV_LD8(kp + c * 8, kv);
-      for (int g = 0; g < gn; g++) {
-        float acc = 0.0f;
-        for (int e = 0; e < 8; e++) acc += q_s[g * PKV_HEAD_DIM + c * 8 + e] * kv[e];
-        dot[g] += acc;
-      }
-    }
+    const pkv_i64 off = (pkv_i64)bt[pg] * page_stride + kvh * head_stride +
+                        (pkv_i64)(j - pg * page_size) * token_stride;
+    const PKV_GLOBAL pkv_elem_t *kp = k_pool + off;
+    koff[k] = off;
+    /* One head at a time (the row is re-read from cache, not memory), two
+     * accumulators so that consecutive FMAs do not wait on each other. */
     for (int g = 0; g < gn; g++) {
+      pkv_f8 a0 = pkv_f8_zero(), a1 = pkv_f8_zero();
+      for (int c = 0; c < PKV_NCH; c += 2) {
+        pkv_f8 k0, k1, q0, q1;
+        PKV_LD8V(k0, kp + c * 8);
+        PKV_LD8V(k1, kp + c * 8 + 8);
+        pkv_f8_ldl(q0, q_s + g * PKV_HEAD_DIM + c * 8);
+        pkv_f8_ldl(q1, q_s + g * PKV_HEAD_DIM + c * 8 + 8);
+        a0 = pkv_f8_fma(q0, k0, a0);
+        a1 = pkv_f8_fma(q1, k1, a1);
+      }
       float slope = (flags & 1) ? alibi[qh0 + g] : 0.0f;
-      big[g * PKV_PART + k] = PKV_SCORE(dot[g], scale, softcap, slope, j, qpos);
+      big[g * PKV_PART + k] = PKV_SCORE(pkv_f8_hsum(a0) + pkv_f8_hsum(a1),
+                                        scale, softcap, slope, j, qpos);
     }
   }
   PKV_BARRIER();
@@ -119,29 +127,36 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
 
   /* V: work-item (chunk c, key stream ks) sums p * V over its keys. */
   const int c = tid % PKV_NCH, ks = tid / PKV_NCH;
-  float acc[PKV_MAXG][8];
-  for (int g = 0; g < PKV_MAXG; g++)
-    for (int e = 0; e < 8; e++) acc[g][e] = 0.0f;
+  pkv_f8 vacc[PKV_MAXG];
   if (ks < PKV_KSPLIT) {
-    for (int k = ks; k < n; k += PKV_KSPLIT) {
-      int j = kbeg + k;
-      int pg = j / page_size;
-      const PKV_GLOBAL pkv_elem_t *vp =
-          v_pool + (pkv_i64)bt[pg] * page_stride + kvh * head_stride +
-          (pkv_i64)(j - pg * page_size) * token_stride + c * 8;
-      float vv[8];
-      PKV_LD8(vp, vv);
-      for (int g = 0; g < gn; g++) {
-        float p = big[g * PKV_PART + k];
-        for (int e = 0; e < 8; e++) acc[g][e] += p * vv[e];
+    const PKV_GLOBAL pkv_elem_t *vbase = v_pool + c * 8;
+    for (int g = 0; g < gn; g++) {
+      /* A contiguous run of keys, two accumulators alternating, so
+       * consecutive FMAs are independent. */
+      const int run_v = (n + PKV_KSPLIT - 1) / PKV_KSPLIT;
+      const int v_end = (ks + 1) * run_v < n ? (ks + 1) * run_v : n;
+      pkv_f8 a0 = pkv_f8_zero(), a1 = pkv_f8_zero();
+      int k = ks * run_v;
+      for (; k + 1 < v_end; k += 2) {
+        pkv_f8 v0, v1;
+        PKV_LD8V(v0, vbase + koff[k]);
+        PKV_LD8V(v1, vbase + koff[k + 1]);
+        a0 = pkv_f8_axpy(big[g * PKV_PART + k], v0, a0);
+        a1 = pkv_f8_axpy(big[g * PKV_PART + k + 1], v1, a1);
       }
+      if (k < v_end) {
+        pkv_f8 v0;
+        PKV_LD8V(v0, vbase + koff[k]);
+        a0 = pkv_f8_axpy(big[g * PKV_PART + k], v0, a0);
+      }
+      /* Private until every work-item is done with the scores in big. */
+      vacc[g] = pkv_f8_add(a0, a1);
     }
   }
   PKV_BARRIER(); /* scores are no longer needed: big holds partial sums */
   if (ks < PKV_KSPLIT)
     for (int g = 0; g < gn; g++)
-      for (int e = 0; e < 8; e++)
-        big[(ks * PKV_MAXG + g) * PKV_HEAD_DIM + c * 8 + e] = acc[g][e];
+      pkv_f8_stl(vacc[g], big + (ks * PKV_MAXG + g) * PKV_HEAD_DIM + c * 8);
   PKV_BARRIER();
 
   for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {

@@ -46,11 +46,14 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
   const pkv_i64 orow = ((pkv_i64)(q0 + i) * num_q_heads + qh) * PKV_HEAD_DIM;
   const float slope = (valid && (flags & 1)) ? alibi[qh] : 0.0f;
 
-  float qv[PKV_HEAD_DIM], o[PKV_HEAD_DIM];
+  pkv_f8 qv[PKV_NCH], o[PKV_NCH];
   float m = -PKV_INFINITY, l = 0.0f;
-  for (int d = 0; d < PKV_HEAD_DIM; d++) o[d] = 0.0f;
+  for (int c = 0; c < PKV_NCH; c++) {
+    o[c] = pkv_f8_zero();
+    qv[c] = pkv_f8_zero();
+  }
   if (valid)
-    for (int c = 0; c < PKV_NCH; c++) PKV_LD8(q + orow + c * 8, qv + c * 8);
+    for (int c = 0; c < PKV_NCH; c++) PKV_LD8V(qv[c], q + orow + c * 8);
 
   const PKV_GLOBAL int *bt = block_table + (pkv_i64)s * max_pages;
   for (int kt = kbeg; kt < kend; kt += PKV_PF_BK) {
@@ -60,13 +63,11 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
       int j = kt + kk, pg = j / page_size;
       pkv_i64 off = (pkv_i64)bt[pg] * page_stride + kvh * head_stride +
                     (pkv_i64)(j - pg * page_size) * token_stride + c * 8;
-      float tk[8], tv[8];
-      PKV_LD8(k_pool + off, tk);
-      PKV_LD8(v_pool + off, tv);
-      for (int e = 0; e < 8; e++) {
-        k_s[kk * PKV_HEAD_DIM + c * 8 + e] = tk[e];
-        v_s[kk * PKV_HEAD_DIM + c * 8 + e] = tv[e];
-      }
+      pkv_f8 tk, tv;
+      PKV_LD8V(tk, k_pool + off);
+      PKV_LD8V(tv, v_pool + off);
+      pkv_f8_stl(tk, k_s + kk * PKV_HEAD_DIM + c * 8);
+      pkv_f8_stl(tv, v_s + kk * PKV_HEAD_DIM + c * 8);
     }
     PKV_BARRIER();
     if (valid) {
@@ -76,9 +77,15 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
         int j = kt + kk;
         float sv = -PKV_INFINITY;
         if ((!causal || j <= qpos) && (window_left < 0 || j >= qpos - window_left)) {
-          float dot = 0.0f;
-          for (int d = 0; d < PKV_HEAD_DIM; d++) dot += qv[d] * k_s[kk * PKV_HEAD_DIM + d];
-          sv = PKV_SCORE(dot, scale, softcap, slope, j, qpos);
+          pkv_f8 a0 = pkv_f8_zero(), a1 = pkv_f8_zero();
+          for (int c = 0; c < PKV_NCH; c += 2) {
+            pkv_f8 k0, k1;
+            pkv_f8_ldl(k0, k_s + kk * PKV_HEAD_DIM + c * 8);
+            pkv_f8_ldl(k1, k_s + kk * PKV_HEAD_DIM + c * 8 + 8);
+            a0 = pkv_f8_fma(qv[c], k0, a0);
+            a1 = pkv_f8_fma(qv[c + 1], k1, a1);
+          }
+          sv = PKV_SCORE(pkv_f8_hsum(a0) + pkv_f8_hsum(a1), scale, softcap, slope, j, qpos);
         }
         sc[kk] = sv;
         tmax = pkv_fmaxf(tmax, sv);
@@ -87,11 +94,15 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
       if (mnew != -PKV_INFINITY) {
         float alpha = pkv_exp_diff(m, mnew);
         l *= alpha;
-        for (int d = 0; d < PKV_HEAD_DIM; d++) o[d] *= alpha;
+        for (int c = 0; c < PKV_NCH; c++) o[c] = pkv_f8_axpy(alpha, o[c], pkv_f8_zero());
         for (int kk = 0; kk < nk; kk++) {
           float p = pkv_exp_diff(sc[kk], mnew);
           l += p;
-          for (int d = 0; d < PKV_HEAD_DIM; d++) o[d] += p * v_s[kk * PKV_HEAD_DIM + d];
+          for (int c = 0; c < PKV_NCH; c++) {
+            pkv_f8 vv;
+            pkv_f8_ldl(vv, v_s + kk * PKV_HEAD_DIM + c * 8);
+            o[c] = pkv_f8_axpy(p, vv, o[c]);
+          }
         }
         m = mnew;
       }
@@ -99,8 +110,11 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
     PKV_BARRIER();
   }
   if (valid) {
-    for (int d = 0; d < PKV_HEAD_DIM; d++)
-      PKV_ST(l > 0.0f ? o[d] / l : 0.0f, out, orow + d);
+    for (int c = 0; c < PKV_NCH; c++) {
+      float t[8];
+      pkv_f8_stp(o[c], t);
+      for (int e = 0; e < 8; e++) PKV_ST(l > 0.0f ? t[e] / l : 0.0f, out, orow + c * 8 + e);
+    }
     if (flags & 2)
       lse[(pkv_i64)(q0 + i) * num_q_heads + qh] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;
   }

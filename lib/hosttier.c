@@ -43,6 +43,11 @@ static pkv_status check_args(pkv_cache *c, const pkv_seq_id *seqs, int32_t n,
   if (c->desc.num_host_pages == 0)
     return pkv_fail(c->ctx, PKV_ERR_NO_HOST_PAGES,
                     "the cache has no host tier (desc.num_host_pages is 0)");
+  (void)out_dir;
+  return PKV_OK;
+}
+
+static pkv_status check_backend(pkv_cache *c, bool out_dir) {
   if (out_dir ? !c->ctx->ops->pages_to_host : !c->ctx->ops->pages_from_host)
     return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED,
                     "backend '%s' cannot move pages %s the host tier",
@@ -59,7 +64,7 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   int64_t k;
   st = resolve(c, seqs, n, false, ss, &k);
   /* Pending copies hold references: settle them first. */
-  if (st == PKV_OK) st = pkv_cache_flush_copies(c);
+  if (st == PKV_OK && c->cow_n > 0) st = pkv_cache_flush_copies(c);
   for (int32_t i = 0; st == PKV_OK && i < n; i++)
     for (int64_t j = 0; j < ss[i]->npages; j++)
       if (c->pool.pg[ss[i]->pages[j]].ref > 1) {
@@ -74,6 +79,7 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
                   "swap_out needs %lld host pages; %lld free of %lld",
                   (long long)k, (long long)c->host_nfree,
                   (long long)c->desc.num_host_pages);
+  if (st == PKV_OK) st = check_backend(c, true);
   int32_t *dev = NULL;
   int64_t *host = NULL, **per = NULL;
   if (st == PKV_OK) {
@@ -166,6 +172,7 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   int64_t fneed = 0;
   if (st == PKV_OK && !can_take_all(&c->pool, ss, n, &fcls, &fneed))
     st = pkv_cache_no_pages(c, fcls, fneed, "swap_in");
+  if (st == PKV_OK) st = check_backend(c, false);
   int32_t *dev = NULL;
   int64_t *host = NULL;
   if (st == PKV_OK) {

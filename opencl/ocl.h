@@ -11,7 +11,8 @@
 
 /* Tile choices passed to the kernels as build options. */
 #define PKV_OCL_DEC_WG 64
-#define PKV_OCL_PART 512
+#define PKV_OCL_PART 512      /* keys per decode partition on GPUs */
+#define PKV_OCL_PART_CPU 2048 /* on CPU devices: fewer, longer work-groups */
 #define PKV_OCL_MAXG 8
 #define PKV_OCL_PF_BR 32
 
@@ -32,6 +33,7 @@ typedef struct pkv_ocl_program {
   cl_program program;
   cl_kernel kernels[PKV_K_COUNT];
   int from_binary_cache; /* 1 when loaded from the on-disk cache */
+  int part;              /* keys per decode partition (PKV_PART) */
 } pkv_ocl_program;
 
 #define PKV_OCL_MAX_PROGRAMS 32

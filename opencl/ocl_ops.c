@@ -109,7 +109,7 @@ pkv_status pkv_ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
   cl_float scale = a->scale, softcap = a->softcap;
 
   if (a->max_q_len <= 1) {
-    cl_int parts = (a->max_kv_len + PKV_OCL_PART - 1) / PKV_OCL_PART;
+    cl_int parts = (a->max_kv_len + p->part - 1) / p->part;
     if (parts < 1) parts = 1;
     cl_mem po = o->dummy, pm = o->dummy;
     if (parts > 1) {

@@ -37,12 +37,26 @@ static int prefill_tile(cl_device_id dev, int head_dim) {
   return bk;
 }
 
-static void build_options(cl_device_id dev, int head_dim, int dtype, char *buf,
-                          size_t cap) {
+/* Keys per decode partition: a CPU device runs few work-groups at a time
+ * and pays a fixed cost per group, so it gets longer partitions when its
+ * local memory (scores + row offsets) holds them. */
+static int decode_part(cl_device_id dev) {
+  cl_device_type t = 0;
+  cl_ulong local = 0;
+  clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof t, &t, NULL);
+  clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
+  if ((t & CL_DEVICE_TYPE_CPU) &&
+      local >= (cl_ulong)PKV_OCL_PART_CPU * (PKV_OCL_MAXG * 4 + 8) + 16384)
+    return PKV_OCL_PART_CPU;
+  return PKV_OCL_PART;
+}
+
+static void build_options(cl_device_id dev, int head_dim, int dtype, int part,
+                          char *buf, size_t cap) {
   snprintf(buf, cap,
            "-cl-std=CL1.2 -DPKV_HEAD_DIM=%d -DPKV_DTYPE=%d -DPKV_DEC_WG=%d "
            "-DPKV_PART=%d -DPKV_MAXG=%d -DPKV_PF_BR=%d -DPKV_PF_BK=%d",
-           head_dim, dtype, PKV_OCL_DEC_WG, PKV_OCL_PART, PKV_OCL_MAXG,
+           head_dim, dtype, PKV_OCL_DEC_WG, part, PKV_OCL_MAXG,
            PKV_OCL_PF_BR, prefill_tile(dev, head_dim));
 }
 
@@ -152,12 +166,14 @@ static pkv_status build(pkv_context *ctx, int head_dim, int dtype,
                         pkv_ocl_program *p) {
   pkv_ocl *o = pkv_ocl_of(ctx);
   char options[512];
-  build_options(o->device, head_dim, dtype, options, sizeof options);
+  int part = decode_part(o->device);
+  build_options(o->device, head_dim, dtype, part, options, sizeof options);
   unsigned char key[16];
   cache_key(ctx, options, key);
   memset(p, 0, sizeof *p);
   p->head_dim = head_dim;
   p->dtype = dtype;
+  p->part = part;
   if (o->cache_dir[0]) {
     p->program = from_cache(ctx, key, options);
     if (p->program) {

@@ -403,9 +403,10 @@ static void test_kernels(pkv_context *ctx) {
       {128, 16, 2, 4, PKV_DTYPE_F16, PKV_LAYOUT_HND, 3, {17, 1, 64}, {1, 1, 1}, 1, -1, 0, 0},
       {64, 8, 2, 1, PKV_DTYPE_F32, PKV_LAYOUT_NHD, 2, {33, 7}, {1, 1}, 1, -1, 0, 0},
       {80, 1, 1, 5, PKV_DTYPE_BF16, PKV_LAYOUT_HND, 2, {9, 40}, {1, 1}, 1, -1, 0, 1},
-      /* decode, partitions + merge, window, softcap, a zero-length sequence */
-      {128, 32, 2, 8, PKV_DTYPE_F16, PKV_LAYOUT_NHD, 3, {1300, 0, 513}, {1, 0, 1}, 1, -1, 0, 0},
-      {64, 16, 1, 4, PKV_DTYPE_F32, PKV_LAYOUT_HND, 2, {1100, 600}, {1, 1}, 1, 700, 30.0f, 1},
+      /* decode, partitions + merge (2048 keys each on CPU devices, 512 on
+       * GPUs), window, softcap, a zero-length sequence */
+      {128, 32, 2, 8, PKV_DTYPE_F16, PKV_LAYOUT_NHD, 3, {4500, 0, 513}, {1, 0, 1}, 1, -1, 0, 0},
+      {64, 16, 1, 4, PKV_DTYPE_F32, PKV_LAYOUT_HND, 2, {2600, 600}, {1, 1}, 1, 700, 30.0f, 1},
       {80, 128, 1, 12, PKV_DTYPE_BF16, PKV_LAYOUT_NHD, 1, {1025}, {1}, 0, -1, 0, 0},
       /* prefill / extend */
       {64, 16, 2, 4, PKV_DTYPE_F32, PKV_LAYOUT_HND, 2, {40, 17}, {17, 17}, 1, -1, 0, 0},

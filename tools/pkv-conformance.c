@@ -508,7 +508,7 @@ static void build_grid(int full) {
   add(lq);
   /* 50 repeated runs, bitwise identical: decode with a merge, and prefill. */
   ccase r = base(128, PKV_DTYPE_F16, PKV_LAYOUT_HND, 16, 2, 4);
-  seq(&r, 2000, 1);
+  seq(&r, 5000, 1);
   seq(&r, 77, 1);
   r.repeat = 50;
   add(r);
