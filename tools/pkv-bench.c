@@ -3,6 +3,10 @@
  * of a plain device buffer copy, the same decode over a contiguous cache,
  * and (for a device backend) the CPU reference. Uses the public API only.
  * See doc/benchmark.md for what each row means. */
+/* clock_gettime, isatty: POSIX, also when built outside the tree with -std=c11 */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include <pagedkv.h>
 
 #include <errno.h>

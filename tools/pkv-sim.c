@@ -12,6 +12,10 @@
  * allocation of the same requests, prefix hits against the trace's own
  * maximum, refused admissions per class, preemptions, swaps, throughput.
  * Uses the public API only. */
+/* clock_gettime, isatty: POSIX, also when built outside the tree with -std=c11 */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include <pagedkv.h>
 
 #include <errno.h>
