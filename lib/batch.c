@@ -214,8 +214,9 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
                 b->row_ver[i] == s->version && b->row_np[i] <= s->npages;
     int64_t from = same ? b->row_np[i] : 0;
     if (from < s->npages || !same) {
-      memcpy(row + from, s->pages + from,
-             (size_t)(s->npages - from) * sizeof(int32_t));
+      if (s->npages > from)
+        memcpy(row + from, s->pages + from,
+               (size_t)(s->npages - from) * sizeof(int32_t));
       if (!same)
         memset(row + s->npages, 0,
                (size_t)(stride - s->npages) * sizeof(int32_t));
@@ -241,8 +242,9 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
   int32_t kvi_from = b->kv_indptr[r0];
   for (int32_t i = r0; i < num_seqs; i++) {
     pkv_seq *s = b->row_seq[i];
-    memcpy(b->kv_indices + b->kv_indptr[i], s->pages,
-           (size_t)s->npages * sizeof(int32_t));
+    if (s->npages > 0)
+      memcpy(b->kv_indices + b->kv_indptr[i], s->pages,
+             (size_t)s->npages * sizeof(int32_t));
     b->kv_indptr[i + 1] = b->kv_indptr[i] + (int32_t)s->npages;
   }
   b->n = num_seqs;

@@ -220,13 +220,14 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
   for (int32_t i = 0; i < c->num_pools; i++) {
     st = ctx->ops->mem_alloc(ctx, g.layer_bytes, &c->natives[i]);
     if (st != PKV_OK) {
+      int32_t np = c->num_pools;
       c->natives[i] = NULL;
       free_cache(c);
       return pkv_fail(ctx, st,
                       "pool %d of %d (layer %d %s): %zu bytes for num_pages "
                       "%lld could not be allocated",
-                      i, c->num_pools, i / 2, (i & 1) ? "V" : "K",
-                      g.layer_bytes, (long long)g.num_pages);
+                      i, np, i / 2, (i & 1) ? "V" : "K", g.layer_bytes,
+                      (long long)g.num_pages);
     }
     st = pkv_buffer_make_view(ctx, c->natives[i], g.layer_bytes, &c->pools[i]);
     if (st != PKV_OK) {
@@ -261,6 +262,8 @@ void pkv_cache_destroy(pkv_cache *c) {
     if (!s) continue;
     free(s->pages);
     free(s->host_pages);
+    free(s->host_tokens);
+    free(s->host_known);
     free(s);
   }
   pkv_hmap_free(&c->seqs);

@@ -155,6 +155,7 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
     if (tok) c->pool.pg[p].tokens = tok[t++];
     s->pages[s->npages++] = p;
   }
+  for (; tok && t < ntok; t++) free(tok[t]); /* a copy of an unknown page */
   free(tok);
   /* Page by page: token ids and slots of [len, len + n). */
   for (int64_t i = 0; i < n;) {
@@ -192,6 +193,8 @@ void pkv_seq_destroy_internal(pkv_cache *c, pkv_seq *s) {
   pkv_hmap_del(&c->seqs, (uint64_t)s->id);
   free(s->pages);
   free(s->host_pages);
+  free(s->host_tokens);
+  free(s->host_known);
   free(s);
 }
 

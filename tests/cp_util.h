@@ -69,4 +69,49 @@ static inline int cp_conserved(const pkv_cache *c) {
   return st.pages_free + st.pages_live + st.pages_cached == st.pages_total;
 }
 
+static inline pkv_seq_id cp_open(pkv_cache *c, int32_t cls, uint64_t ns) {
+  pkv_seq_desc d = {.priority_class = cls, .namespace_id = ns};
+  pkv_seq_id id = -1;
+  if (pkv_seq_open(c, &d, &id) != PKV_OK) return -1;
+  return id;
+}
+
+static inline int32_t cp_ref(const pkv_cache *c, int32_t page) {
+  pkv_page_info pi;
+  if (pkv_page_get_info(c, page, &pi) != PKV_OK) return -1;
+  return pi.refcount;
+}
+
+static inline int32_t cp_state(const pkv_cache *c, int32_t page) {
+  pkv_page_info pi;
+  if (pkv_page_get_info(c, page, &pi) != PKV_OK) return -1;
+  return pi.state;
+}
+
+static inline int64_t cp_pages(const pkv_cache *c, pkv_seq_id id,
+                               int32_t *pages, int64_t cap) {
+  int64_t n = -1;
+  if (pkv_seq_pages(c, id, pages, cap, &n) != PKV_OK) return -1;
+  return n;
+}
+
+static inline pkv_cache *cp_cache_desc(pkv_context *ctx, pkv_cache_desc *d) {
+  pkv_cache *c = NULL;
+  if (pkv_cache_create(ctx, d, &c) != PKV_OK) {
+    printf("Bail out! cache: %s\n", pkv_last_error(ctx));
+    exit(1);
+  }
+  return c;
+}
+
+/* Every page's info, for before/after comparisons. */
+static inline pkv_page_info *cp_all_pages(const pkv_cache *c) {
+  pkv_stats st;
+  pkv_cache_stats(c, &st);
+  pkv_page_info *a = calloc((size_t)st.pages_total, sizeof *a);
+  for (int64_t i = 0; i < st.pages_total; i++)
+    pkv_page_get_info(c, (int32_t)i, &a[i]);
+  return a;
+}
+
 #endif
