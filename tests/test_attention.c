@@ -25,6 +25,7 @@ typedef struct tcase {
   float softcap, scale;
   int alibi;
   int big_logits; /* all logits near -5e5 */
+  int huge;       /* 2^31 token slots taken first: the sequences lie beyond */
 } tcase;
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -141,18 +142,36 @@ static void run_case(const tcase *c) {
   cd.num_pages = need_pages + ndummy * ((dummy_max + c->ps - 1) / c->ps) + 2;
   cd.dtype = c->dt;
   cd.layout = c->layout;
+  const int64_t huge_tokens = (int64_t)1 << 31;
+  if (c->huge) {
+    cd.num_layers = 1;
+    cd.num_pages += huge_tokens / c->ps;
+  }
   pkv_cache *cache = NULL;
   pkv_status st = pkv_cache_create(ctx, &cd, &cache);
+  if (st == PKV_ERR_NO_MEMORY && c->huge) {
+    diag("%s", pkv_last_error(ctx));
+    skip(3, "the CPU backend cannot map a sparse pool of 2^31+ token slots here");
+    return;
+  }
   if (st != PKV_OK) {
     ok(0, "%s: cache created: %s", name, pkv_last_error(ctx));
     return;
   }
-  const int32_t layer = 1;
-  for (int32_t l = 0; l < cd.num_layers; l++) {
+  const int32_t layer = cd.num_layers - 1;
+  /* A huge pool stays sparse: its untouched slots read as zeros, not NaN. */
+  for (int32_t l = 0; l < cd.num_layers && !c->huge; l++) {
     pkv_buffer *kp, *vp;
     pkv_cache_kv(cache, l, &kp, &vp);
     fill_nan(kp, c->dt);
     fill_nan(vp, c->dt);
+  }
+  if (c->huge) {
+    pkv_seq_id h1, h2;
+    pkv_seq_open(cache, NULL, &h1);
+    pkv_seq_open(cache, NULL, &h2);
+    pkv_seq_append(cache, h1, huge_tokens / 2, NULL, NULL);
+    pkv_seq_append(cache, h2, huge_tokens / 2, NULL, NULL);
   }
 
   /* Scramble the free list: dummies take a few pages each (one when pages
@@ -211,6 +230,15 @@ static void run_case(const tcase *c) {
     pkv_buffer_destroy(kbuf);
     pkv_buffer_destroy(vbuf);
     pkv_buffer_destroy(sbuf);
+  }
+  if (c->huge) {
+    int64_t lowest = INT64_MAX;
+    for (int s = 0; s < c->nseq; s++)
+      for (int32_t i = 0; i < c->kv[s] - c->ql[s]; i++)
+        if (slots[s][i] < lowest) lowest = slots[s][i];
+    ok(ok_setup && lowest >= huge_tokens && lowest != INT64_MAX,
+       "%s: every written slot lies past 2^31 (lowest %lld)", name,
+       (long long)lowest);
   }
   /* The query runs: appended, then written through the batch. */
   for (int s = 0; s < c->nseq && ok_setup; s++)
@@ -388,6 +416,15 @@ int main(void) {
                  .causal = 1, .window = -1};
       run_case(&c);
     }
+  /* Eight kv heads and eight sequences of mixed runs in one batch. */
+  for (int l = 0; l < 2; l++) {
+    tcase m = {.name = "8 kv heads, 8 sequences", .dt = dts[2 - l],
+               .layout = (pkv_layout)l, .ps = 32, .nkv = 8, .group = 2,
+               .dim = 128, .nseq = 8,
+               .kv = {1, 31, 32, 33, 100, 64, 7, 250},
+               .ql = {1, 1, 32, 2, 17, 1, 7, 3}, .causal = 1, .window = -1};
+    run_case(&m);
+  }
   /* Page sizes 1 and 1024 (token-granular and huge pages). */
   for (int l = 0; l < 2; l++) {
     tcase c1 = {.name = "page size 1", .dt = PKV_DTYPE_F16,
@@ -443,13 +480,14 @@ int main(void) {
                  .causal = 0, .window = 7, .softcap = 5.0f, .alibi = 1};
     run_case(&all);
   }
-  /* An empty sequence (length 0, no query) beside others in one batch. */
-  for (int l = 0; l < 2; l++) {
-    tcase e = {.name = "empty sequence in the batch", .dt = dts[l + 1],
-               .layout = (pkv_layout)l, .ps = 16, .nkv = 2, .group = 4,
-               .dim = 64, .nseq = 4, .kv = {0, 5, 0, 17}, .ql = {0, 1, 0, 3},
-               .causal = 1, .window = -1};
-    run_case(&e);
+  /* Slots past 2^31 (64-bit offsets from slot to element), in a sparse
+   * pool of 2^21 + a few pages of 1024 tokens. */
+  {
+    tcase h = {.name = "slots beyond 2^31", .dt = PKV_DTYPE_F16,
+               .layout = PKV_LAYOUT_NHD, .ps = 1024, .nkv = 1, .group = 4,
+               .dim = 64, .nseq = 2, .kv = {3000, 1030}, .ql = {1, 5},
+               .causal = 1, .window = -1, .huge = 1};
+    run_case(&h);
   }
   /* Logits around -5e5: the maximum must be subtracted. */
   {
@@ -458,6 +496,14 @@ int main(void) {
                .dim = 64, .nseq = 2, .kv = {1, 20}, .ql = {1, 1}, .causal = 1,
                .window = -1, .scale = 1.0f, .big_logits = 1};
     run_case(&b);
+  }
+  /* An empty sequence (length 0, no query) beside others in one batch. */
+  for (int l = 0; l < 2; l++) {
+    tcase e = {.name = "empty sequence in the batch", .dt = dts[l + 1],
+               .layout = (pkv_layout)l, .ps = 16, .nkv = 2, .group = 4,
+               .dim = 64, .nseq = 4, .kv = {0, 5, 0, 17}, .ql = {0, 1, 0, 3},
+               .causal = 1, .window = -1};
+    run_case(&e);
   }
   pkv_context_destroy(ctx);
   return done_testing();
