@@ -2,6 +2,12 @@
 #ifndef PKV_INTERNAL_H
 #define PKV_INTERNAL_H
 
+/* configure's results (PKV_HAVE_OPENCL, PKV_HAVE_HIP) decide which
+ * backends lib/context.c registers. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
 #include "pagedkv.h"
 
 #include <stdarg.h>

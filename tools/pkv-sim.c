@@ -129,6 +129,7 @@ typedef struct trace_cfg {
   int64_t new_lo, new_hi;    /* max_new_tokens per request */
   int turns_max, think_lo, think_hi;
   double hi_frac;            /* share of sessions in class 1 */
+  int initial;               /* sessions arriving at step 0 */
   double rate, burst_rate;   /* new sessions per step */
   int burst_start, burst_end, arrivals_end;
 } trace_cfg;
@@ -137,7 +138,7 @@ typedef struct tenant {
   int32_t *sys;
   int64_t sys_len;
   uint64_t ns;
-  int sys_computed; /* a request of the tenant has committed its system prompt */
+  int64_t sys_committed; /* most system-prompt tokens any request committed */
 } tenant;
 
 typedef struct session {
@@ -194,9 +195,12 @@ typedef struct sim {
   /* counters */
   int64_t refused[2], refused_reqs[2], admitted[2], admitted_new[2];
   int64_t preempt_swap, preempt_recompute, swapins, self_preempt, stalls;
+  int pressure; /* this step met PKV_ERR_NO_PAGES */
+  int64_t swap_shared; /* swap-outs refused because pages were shared */
   int64_t hit_tokens, hit_max, session_tokens, recompute_hit_tokens;
   int64_t prefill_tokens, decode_tokens, completed, generated, max_running_seen;
   double util_sum, util_load_sum, logical_sum, contig_sum, contig_load_sum;
+  double live_load_sum, cached_load_sum, waste_load_sum;
   int64_t nsteps_run, load_steps, contig_steps, contig_load_steps;
   double kernel_s, wall_s;
   FILE *csv;
@@ -263,7 +267,10 @@ static void new_request(sim *s, int si, int64_t step) {
   for (int64_t i = 0; i < user; i++) push_tok(r, rtoken());
   r->prompt_len = r->ntoks;
   r->max_new = rrange(s->tc.new_lo, s->tc.new_hi);
-  r->out_len = rrange(s->tc.new_lo / 4 + 1, r->max_new);
+  /* answers are mostly much shorter than the max_tokens a client asks for */
+  double u = runif();
+  r->out_len = (int64_t)((double)r->max_new * u * u);
+  if (r->out_len < 4) r->out_len = 4;
   r->reserved = r->prompt_len + r->max_new;
 }
 
@@ -313,7 +320,10 @@ static void preempt(sim *s, req *v) {
       s->preempt_swap++;
       return;
     }
-    if (st != PKV_ERR_NO_HOST_PAGES) die(s, st, "pkv_seq_swap_out");
+    /* a full host tier, or pages shared with other sequences (the library
+     * swaps only private pages): recompute instead */
+    if (st == PKV_ERR_STATE) s->swap_shared++;
+    else if (st != PKV_ERR_NO_HOST_PAGES) die(s, st, "pkv_seq_swap_out");
   }
   CHECK(s, pkv_seq_release(s->cache, v->seq));
   v->seq = -1;
@@ -336,15 +346,28 @@ static int append_or_preempt(sim *s, req *r, int64_t n, int max_victim_cls,
       return 1;
     }
     if (st != PKV_ERR_NO_PAGES) die(s, st, "pkv_seq_append");
+    s->pressure = 1;
     if (max_victim_cls < 0) return 0;
     pkv_seq_id cand[64];
     int64_t nc = 0;
     CHECK(s, pkv_preemption_candidates(s->cache, r->cls, cand, 64, &nc));
+    s->pressure = 1;
     req *victim = NULL;
     for (int64_t i = 0; i < nc && i < 64 && !victim; i++) {
       req *v = req_of_seq(s, cand[i]);
       if (v && v->cls <= max_victim_cls && (may_preempt_self || v != r))
         victim = v;
+    }
+    /* The library names only lower classes. Within a class the engine
+     * decides: like vLLM, the most recently admitted running request of
+     * the same class goes (possibly r itself). */
+    if (!victim && r->cls <= max_victim_cls) {
+      for (int i = 0; i < s->nreqs; i++) {
+        req *v = s->reqs[i];
+        if (v->state != ST_RUNNING || v->cls != r->cls || v->len == 0) continue;
+        if (!may_preempt_self && v == r) continue;
+        if (!victim || v->admit_order > victim->admit_order) victim = v;
+      }
     }
     if (!victim) {
       s->stalls++;
@@ -475,12 +498,12 @@ static int admit(sim *s, req *r, int64_t *budget_left) {
 }
 
 /* The most tokens of this request the trace itself lets anyone reuse: its
- * tenant's system prompt once some request computed it (whole pages), or
+ * tenant's system prompt as far as some request committed it (whole pages), or
  * the previous turn's cached tokens for a session. */
 static void set_max_hit(sim *s, req *r) {
   const tenant *t = &s->tenants[r->tenant];
   const session *ss = &s->sessions[r->sess];
-  int64_t m = t->sys_computed ? floor_page(s, t->sys_len) : 0;
+  int64_t m = floor_page(s, t->sys_committed);
   if (r->turn > 0 && ss->cached_len > m) m = ss->cached_len;
   if (m > r->ntoks - 1) m = floor_page(s, r->ntoks - 1);
   r->max_hit = m;
@@ -583,6 +606,7 @@ static void step_once(sim *s, int64_t step) {
   if (step < s->tc.arrivals_end) {
     int k = (int)rate;
     if (runif() < rate - k) k++;
+    if (step == 0) k += s->tc.initial;
     for (int i = 0; i < k; i++) new_session(s, step);
   }
   for (int i = 0; i < s->nreqs; i++)
@@ -593,6 +617,7 @@ static void step_once(sim *s, int64_t step) {
 
   /* running sequences: decode tokens, then prefill chunks */
   s->nplan = 0;
+  s->pressure = 0;
   int64_t budget_left = s->budget;
   int n = collect(s, ST_RUNNING, by_admission);
   int *order = xrealloc(NULL, (size_t)(n ? n : 1) * sizeof *order);
@@ -671,7 +696,10 @@ static void step_once(sim *s, int64_t step) {
   double cap = (double)st.pages_total * s->page;
   double live_slots = (double)st.pages_live * s->page - (double)st.waste_slots;
   if (live_slots < 0) live_slots = 0;
-  double util = live_slots / cap, logical = (double)st.tokens_stored / cap;
+  /* slots holding K/V: live tokens, plus cached pages kept for prefix and
+   * session reuse (they are evicted on demand) */
+  double util = (live_slots + (double)st.pages_cached * s->page) / cap;
+  double logical = (double)st.tokens_stored / cap;
   double used = 0, reserved = 0;
   for (int i = 0; i < s->nreqs; i++) {
     const req *r = s->reqs[i];
@@ -680,13 +708,17 @@ static void step_once(sim *s, int64_t step) {
     reserved += (double)r->reserved;
   }
   int waiting = count_state(s, ST_WAITING), swapped = count_state(s, ST_SWAPPED);
-  int loaded = waiting > 0 || swapped > 0;
+  /* "pool-limited": an allocation of this step met PKV_ERR_NO_PAGES */
+  int loaded = s->pressure;
   s->nsteps_run++;
   s->util_sum += util;
   s->logical_sum += logical;
   if (loaded) {
     s->load_steps++;
     s->util_load_sum += util;
+    s->live_load_sum += live_slots / cap;
+    s->cached_load_sum += (double)st.pages_cached * s->page / cap;
+    s->waste_load_sum += (double)st.waste_slots / cap;
   }
   double contig = reserved > 0 ? used / reserved : 0;
   if (reserved > 0) {
@@ -707,8 +739,9 @@ static void step_once(sim *s, int64_t step) {
     else pf += s->qlen[i];
     r->computed = r->len;
     CHECK(s, pkv_seq_commit(s->cache, r->seq, r->computed));
-    if (r->turn == 0 && r->computed >= s->tenants[r->tenant].sys_len)
-      s->tenants[r->tenant].sys_computed = 1;
+    tenant *tn = &s->tenants[r->tenant];
+    int64_t sc = r->computed < tn->sys_len ? r->computed : tn->sys_len;
+    if (sc > tn->sys_committed) tn->sys_committed = sc;
     if (r->computed == r->ntoks) {
       push_tok(r, rtoken());
       r->generated++;
@@ -720,6 +753,13 @@ static void step_once(sim *s, int64_t step) {
   s->decode_tokens += dec;
   if (np > s->max_running_seen) s->max_running_seen = np;
 
+  if (getenv("PKV_SIM_DEBUG"))
+    fprintf(stderr, "step %lld free %lld live %lld cached %lld c0 %lld/%lld c1 %lld/%lld borrowed %lld waste %lld\n",
+            (long long)step, (long long)st.pages_free, (long long)st.pages_live,
+            (long long)st.pages_cached, (long long)st.classes[0].in_use,
+            (long long)st.classes[0].reserved, (long long)st.classes[1].in_use,
+            (long long)st.classes[1].reserved, (long long)st.classes[1].borrowed,
+            (long long)st.waste_slots);
   if (s->csv)
     fprintf(s->csv,
             "%lld,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.4f,%.4f,%.4f,"
@@ -768,7 +808,7 @@ static void setup(sim *s) {
   int64_t pages = s->o.pages ? s->o.pages : s->gpu ? 4096 : s->o.quick ? 192 : 320;
   s->num_pages = pages;
   s->host_pages = pages / 2;
-  s->reserve_hi = pages / 5;
+  s->reserve_hi = pages / 10;
   s->steps = s->o.steps ? s->o.steps : s->gpu ? 1500 : s->o.quick ? 160 : 320;
   /* scheduler limits scale with the pool */
   s->budget = (int)(pages / 2 > 64 ? (pages / 2 < 4096 ? pages / 2 : 4096) : 64);
@@ -781,15 +821,21 @@ static void setup(sim *s) {
   t->sys_hi = 12 * s->page + 9;
   t->user_lo = 8;
   t->user_hi = 6 * s->page;
-  t->new_lo = 2 * s->page;
-  t->new_hi = 10 * s->page;
+  t->new_lo = 4 * s->page;
+  t->new_hi = 24 * s->page;
   t->turns_max = 4;
   t->think_lo = 2;
   t->think_hi = 12;
-  t->hi_frac = 0.2;
+  t->hi_frac = 0.25;
   /* about the arrival rate at which the pool stays full */
-  double footprint = (double)(t->user_hi + t->new_hi) * 1.2;
-  t->rate = (double)pages * s->page / footprint / ((double)t->new_hi / 2.0) * 1.5;
+  /* arrivals that keep the pool a little over-subscribed: C requests fit,
+   * each lives about mean_out steps, a session has ~2.5 turns */
+  double mean_out = (double)(t->new_lo + t->new_hi) / 2.0 / 3.0;
+  double mean_user = (double)(t->user_lo + t->user_hi) / 2.0;
+  double footprint = mean_user + mean_out + 0.75 * (mean_user + mean_out);
+  double fit = (double)pages * s->page / footprint;
+  t->rate = 2.5 * fit / (mean_out + 3.0) / 2.5;
+  t->initial = (int)fit;
   t->burst_rate = t->rate * 4;
   t->burst_start = s->steps * 45 / 100;
   t->burst_end = s->steps * 55 / 100;
@@ -799,8 +845,9 @@ static void setup(sim *s) {
   if (!s->tenants) oom();
   for (int i = 0; i < t->tenants; i++) {
     tenant *tn = &s->tenants[i];
-    tn->sys_len = rrange(t->sys_lo, t->sys_hi);
-    tn->sys = xrealloc(NULL, (size_t)tn->sys_len * sizeof *tn->sys);
+    /* tenant 0 sends raw completions without a system prompt */
+    tn->sys_len = i == 0 ? 0 : rrange(t->sys_lo, t->sys_hi);
+    tn->sys = xrealloc(NULL, (size_t)(tn->sys_len + 1) * sizeof *tn->sys);
     for (int64_t j = 0; j < tn->sys_len; j++) tn->sys[j] = rtoken();
     tn->ns = 0x7e4a000000000000ull + (uint64_t)i;
   }
@@ -860,14 +907,17 @@ static void report(sim *s, int pool_whole, int out_finite) {
   double cs = (double)(s->contig_steps ? s->contig_steps : 1);
   printf("%-58s %s\n", "metric", "value");
   printf("%-58s %.1f%% (all steps %.1f%%)\n",
-         "memory utilisation, paged (live token slots / pool)",
+         "memory utilisation, paged: K/V-holding slots / pool",
          100.0 * s->util_load_sum / ls, 100.0 * s->util_sum / ns);
+  printf("%-58s live %.1f%% + cached %.1f%%; last-page waste %.1f%%\n",
+         "  of which (pool-limited steps)", 100.0 * s->live_load_sum / ls,
+         100.0 * s->cached_load_sum / ls, 100.0 * s->waste_load_sum / ls);
   printf("%-58s %.1f%% (all steps %.1f%%)\n",
-         "  same, contiguous per-request max-length reservation",
+         "memory utilisation, contiguous: tokens / reserved",
          100.0 * s->contig_load_sum / cls, 100.0 * s->contig_sum / cs);
   printf("%-58s %.1f%%\n", "  logical tokens / pool (shared pages count per user)",
          100.0 * s->logical_sum / ns);
-  printf("%-58s %lld of %lld steps\n", "  steps under load (requests waiting or swapped)",
+  printf("%-58s %lld of %lld steps\n", "  pool-limited steps (an allocation met NO_PAGES)",
          (long long)s->load_steps, (long long)s->nsteps_run);
   printf("%-58s %lld / %lld (%.1f%%)\n", "prefix + session hit tokens / trace maximum",
          (long long)(s->hit_tokens + s->session_tokens), (long long)s->hit_max,
@@ -884,8 +934,9 @@ static void report(sim *s, int pool_whole, int out_finite) {
   printf("%-58s %lld (swap %lld, recompute %lld, of itself %lld)\n", "preemptions",
          (long long)(s->preempt_swap + s->preempt_recompute), (long long)s->preempt_swap,
          (long long)s->preempt_recompute, (long long)s->self_preempt);
-  printf("%-58s %lld out, %lld in\n", "swaps (library counters)",
-         (long long)st.swaps_out, (long long)st.swaps_in);
+  printf("%-58s %lld out, %lld in; %lld refused (shared pages)\n",
+         "swaps (library counters)", (long long)st.swaps_out,
+         (long long)st.swaps_in, (long long)s->swap_shared);
   printf("%-58s %lld evictions, %lld copy-on-write, %lld preemptions suggested\n",
          "library counters", (long long)st.evictions, (long long)st.cow_copies,
          (long long)st.preemptions_suggested);

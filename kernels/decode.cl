@@ -1,0 +1,208 @@
+/* Decode: one query token per sequence over its paged keys.
+ *
+ * Work-group (partition, kv head x group chunk, sequence). The query heads
+ * of one GQA group (up to PKV_MAXG of them) share the work-group, so every
+ * K and V row of the partition is read once for all of them. The key axis
+ * is cut into partitions of PKV_PART keys; with more than one partition
+ * each writes a normalised partial result (o, max m, sum l) and
+ * pkv_decode_merge combines them by log-sum-exp. Scores of the partition
+ * stay in local memory; reductions are fixed trees, so results are
+ * bitwise reproducible. No sub-groups are assumed. */
+
+#undef PKV_KSPLIT
+#define PKV_KSPLIT (PKV_DEC_WG / PKV_NCH) /* key streams in the V pass */
+#undef PKV_DEC_BIG
+#define PKV_DEC_BIG                                                          \
+  (PKV_MAXG * PKV_PART > PKV_DEC_WG * 8 * PKV_MAXG ? PKV_MAXG * PKV_PART    \
+                                                   : PKV_DEC_WG * 8 * PKV_MAXG)
+
+/* flags: 1 = ALiBi slopes given, 2 = write LSE */
+PKV_KERNEL void PKV_KNAME(pkv_decode)(
+    PKV_GLOBAL const pkv_elem_t *q, PKV_GLOBAL const pkv_elem_t *k_pool,
+    PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *block_table,
+    PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *q_indptr,
+    PKV_GLOBAL const float *alibi, PKV_GLOBAL pkv_elem_t *out,
+    PKV_GLOBAL float *lse, PKV_GLOBAL float *part_o,
+    PKV_GLOBAL float *part_ml, int max_pages, int num_q_heads, int group,
+    int page_size, pkv_i64 page_stride, pkv_i64 head_stride,
+    pkv_i64 token_stride, float scale, float softcap, int causal,
+    int window_left, int flags, int num_parts) {
+  PKV_LOCAL_DECL float q_s[PKV_MAXG * PKV_HEAD_DIM];
+  PKV_LOCAL_DECL float big[PKV_DEC_BIG]; /* scores, then V partial sums */
+  PKV_LOCAL_DECL float red[PKV_MAXG * PKV_DEC_WG];
+  PKV_LOCAL_DECL float ml[2 * PKV_MAXG];
+  PKV_LOCAL_DECL pkv_i64 koff[PKV_PART]; /* element offset of each key's row */
+
+  const int part = PKV_GROUP(0), s = PKV_GROUP(2), tid = PKV_LID(0);
+  const int nchunks = (group + PKV_MAXG - 1) / PKV_MAXG;
+  const int kvh = PKV_GROUP(1) / nchunks, gc = PKV_GROUP(1) % nchunks;
+  const int g0 = gc * PKV_MAXG;
+  const int gn = group - g0 < PKV_MAXG ? group - g0 : PKV_MAXG;
+  const int qh0 = kvh * group + g0;
+  const int qi = q_indptr[s];
+  if (q_indptr[s + 1] - qi <= 0) return; /* no query: uniform exit */
+  const int kv_len = seq_lens[s];
+  const int qpos = kv_len - 1;
+
+  int kbeg = part * PKV_PART;
+  int kend = kbeg + PKV_PART < kv_len ? kbeg + PKV_PART : kv_len;
+  if (causal && kend > qpos + 1) kend = qpos + 1;
+  if (window_left >= 0 && kbeg < qpos - window_left) kbeg = qpos - window_left;
+  const int n = kend - kbeg; /* may be <= 0: an empty partition */
+
+  for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {
+    int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
+    q_s[i] = PKV_LD(q, ((pkv_i64)qi * num_q_heads + qh0 + g) * PKV_HEAD_DIM + d);
+  }
+  PKV_BARRIER();
+
+  /* Scores: one key per work-item, all group heads at once. */
+  const PKV_GLOBAL int *bt = block_table + (pkv_i64)s * max_pages;
+  /* Each work-item takes a contiguous run of keys: consecutive rows, which
+   * a CPU's prefetcher follows (a GPU reads whole rows per thread anyway). */
+  const int run_k = (n + PKV_DEC_WG - 1) / PKV_DEC_WG;
+  const int k_end = (tid + 1) * run_k < n ? (tid + 1) * run_k : n;
+  for (int k = tid * run_k; k < k_end; k++) {
+    int j = kbeg + k;
+    int pg = j / page_size;
+    const pkv_i64 off = (pkv_i64)bt[pg] * page_stride + kvh * head_stride +
+                        (pkv_i64)(j - pg * page_size) * token_stride;
+    const PKV_GLOBAL pkv_elem_t *kp = k_pool + off;
+    koff[k] = off;
+    /* One head at a time (the row is re-read from cache, not memory), two
+     * accumulators so that consecutive FMAs do not wait on each other. */
+    for (int g = 0; g < gn; g++) {
+      pkv_f8 a0 = pkv_f8_zero(), a1 = pkv_f8_zero();
+      for (int c = 0; c < PKV_NCH; c += 2) {
+        pkv_f8 k0, k1, q0, q1;
+        PKV_LD8V(k0, kp + c * 8);
+        PKV_LD8V(k1, kp + c * 8 + 8);
+        pkv_f8_ldl(q0, q_s + g * PKV_HEAD_DIM + c * 8);
+        pkv_f8_ldl(q1, q_s + g * PKV_HEAD_DIM + c * 8 + 8);
+        a0 = pkv_f8_fma(q0, k0, a0);
+        a1 = pkv_f8_fma(q1, k1, a1);
+      }
+      float slope = (flags & 1) ? alibi[qh0 + g] : 0.0f;
+      big[g * PKV_PART + k] = PKV_SCORE(pkv_f8_hsum(a0) + pkv_f8_hsum(a1),
+                                        scale, softcap, slope, j, qpos);
+    }
+  }
+  PKV_BARRIER();
+
+  /* Maximum, then exp and sum, per head: fixed-shape trees. */
+  for (int g = 0; g < gn; g++) {
+    float mx = -PKV_INFINITY;
+    for (int k = tid; k < n; k += PKV_DEC_WG) mx = pkv_fmaxf(mx, big[g * PKV_PART + k]);
+    red[g * PKV_DEC_WG + tid] = mx;
+  }
+  PKV_BARRIER();
+  for (int st = PKV_DEC_WG / 2; st > 0; st >>= 1) {
+    if (tid < st)
+      for (int g = 0; g < gn; g++)
+        red[g * PKV_DEC_WG + tid] =
+            pkv_fmaxf(red[g * PKV_DEC_WG + tid], red[g * PKV_DEC_WG + tid + st]);
+    PKV_BARRIER();
+  }
+  if (tid == 0)
+    for (int g = 0; g < gn; g++) ml[g] = red[g * PKV_DEC_WG];
+  PKV_BARRIER();
+  for (int g = 0; g < gn; g++) {
+    float m = ml[g], sum = 0.0f;
+    for (int k = tid; k < n; k += PKV_DEC_WG) {
+      float p = pkv_exp_diff(big[g * PKV_PART + k], m);
+      big[g * PKV_PART + k] = p;
+      sum += p;
+    }
+    red[g * PKV_DEC_WG + tid] = sum;
+  }
+  PKV_BARRIER();
+  for (int st = PKV_DEC_WG / 2; st > 0; st >>= 1) {
+    if (tid < st)
+      for (int g = 0; g < gn; g++)
+        red[g * PKV_DEC_WG + tid] += red[g * PKV_DEC_WG + tid + st];
+    PKV_BARRIER();
+  }
+  if (tid == 0)
+    for (int g = 0; g < gn; g++) ml[PKV_MAXG + g] = red[g * PKV_DEC_WG];
+
+  /* V: work-item (chunk c, key stream ks) sums p * V over its keys. */
+  const int c = tid % PKV_NCH, ks = tid / PKV_NCH;
+  pkv_f8 vacc[PKV_MAXG];
+  if (ks < PKV_KSPLIT) {
+    const PKV_GLOBAL pkv_elem_t *vbase = v_pool + c * 8;
+    for (int g = 0; g < gn; g++) {
+      /* A contiguous run of keys, two accumulators alternating, so
+       * consecutive FMAs are independent. */
+      const int run_v = (n + PKV_KSPLIT - 1) / PKV_KSPLIT;
+      const int v_end = (ks + 1) * run_v < n ? (ks + 1) * run_v : n;
+      pkv_f8 a0 = pkv_f8_zero(), a1 = pkv_f8_zero();
+      int k = ks * run_v;
+      for (; k + 1 < v_end; k += 2) {
+        pkv_f8 v0, v1;
+        PKV_LD8V(v0, vbase + koff[k]);
+        PKV_LD8V(v1, vbase + koff[k + 1]);
+        a0 = pkv_f8_axpy(big[g * PKV_PART + k], v0, a0);
+        a1 = pkv_f8_axpy(big[g * PKV_PART + k + 1], v1, a1);
+      }
+      if (k < v_end) {
+        pkv_f8 v0;
+        PKV_LD8V(v0, vbase + koff[k]);
+        a0 = pkv_f8_axpy(big[g * PKV_PART + k], v0, a0);
+      }
+      /* Private until every work-item is done with the scores in big. */
+      vacc[g] = pkv_f8_add(a0, a1);
+    }
+  }
+  PKV_BARRIER(); /* scores are no longer needed: big holds partial sums */
+  if (ks < PKV_KSPLIT)
+    for (int g = 0; g < gn; g++)
+      pkv_f8_stl(vacc[g], big + (ks * PKV_MAXG + g) * PKV_HEAD_DIM + c * 8);
+  PKV_BARRIER();
+
+  for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {
+    int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
+    float sum = 0.0f;
+    for (int t = 0; t < PKV_KSPLIT; t++) sum += big[(t * PKV_MAXG + g) * PKV_HEAD_DIM + d];
+    float m = ml[g], l = ml[PKV_MAXG + g];
+    float o = l > 0.0f ? sum / l : 0.0f;
+    int qh = qh0 + g;
+    if (num_parts == 1) {
+      PKV_ST(o, out, ((pkv_i64)qi * num_q_heads + qh) * PKV_HEAD_DIM + d);
+      if ((flags & 2) && d == 0)
+        lse[(pkv_i64)qi * num_q_heads + qh] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;
+    } else {
+      pkv_i64 row = ((pkv_i64)s * num_q_heads + qh) * num_parts + part;
+      part_o[row * PKV_HEAD_DIM + d] = o;
+      if (d == 0) {
+        part_ml[2 * row] = m;
+        part_ml[2 * row + 1] = l;
+      }
+    }
+  }
+}
+
+/* Log-sum-exp merge of the partitions of one (sequence, query head). */
+PKV_KERNEL void PKV_KNAME(pkv_decode_merge)(
+    PKV_GLOBAL const float *part_o, PKV_GLOBAL const float *part_ml,
+    PKV_GLOBAL const int *q_indptr, PKV_GLOBAL pkv_elem_t *out,
+    PKV_GLOBAL float *lse, int num_q_heads, int flags, int num_parts) {
+  const int qh = PKV_GROUP(0), s = PKV_GROUP(1), tid = PKV_LID(0);
+  const int qi = q_indptr[s];
+  if (q_indptr[s + 1] - qi <= 0) return;
+  const pkv_i64 row0 = ((pkv_i64)s * num_q_heads + qh) * num_parts;
+  float M = -PKV_INFINITY, L = 0.0f;
+  for (int p = 0; p < num_parts; p++) M = pkv_fmaxf(M, part_ml[2 * (row0 + p)]);
+  for (int p = 0; p < num_parts; p++)
+    L += part_ml[2 * (row0 + p) + 1] * pkv_exp_diff(part_ml[2 * (row0 + p)], M);
+  for (int d = tid; d < PKV_HEAD_DIM; d += PKV_LSIZE(0)) {
+    float acc = 0.0f;
+    for (int p = 0; p < num_parts; p++) {
+      float w = part_ml[2 * (row0 + p) + 1] * pkv_exp_diff(part_ml[2 * (row0 + p)], M);
+      acc += w * part_o[(row0 + p) * PKV_HEAD_DIM + d];
+    }
+    PKV_ST(L > 0.0f ? acc / L : 0.0f, out,
+           ((pkv_i64)qi * num_q_heads + qh) * PKV_HEAD_DIM + d);
+  }
+  if ((flags & 2) && tid == 0)
+    lse[(pkv_i64)qi * num_q_heads + qh] = L > 0.0f ? M + pkv_logf(L) : -PKV_INFINITY;
+}

@@ -1,0 +1,107 @@
+/* OpenCL backend: private declarations shared by the files of opencl/. */
+#ifndef PKV_OCL_H
+#define PKV_OCL_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#include "backend.h"
+
+/* Tile choices passed to the kernels as build options. */
+#define PKV_OCL_DEC_WG 64
+#define PKV_OCL_PART 512      /* keys per decode partition on GPUs */
+#define PKV_OCL_PART_CPU 2048 /* on CPU devices: fewer, longer work-groups */
+#define PKV_OCL_MAXG 8
+#define PKV_OCL_PF_BR 32
+
+enum pkv_ocl_kernel_id {
+  PKV_K_WRITE_KV,
+  PKV_K_DECODE,
+  PKV_K_DECODE_MERGE,
+  PKV_K_PREFILL,
+  PKV_K_COPY_PAGES,
+  PKV_K_GATHER_PAGES,
+  PKV_K_SCATTER_PAGES,
+  PKV_K_COUNT
+};
+
+/* One built program: the kernels for one (head dim, dtype). */
+typedef struct pkv_ocl_program {
+  int head_dim, dtype;
+  cl_program program;
+  cl_kernel kernels[PKV_K_COUNT];
+  int from_binary_cache; /* 1 when loaded from the on-disk cache */
+  int part;              /* keys per decode partition (PKV_PART) */
+} pkv_ocl_program;
+
+#define PKV_OCL_MAX_PROGRAMS 32
+
+typedef struct pkv_ocl {
+  cl_platform_id platform;
+  cl_device_id device;
+  cl_context context;
+  cl_command_queue queue;
+  char cache_dir[1024]; /* empty: binary cache off */
+  char platform_name[128], device_version[128];
+  pkv_ocl_program programs[PKV_OCL_MAX_PROGRAMS];
+  int num_programs;
+  /* Scratch, grown on demand; the in-order queue orders its reuse. */
+  cl_mem part_o; size_t part_o_bytes;   /* decode partial outputs */
+  cl_mem part_ml; size_t part_ml_bytes; /* decode partial max and sum */
+  cl_mem alibi_buf; size_t alibi_bytes;
+  cl_mem dummy;                         /* stands for an absent buffer */
+  double last_build_seconds;            /* for tests and tools */
+} pkv_ocl;
+
+static inline pkv_ocl *pkv_ocl_of(pkv_context *ctx) {
+  return (pkv_ocl *)ctx->impl;
+}
+
+/* "CL_OUT_OF_RESOURCES" for -5; "CL_UNKNOWN_ERROR" for unknown codes. */
+const char *pkv_ocl_error_name(cl_int err);
+/* pkv_fail(ctx, PKV_ERR_DEVICE, "<call>: <CL name> (<code>)"). */
+pkv_status pkv_ocl_fail(const pkv_context *ctx, const char *call, cl_int err);
+
+/* Devices (ocl_device.c). */
+pkv_status pkv_ocl_list_devices(pkv_device_info *out, int capacity, int *count);
+pkv_status pkv_ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
+                                 cl_device_id *device);
+void pkv_ocl_fill_info(cl_platform_id platform, cl_device_id device, int index,
+                       pkv_device_info *info);
+/* Index of a device in the flat listing, -1 when absent. */
+int pkv_ocl_device_index(cl_device_id device);
+
+/* Programs (ocl_program.c): the program for (head_dim, dtype), built on
+ * first use and kept for the context's life. */
+pkv_status pkv_ocl_program_get(pkv_context *ctx, int head_dim, int dtype,
+                               pkv_ocl_program **out);
+void pkv_ocl_programs_release(pkv_ocl *o);
+
+/* On-disk binary cache (ocl_bincache.c). key is 16 bytes. A missing,
+ * corrupt or foreign entry yields NULL; nothing is ever trusted unchecked. */
+unsigned char *pkv_ocl_bincache_load(const char *dir, const unsigned char *key,
+                                     size_t *size);
+/* Writes atomically (temporary file + rename); failures are ignored: the
+ * cache only saves time. */
+void pkv_ocl_bincache_store(const char *dir, const unsigned char *key,
+                            const unsigned char *data, size_t size);
+/* Path of a key's entry, for tests. */
+void pkv_ocl_bincache_path(const char *dir, const unsigned char *key,
+                           char *path, size_t cap);
+
+/* Kernel sources embedded at build time (generated opencl_kernels.c). */
+extern const char *const pkv_ocl_kernel_sources[];
+extern const char *const pkv_ocl_kernel_files[];
+extern const int pkv_ocl_kernel_count;
+
+/* Operations (ocl_ops.c). */
+pkv_status pkv_ocl_write_kv(pkv_context *ctx, const pkv_write_args *a);
+pkv_status pkv_ocl_attention(pkv_context *ctx, const pkv_attn_args *a);
+pkv_status pkv_ocl_copy_pages(pkv_context *ctx, const pkv_copy_args *a);
+pkv_status pkv_ocl_pages_to_host(pkv_context *ctx, const pkv_host_move_args *a);
+pkv_status pkv_ocl_pages_from_host(pkv_context *ctx,
+                                   const pkv_host_move_args *a);
+
+#endif

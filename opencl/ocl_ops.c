@@ -1,0 +1,282 @@
+/* Launches of the portable kernels: K/V write, attention (decode with a
+ * partitioned key axis and a merge, or prefill), page copies and the
+ * batched device <-> host page moves. */
+#include "ocl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct args {
+  cl_kernel k;
+  cl_uint i;
+  cl_int err;
+} args;
+
+static void arg_(args *a, size_t size, const void *v) {
+  if (a->err == CL_SUCCESS) a->err = clSetKernelArg(a->k, a->i, size, v);
+  a->i++;
+}
+#define ARG(a, v) arg_(&(a), sizeof(v), &(v))
+
+static cl_mem mem(const pkv_buffer *b) { return (cl_mem)b->native; }
+
+static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+static pkv_status launch(pkv_context *ctx, const args *a, const char *name,
+                         cl_uint dims, const size_t *global,
+                         const size_t *local) {
+  if (a->err != CL_SUCCESS)
+    return pkv_fail(ctx, PKV_ERR_DEVICE, "clSetKernelArg(%s, %u): %s (%d)",
+                    name, a->i - 1, pkv_ocl_error_name(a->err), (int)a->err);
+  cl_int err = clEnqueueNDRangeKernel(pkv_ocl_of(ctx)->queue, a->k, dims, NULL,
+                                      global, local, 0, NULL, NULL);
+  if (err != CL_SUCCESS)
+    return pkv_fail(ctx, PKV_ERR_DEVICE, "clEnqueueNDRangeKernel(%s): %s (%d)",
+                    name, pkv_ocl_error_name(err), (int)err);
+  return PKV_OK;
+}
+
+/* Grows a scratch buffer; the old one is released (OpenCL keeps it alive
+ * until queued work that uses it has finished). */
+static pkv_status scratch(pkv_context *ctx, cl_mem *buf, size_t *have,
+                          size_t need) {
+  if (*buf && *have >= need) return PKV_OK;
+  cl_int err;
+  cl_mem m = clCreateBuffer(pkv_ocl_of(ctx)->context, CL_MEM_READ_WRITE, need,
+                            NULL, &err);
+  if (err != CL_SUCCESS) return pkv_ocl_fail(ctx, "clCreateBuffer", err);
+  if (*buf) clReleaseMemObject(*buf);
+  *buf = m;
+  *have = need;
+  return PKV_OK;
+}
+
+pkv_status pkv_ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
+  const pkv_cache_geometry *g = a->geom;
+  if (a->n <= 0) return PKV_OK;
+  pkv_ocl_program *p;
+  pkv_status st = pkv_ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
+  if (st != PKV_OK) return st;
+  cl_mem kp = mem(a->k_pool), vp = mem(a->v_pool), k = mem(a->k),
+         v = mem(a->v), slots = mem(a->slots);
+  cl_long n = a->n, ps = g->page_stride, hs = g->head_stride,
+          ts = g->token_stride;
+  cl_int heads = g->num_kv_heads, page_size = g->page_size;
+  args x = {p->kernels[PKV_K_WRITE_KV], 0, CL_SUCCESS};
+  ARG(x, kp); ARG(x, vp); ARG(x, k); ARG(x, v); ARG(x, slots); ARG(x, n);
+  ARG(x, heads); ARG(x, page_size); ARG(x, ps); ARG(x, hs); ARG(x, ts);
+  size_t local = 64;
+  size_t global = round_up((size_t)n * (size_t)heads * (size_t)(g->head_dim / 8), local);
+  return launch(ctx, &x, "pkv_write_kv", 1, &global, &local);
+}
+
+pkv_status pkv_ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  const pkv_cache_geometry *g = a->geom;
+  if (a->num_tokens <= 0 || a->num_seqs <= 0) return PKV_OK;
+  pkv_ocl_program *p;
+  pkv_status st = pkv_ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
+  if (st != PKV_OK) return st;
+
+  cl_int flags = 0;
+  cl_mem alibi = o->dummy, lse = o->dummy;
+  if (a->h_alibi) {
+    flags |= 1;
+    if (a->alibi) {
+      alibi = mem(a->alibi);
+    } else {
+      size_t bytes = (size_t)a->num_q_heads * sizeof(float);
+      st = scratch(ctx, &o->alibi_buf, &o->alibi_bytes, bytes);
+      if (st != PKV_OK) return st;
+      cl_int err = clEnqueueWriteBuffer(o->queue, o->alibi_buf, CL_TRUE, 0,
+                                        bytes, a->h_alibi, 0, NULL, NULL);
+      if (err != CL_SUCCESS)
+        return pkv_ocl_fail(ctx, "clEnqueueWriteBuffer", err);
+      alibi = o->alibi_buf;
+    }
+  }
+  if (a->lse) {
+    flags |= 2;
+    lse = mem(a->lse);
+  }
+  cl_mem q = mem(a->q), out = mem(a->out), kp = mem(a->k_pool),
+         vp = mem(a->v_pool), bt = mem(a->block_table), sl = mem(a->seq_lens),
+         qi = mem(a->q_indptr);
+  cl_int max_pages = a->max_pages, qh = a->num_q_heads,
+         group = a->num_q_heads / g->num_kv_heads, page_size = g->page_size,
+         causal = a->causal, window = a->window_left;
+  cl_long ps = g->page_stride, hs = g->head_stride, ts = g->token_stride;
+  cl_float scale = a->scale, softcap = a->softcap;
+
+  if (a->max_q_len <= 1) {
+    cl_int parts = (a->max_kv_len + p->part - 1) / p->part;
+    if (parts < 1) parts = 1;
+    cl_mem po = o->dummy, pm = o->dummy;
+    if (parts > 1) {
+      size_t rows = (size_t)a->num_seqs * (size_t)qh * (size_t)parts;
+      st = scratch(ctx, &o->part_o, &o->part_o_bytes,
+                   rows * (size_t)g->head_dim * sizeof(float));
+      if (st == PKV_OK)
+        st = scratch(ctx, &o->part_ml, &o->part_ml_bytes, rows * 2 * sizeof(float));
+      if (st != PKV_OK) return st;
+      po = o->part_o;
+      pm = o->part_ml;
+    }
+    args x = {p->kernels[PKV_K_DECODE], 0, CL_SUCCESS};
+    ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, qi);
+    ARG(x, alibi); ARG(x, out); ARG(x, lse); ARG(x, po); ARG(x, pm);
+    ARG(x, max_pages); ARG(x, qh); ARG(x, group); ARG(x, page_size);
+    ARG(x, ps); ARG(x, hs); ARG(x, ts); ARG(x, scale); ARG(x, softcap);
+    ARG(x, causal); ARG(x, window); ARG(x, flags); ARG(x, parts);
+    size_t chunks = (size_t)(group + PKV_OCL_MAXG - 1) / PKV_OCL_MAXG;
+    size_t local[3] = {PKV_OCL_DEC_WG, 1, 1};
+    size_t global[3] = {(size_t)parts * PKV_OCL_DEC_WG,
+                        (size_t)g->num_kv_heads * chunks, (size_t)a->num_seqs};
+    st = launch(ctx, &x, "pkv_decode", 3, global, local);
+    if (st != PKV_OK || parts == 1) return st;
+    args y = {p->kernels[PKV_K_DECODE_MERGE], 0, CL_SUCCESS};
+    ARG(y, po); ARG(y, pm); ARG(y, qi); ARG(y, out); ARG(y, lse); ARG(y, qh);
+    ARG(y, flags); ARG(y, parts);
+    size_t mlocal[2] = {64, 1};
+    size_t mglobal[2] = {(size_t)qh * 64, (size_t)a->num_seqs};
+    return launch(ctx, &y, "pkv_decode_merge", 2, mglobal, mlocal);
+  }
+
+  args x = {p->kernels[PKV_K_PREFILL], 0, CL_SUCCESS};
+  ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, qi);
+  ARG(x, alibi); ARG(x, out); ARG(x, lse); ARG(x, max_pages); ARG(x, qh);
+  ARG(x, group); ARG(x, page_size); ARG(x, ps); ARG(x, hs); ARG(x, ts);
+  ARG(x, scale); ARG(x, softcap); ARG(x, causal); ARG(x, window);
+  ARG(x, flags);
+  size_t rows = (size_t)a->max_q_len * (size_t)group;
+  size_t local[3] = {PKV_OCL_PF_BR, 1, 1};
+  size_t global[3] = {round_up(rows, PKV_OCL_PF_BR), (size_t)g->num_kv_heads,
+                      (size_t)a->num_seqs};
+  return launch(ctx, &x, "pkv_prefill", 3, global, local);
+}
+
+/* An int32 array as a temporary device buffer. */
+static pkv_status temp_ints(pkv_context *ctx, const int32_t *h, size_t n,
+                            cl_mem *out) {
+  cl_int err;
+  *out = clCreateBuffer(pkv_ocl_of(ctx)->context,
+                        CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                        n * sizeof(int32_t), (void *)h, &err);
+  return err == CL_SUCCESS ? PKV_OK : pkv_ocl_fail(ctx, "clCreateBuffer", err);
+}
+
+pkv_status pkv_ocl_copy_pages(pkv_context *ctx, const pkv_copy_args *a) {
+  const pkv_cache_geometry *g = a->geom;
+  if (a->n <= 0 || a->num_pools <= 0) return PKV_OK;
+  pkv_ocl_program *p;
+  pkv_status st = pkv_ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
+  if (st != PKV_OK) return st;
+  cl_mem pairs = NULL, own = NULL;
+  if (a->pairs) {
+    pairs = mem(a->pairs);
+  } else {
+    st = temp_ints(ctx, a->h_pairs, (size_t)a->n * 2, &own);
+    if (st != PKV_OK) return st;
+    pairs = own;
+  }
+  cl_long wpp = (cl_long)(g->page_bytes / 16);
+  size_t local[2] = {64, 1};
+  size_t global[2] = {round_up((size_t)wpp, 64), (size_t)a->n};
+  for (int b = 0; b < a->num_pools && st == PKV_OK; b++) {
+    cl_mem pool = mem(a->pools[b]);
+    args x = {p->kernels[PKV_K_COPY_PAGES], 0, CL_SUCCESS};
+    ARG(x, pool); ARG(x, pairs); ARG(x, wpp);
+    st = launch(ctx, &x, "pkv_copy_pages", 2, global, local);
+  }
+  if (own) clReleaseMemObject(own);
+  return st;
+}
+
+/* Pages per staging round: bounded so that a large swap does not need a
+ * staging buffer the size of the pool. */
+static int64_t chunk_pages(const pkv_host_move_args *a) {
+  size_t per = a->geom->page_bytes * (size_t)a->num_pools;
+  int64_t c = (int64_t)((size_t)64 << 20) / (int64_t)(per ? per : 1);
+  return c < 1 ? 1 : c;
+}
+
+/* Device -> host: per round, one gather kernel per pool buffer into a
+ * staging buffer, one read, and a host copy of each page's rows. */
+static pkv_status move(pkv_context *ctx, const pkv_host_move_args *a,
+                       int to_host) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  const pkv_cache_geometry *g = a->geom;
+  if (a->n <= 0 || a->num_pools <= 0) return PKV_OK;
+  pkv_ocl_program *p;
+  pkv_status st = pkv_ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
+  if (st != PKV_OK) return st;
+  const size_t row = g->page_bytes * (size_t)a->num_pools; /* one host page */
+  const int64_t per_round = chunk_pages(a);
+  int64_t cap = a->n < per_round ? a->n : per_round;
+  unsigned char *host = malloc((size_t)cap * row);
+  if (!host)
+    return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "host staging of %zu bytes",
+                    (size_t)cap * row);
+  cl_int err;
+  cl_mem staging = clCreateBuffer(o->context, CL_MEM_READ_WRITE,
+                                  (size_t)cap * row, NULL, &err);
+  if (err != CL_SUCCESS) {
+    free(host);
+    return pkv_ocl_fail(ctx, "clCreateBuffer", err);
+  }
+  cl_long wpp = (cl_long)(g->page_bytes / 16);
+  cl_int np = a->num_pools;
+  for (int64_t i0 = 0; i0 < a->n && st == PKV_OK; i0 += cap) {
+    int64_t cnt = a->n - i0 < cap ? a->n - i0 : cap;
+    size_t bytes = (size_t)cnt * row;
+    cl_mem pages;
+    st = temp_ints(ctx, a->h_dev_pages + i0, (size_t)cnt, &pages);
+    if (st != PKV_OK) break;
+    if (!to_host) {
+      for (int64_t i = 0; i < cnt; i++)
+        memcpy(host + (size_t)i * row,
+               a->host_base + (size_t)a->h_host_pages[i0 + i] * row, row);
+      err = clEnqueueWriteBuffer(o->queue, staging, CL_TRUE, 0, bytes, host, 0,
+                                 NULL, NULL);
+      if (err != CL_SUCCESS) st = pkv_ocl_fail(ctx, "clEnqueueWriteBuffer", err);
+    }
+    size_t local[2] = {64, 1};
+    size_t global[2] = {round_up((size_t)wpp, 64), (size_t)cnt};
+    for (cl_int b = 0; b < np && st == PKV_OK; b++) {
+      cl_mem pool = mem(a->pools[b]);
+      args x = {p->kernels[to_host ? PKV_K_GATHER_PAGES : PKV_K_SCATTER_PAGES],
+                0, CL_SUCCESS};
+      ARG(x, pool); ARG(x, staging); ARG(x, pages); ARG(x, wpp); ARG(x, np);
+      ARG(x, b);
+      st = launch(ctx, &x, to_host ? "pkv_gather_pages" : "pkv_scatter_pages",
+                  2, global, local);
+    }
+    if (st == PKV_OK && to_host) {
+      err = clEnqueueReadBuffer(o->queue, staging, CL_TRUE, 0, bytes, host, 0,
+                                NULL, NULL);
+      if (err != CL_SUCCESS) st = pkv_ocl_fail(ctx, "clEnqueueReadBuffer", err);
+      for (int64_t i = 0; i < cnt && st == PKV_OK; i++)
+        memcpy(a->host_base + (size_t)a->h_host_pages[i0 + i] * row,
+               host + (size_t)i * row, row);
+    }
+    clReleaseMemObject(pages);
+  }
+  /* The staging buffers must outlive the scatter kernels: wait for them. */
+  if (!to_host && st == PKV_OK) {
+    err = clFinish(o->queue);
+    if (err != CL_SUCCESS) st = pkv_ocl_fail(ctx, "clFinish", err);
+  }
+  clReleaseMemObject(staging);
+  free(host);
+  return st;
+}
+
+pkv_status pkv_ocl_pages_to_host(pkv_context *ctx,
+                                 const pkv_host_move_args *a) {
+  return move(ctx, a, 1);
+}
+
+pkv_status pkv_ocl_pages_from_host(pkv_context *ctx,
+                                   const pkv_host_move_args *a) {
+  return move(ctx, a, 0);
+}

@@ -1,0 +1,239 @@
+/* Programs: the embedded kernel sources built for one device with the
+ * cache's constants (head dim, dtype) and the tile sizes as -D options.
+ * Each (head dim, dtype) is built once per context and kept; built
+ * binaries also go to an on-disk cache (ocl_bincache.c), so a second
+ * process skips the compiler. */
+#include "ocl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+static const char *const kernel_names[PKV_K_COUNT] = {
+    "pkv_write_kv",   "pkv_decode",       "pkv_decode_merge", "pkv_prefill",
+    "pkv_copy_pages", "pkv_gather_pages", "pkv_scatter_pages"};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Keys per prefill tile: K and V tiles of bk x head_dim floats must fit
+ * the device's local memory with room to spare. */
+static int prefill_tile(cl_device_id dev, int head_dim) {
+  cl_ulong local = 0;
+  if (clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local,
+                      NULL) != CL_SUCCESS || local == 0)
+    local = 32768;
+  if (local > 49152) local = 49152;
+  cl_ulong budget = local - 4096;
+  int bk = 4096 / head_dim;
+  if (bk > 64) bk = 64;
+  if (bk < 8) bk = 8;
+  while (bk > 4 && (cl_ulong)bk * head_dim * 8 > budget) bk /= 2;
+  return bk;
+}
+
+/* Keys per decode partition: a CPU device runs few work-groups at a time
+ * and pays a fixed cost per group, so it gets longer partitions when its
+ * local memory (scores + row offsets) holds them. */
+static int decode_part(cl_device_id dev) {
+  cl_device_type t = 0;
+  cl_ulong local = 0;
+  clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof t, &t, NULL);
+  clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
+  if ((t & CL_DEVICE_TYPE_CPU) &&
+      local >= (cl_ulong)PKV_OCL_PART_CPU * (PKV_OCL_MAXG * 4 + 8) + 16384)
+    return PKV_OCL_PART_CPU;
+  return PKV_OCL_PART;
+}
+
+static void build_options(cl_device_id dev, int head_dim, int dtype, int part,
+                          char *buf, size_t cap) {
+  snprintf(buf, cap,
+           "-cl-std=CL1.2 -DPKV_HEAD_DIM=%d -DPKV_DTYPE=%d -DPKV_DEC_WG=%d "
+           "-DPKV_PART=%d -DPKV_MAXG=%d -DPKV_PF_BR=%d -DPKV_PF_BK=%d",
+           head_dim, dtype, PKV_OCL_DEC_WG, part, PKV_OCL_MAXG,
+           PKV_OCL_PF_BR, prefill_tile(dev, head_dim));
+}
+
+/* The cache key: everything that can change the binary. */
+static void cache_key(pkv_context *ctx, const char *options,
+                      unsigned char key[16]) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  XXH3_state_t *st = XXH3_createState();
+  XXH128_hash_t h = {0, 0};
+  if (st) {
+    XXH3_128bits_reset(st);
+    const char *parts[] = {"pagedkv-opencl-1", ctx->info.name,
+                           ctx->info.vendor, ctx->info.driver,
+                           o->device_version, o->platform_name, options};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+      XXH3_128bits_update(st, parts[i], strlen(parts[i]) + 1);
+    for (int i = 0; i < pkv_ocl_kernel_count; i++)
+      XXH3_128bits_update(st, pkv_ocl_kernel_sources[i],
+                          strlen(pkv_ocl_kernel_sources[i]) + 1);
+    h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+  }
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, h);
+  memcpy(key, c.digest, 16);
+}
+
+/* The build log, shortened to leave room in the error message. */
+static pkv_status build_failure(pkv_context *ctx, cl_program prog,
+                                const char *options) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  char log[1400] = "";
+  size_t n = 0;
+  if (clGetProgramBuildInfo(prog, o->device, CL_PROGRAM_BUILD_LOG, 0, NULL,
+                            &n) == CL_SUCCESS && n > 0) {
+    char *full = malloc(n + 1);
+    if (full) {
+      if (clGetProgramBuildInfo(prog, o->device, CL_PROGRAM_BUILD_LOG, n, full,
+                                NULL) == CL_SUCCESS) {
+        full[n] = '\0';
+        /* The first errors are the useful ones: keep the head. */
+        snprintf(log, sizeof log, "%s%s", full,
+                 strlen(full) >= sizeof log ? " [...]" : "");
+      }
+      free(full);
+    }
+  }
+  return pkv_fail(ctx, PKV_ERR_BUILD,
+                  "clBuildProgram: CL_BUILD_PROGRAM_FAILURE for the kernels "
+                  "with options '%s'; build log: %s",
+                  options, log[0] ? log : "(empty)");
+}
+
+static cl_program from_cache(pkv_context *ctx, const unsigned char *key,
+                             const char *options) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  size_t size = 0;
+  unsigned char *bin = pkv_ocl_bincache_load(o->cache_dir, key, &size);
+  if (!bin) return NULL;
+  cl_int err, status = CL_SUCCESS;
+  const unsigned char *bins[1] = {bin};
+  cl_program prog = clCreateProgramWithBinary(o->context, 1, &o->device, &size,
+                                              bins, &status, &err);
+  free(bin);
+  if (err != CL_SUCCESS || status != CL_SUCCESS) {
+    if (prog) clReleaseProgram(prog);
+    return NULL;
+  }
+  if (clBuildProgram(prog, 1, &o->device, options, NULL, NULL) != CL_SUCCESS) {
+    clReleaseProgram(prog);
+    return NULL;
+  }
+  return prog;
+}
+
+static void to_cache(pkv_context *ctx, cl_program prog,
+                     const unsigned char *key) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  size_t size = 0;
+  if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size,
+                       NULL) != CL_SUCCESS || size == 0)
+    return;
+  unsigned char *bin = malloc(size);
+  if (!bin) return;
+  unsigned char *bins[1] = {bin};
+  if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) ==
+      CL_SUCCESS)
+    pkv_ocl_bincache_store(o->cache_dir, key, bin, size);
+  free(bin);
+}
+
+static pkv_status make_kernels(pkv_context *ctx, pkv_ocl_program *p) {
+  for (int k = 0; k < PKV_K_COUNT; k++) {
+    cl_int err;
+    p->kernels[k] = clCreateKernel(p->program, kernel_names[k], &err);
+    if (err != CL_SUCCESS) {
+      for (int j = 0; j < k; j++) clReleaseKernel(p->kernels[j]);
+      memset(p->kernels, 0, sizeof p->kernels);
+      return pkv_fail(ctx, PKV_ERR_DEVICE, "clCreateKernel(%s): %s (%d)",
+                      kernel_names[k], pkv_ocl_error_name(err), (int)err);
+    }
+  }
+  return PKV_OK;
+}
+
+static pkv_status build(pkv_context *ctx, int head_dim, int dtype,
+                        pkv_ocl_program *p) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  char options[512];
+  int part = decode_part(o->device);
+  build_options(o->device, head_dim, dtype, part, options, sizeof options);
+  unsigned char key[16];
+  cache_key(ctx, options, key);
+  memset(p, 0, sizeof *p);
+  p->head_dim = head_dim;
+  p->dtype = dtype;
+  p->part = part;
+  if (o->cache_dir[0]) {
+    p->program = from_cache(ctx, key, options);
+    if (p->program) {
+      if (make_kernels(ctx, p) == PKV_OK) {
+        p->from_binary_cache = 1;
+        return PKV_OK;
+      }
+      /* A binary the driver accepted but that lacks our kernels is as
+       * foreign as a corrupt one: rebuild from source. */
+      clReleaseProgram(p->program);
+      p->program = NULL;
+    }
+  }
+  cl_int err;
+  p->program = clCreateProgramWithSource(
+      o->context, (cl_uint)pkv_ocl_kernel_count,
+      (const char **)pkv_ocl_kernel_sources, NULL, &err);
+  if (err != CL_SUCCESS)
+    return pkv_ocl_fail(ctx, "clCreateProgramWithSource", err);
+  err = clBuildProgram(p->program, 1, &o->device, options, NULL, NULL);
+  pkv_status st = PKV_OK;
+  if (err == CL_BUILD_PROGRAM_FAILURE)
+    st = build_failure(ctx, p->program, options);
+  else if (err != CL_SUCCESS)
+    st = pkv_ocl_fail(ctx, "clBuildProgram", err);
+  if (st == PKV_OK) st = make_kernels(ctx, p);
+  if (st != PKV_OK) {
+    clReleaseProgram(p->program);
+    p->program = NULL;
+    return st;
+  }
+  if (o->cache_dir[0]) to_cache(ctx, p->program, key);
+  return PKV_OK;
+}
+
+pkv_status pkv_ocl_program_get(pkv_context *ctx, int head_dim, int dtype,
+                               pkv_ocl_program **out) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  for (int i = 0; i < o->num_programs; i++)
+    if (o->programs[i].head_dim == head_dim && o->programs[i].dtype == dtype) {
+      *out = &o->programs[i];
+      return PKV_OK;
+    }
+  if (o->num_programs == PKV_OCL_MAX_PROGRAMS)
+    return pkv_fail(ctx, PKV_ERR_UNSUPPORTED,
+                    "more than %d (head_dim, dtype) programs in one context",
+                    PKV_OCL_MAX_PROGRAMS);
+  double t0 = now_s();
+  pkv_status st = build(ctx, head_dim, dtype, &o->programs[o->num_programs]);
+  if (st != PKV_OK) return st;
+  o->last_build_seconds = now_s() - t0;
+  *out = &o->programs[o->num_programs++];
+  return PKV_OK;
+}
+
+void pkv_ocl_programs_release(pkv_ocl *o) {
+  for (int i = 0; i < o->num_programs; i++) {
+    for (int k = 0; k < PKV_K_COUNT; k++)
+      if (o->programs[i].kernels[k]) clReleaseKernel(o->programs[i].kernels[k]);
+    if (o->programs[i].program) clReleaseProgram(o->programs[i].program);
+  }
+  o->num_programs = 0;
+}

@@ -1,0 +1,594 @@
+/* pkv-conformance: runs the paged-attention conformance grid on one
+ * backend and compares every output and LSE with the CPU reference
+ * backend, printing TAP. Both contexts get identical caches, identical
+ * operation sequences (so identical page assignments) and identical random
+ * data; pools, spare pages and outputs are NaN-filled first.
+ *
+ *   pkv-conformance [--backend opencl|hip|cpu] [--device N] [--full]
+ *                   [--quick] [--list]
+ *
+ * The default is a representative subset sized for CI; --full or
+ * PKV_CONFORMANCE=full runs the whole grid (every head dim x dtype x layout,
+ * every page size, GQA 1/4/5/8, query lengths 1..577, lengths to 16k).
+ * Exit status 0 when every case passes. An operator runs it once per GPU
+ * model of a fleet to certify it. */
+#include "pagedkv.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAXS 8
+
+typedef struct ccase {
+  int dim, ps, nkv, group;
+  pkv_dtype dt;
+  pkv_layout layout;
+  int nseq;
+  int32_t kv[MAXS], ql[MAXS];
+  int causal, window;
+  float softcap;
+  int alibi;
+  int big_logits; /* every logit near -5e5: the output is the mean of V */
+  int repeat;     /* run this many times: bitwise identical outputs */
+} ccase;
+
+/* ------------------------------------------------------------ data */
+static uint64_t rng_state;
+static uint32_t rnd(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (uint32_t)(rng_state >> 11);
+}
+static float urand(void) { return (float)(rnd() / 2147483648.0 - 1.0); } /* [-1,1) */
+
+static uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u, e = (x >> 23) & 0xffu, m = x & 0x7fffffu;
+  if (e == 0xff) return (uint16_t)(sign | 0x7c00u | (m ? 0x200u : 0));
+  int ex = (int)e - 127 + 15;
+  if (ex >= 31) return (uint16_t)(sign | 0x7c00u);
+  if (ex <= 0) {
+    if (ex < -10) return (uint16_t)sign;
+    m |= 0x800000u;
+    int shift = 14 - ex;
+    uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+  }
+  uint32_t r = ((uint32_t)ex << 10) | (m >> 13), rem = m & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (r & 1))) r++;
+  return (uint16_t)(sign | r);
+}
+static float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
+  if (e == 0) {
+    if (m == 0) x = sign;
+    else {
+      e = 127 - 15 + 1;
+      while (!(m & 0x400u)) { m <<= 1; e--; }
+      x = sign | (e << 23) | ((m & 0x3ffu) << 13);
+    }
+  } else if (e == 31) x = sign | 0x7f800000u | (m << 13);
+  else x = sign | ((e - 15 + 127) << 23) | (m << 13);
+  float f;
+  memcpy(&f, &x, 4);
+  return f;
+}
+static uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+static float bf16_to_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static void put(void *raw, pkv_dtype dt, size_t i, float v) {
+  if (dt == PKV_DTYPE_F32) ((float *)raw)[i] = v;
+  else ((uint16_t *)raw)[i] = dt == PKV_DTYPE_F16 ? f32_to_f16(v) : f32_to_bf16(v);
+}
+static float get(const void *raw, pkv_dtype dt, size_t i) {
+  if (dt == PKV_DTYPE_F32) return ((const float *)raw)[i];
+  uint16_t h = ((const uint16_t *)raw)[i];
+  return dt == PKV_DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+}
+
+static const char *dt_name(pkv_dtype d) {
+  return d == PKV_DTYPE_F32 ? "f32" : d == PKV_DTYPE_F16 ? "f16" : "bf16";
+}
+
+/* Inputs of one case, generated once and given to both backends. */
+typedef struct cdata {
+  int ntok, nhist[MAXS], ndummy, dummy_len[6], dummy_keep[6];
+  void *hist_k[MAXS], *hist_v[MAXS]; /* [kv - ql][nkv][dim] */
+  void *new_k, *new_v;               /* [ntok][nkv][dim], batch order */
+  void *q;                           /* [ntok][nq][dim] */
+  float alibi[64];
+  int64_t pages;
+} cdata;
+
+static void *rand_rows(const ccase *c, size_t rows, int heads, float value) {
+  size_t n = rows * (size_t)heads * (size_t)c->dim;
+  void *p = malloc(n * pkv_dtype_size(c->dt) + 1);
+  for (size_t i = 0; i < n; i++) put(p, c->dt, i, value != 0 ? value : urand());
+  return p;
+}
+
+static void make_data(const ccase *c, uint64_t seed, cdata *d) {
+  memset(d, 0, sizeof *d);
+  rng_state = seed * 0x9e3779b97f4a7c15ull + 1;
+  int nq = c->nkv * c->group;
+  int64_t pages = 4;
+  for (int s = 0; s < c->nseq; s++) {
+    d->nhist[s] = c->kv[s] - c->ql[s];
+    d->ntok += c->ql[s];
+    pages += (c->kv[s] + c->ps - 1) / c->ps;
+    /* -5e5 case: identical keys of ones, queries of -x with scale*dim*x
+     * = 5e5, so every logit is -5e5. */
+    d->hist_k[s] = rand_rows(c, (size_t)d->nhist[s], c->nkv, c->big_logits ? 1.0f : 0);
+    d->hist_v[s] = rand_rows(c, (size_t)d->nhist[s], c->nkv, 0);
+  }
+  d->new_k = rand_rows(c, (size_t)d->ntok, c->nkv, c->big_logits ? 1.0f : 0);
+  d->new_v = rand_rows(c, (size_t)d->ntok, c->nkv, 0);
+  d->q = rand_rows(c, (size_t)d->ntok, nq,
+                   c->big_logits ? -5e5f / (float)sqrt((double)c->dim) : 0);
+  for (int h = 0; h < nq && h < 64; h++) d->alibi[h] = exp2f(-8.0f * (float)(h + 1) / (float)nq);
+  /* Dummy sequences scramble the pool so block tables are not the identity. */
+  d->ndummy = 4;
+  for (int i = 0; i < d->ndummy; i++) {
+    d->dummy_len[i] = 1 + (int)(rnd() % (uint32_t)(3 * c->ps));
+    d->dummy_keep[i] = i & 1;
+    pages += (d->dummy_len[i] + c->ps - 1) / c->ps;
+  }
+  d->pages = pages;
+}
+
+static void free_data(cdata *d) {
+  for (int s = 0; s < MAXS; s++) {
+    free(d->hist_k[s]);
+    free(d->hist_v[s]);
+  }
+  free(d->new_k);
+  free(d->new_v);
+  free(d->q);
+}
+
+/* ------------------------------------------------------------ one run */
+typedef struct result {
+  void *out;  /* [ntok][nq][dim] + spare, cache dtype */
+  float *lse; /* [ntok][nq] + 1 spare */
+  int spare_nan; /* the spare element past the output stayed NaN */
+  int identical; /* repeated runs bitwise equal */
+  double seconds;
+} result;
+
+#define CHECK(expr)                                                            \
+  do {                                                                         \
+    pkv_status st_ = (expr);                                                   \
+    if (st_ != PKV_OK) {                                                       \
+      snprintf(err, errcap, "%s: %s", #expr, pkv_last_error(ctx));             \
+      goto done;                                                               \
+    }                                                                          \
+  } while (0)
+
+static pkv_buffer *nan_buffer(pkv_context *ctx, pkv_dtype dt, size_t elems) {
+  pkv_buffer *b = NULL;
+  size_t es = dt == PKV_DTYPE_F32 ? 4 : 2;
+  if (pkv_buffer_create(ctx, elems * es, &b) != PKV_OK) return NULL;
+  void *tmp = malloc(elems * es);
+  for (size_t i = 0; i < elems; i++) put(tmp, dt, i, NAN);
+  pkv_buffer_upload(b, 0, tmp, elems * es);
+  free(tmp);
+  return b;
+}
+
+static pkv_buffer *upload(pkv_context *ctx, const void *src, size_t bytes) {
+  pkv_buffer *b = NULL;
+  if (pkv_buffer_create(ctx, bytes ? bytes : 16, &b) != PKV_OK) return NULL;
+  if (bytes && pkv_buffer_upload(b, 0, src, bytes) != PKV_OK) {
+    pkv_buffer_destroy(b);
+    return NULL;
+  }
+  return b;
+}
+
+static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
+               char *err, size_t errcap) {
+  const size_t es = pkv_dtype_size(c->dt);
+  const int nq = c->nkv * c->group;
+  const size_t row = (size_t)c->nkv * c->dim, qrow = (size_t)nq * c->dim;
+  const size_t on = (size_t)d->ntok * qrow;
+  int good = 0;
+  pkv_cache *cache = NULL;
+  pkv_batch *batch = NULL;
+  pkv_buffer *kb = NULL, *vb = NULL, *qb = NULL, *ob = NULL, *lb = NULL,
+             *sb = NULL;
+  int64_t *slots = NULL;
+  pkv_seq_id seqs[MAXS], dummy[6];
+  memset(r, 0, sizeof *r);
+
+  pkv_cache_desc cd;
+  pkv_cache_desc_init(&cd);
+  cd.num_layers = 1;
+  cd.num_kv_heads = c->nkv;
+  cd.head_dim = c->dim;
+  cd.page_size = c->ps;
+  cd.num_pages = d->pages;
+  cd.dtype = c->dt;
+  cd.layout = c->layout;
+  CHECK(pkv_cache_create(ctx, &cd, &cache));
+  pkv_buffer *pools[2];
+  CHECK(pkv_cache_kv(cache, 0, &pools[0], &pools[1]));
+  for (int i = 0; i < 2; i++) {
+    size_t n = pkv_buffer_size(pools[i]) / es;
+    void *tmp = malloc(n * es);
+    for (size_t j = 0; j < n; j++) put(tmp, c->dt, j, NAN);
+    pkv_status st = pkv_buffer_upload(pools[i], 0, tmp, n * es);
+    free(tmp);
+    CHECK(st);
+  }
+  for (int i = 0; i < d->ndummy; i++) {
+    CHECK(pkv_seq_open(cache, NULL, &dummy[i]));
+    CHECK(pkv_seq_append(cache, dummy[i], d->dummy_len[i], NULL, NULL));
+  }
+  for (int i = 0; i < d->ndummy; i++)
+    if (!d->dummy_keep[i]) CHECK(pkv_seq_release(cache, dummy[i]));
+  for (int s = 0; s < c->nseq; s++) {
+    CHECK(pkv_seq_open(cache, NULL, &seqs[s]));
+    int h = d->nhist[s];
+    if (h == 0) continue;
+    slots = malloc(sizeof(int64_t) * (size_t)h);
+    CHECK(pkv_seq_append(cache, seqs[s], h, NULL, slots));
+    kb = upload(ctx, d->hist_k[s], (size_t)h * row * es);
+    vb = upload(ctx, d->hist_v[s], (size_t)h * row * es);
+    sb = upload(ctx, slots, sizeof(int64_t) * (size_t)h);
+    if (!kb || !vb || !sb) CHECK(PKV_ERR_NO_MEMORY);
+    CHECK(pkv_write_kv_slots(cache, 0, kb, vb, sb, h));
+    pkv_buffer_destroy(kb);
+    pkv_buffer_destroy(vb);
+    pkv_buffer_destroy(sb);
+    kb = vb = sb = NULL;
+    free(slots);
+    slots = NULL;
+  }
+  for (int s = 0; s < c->nseq; s++)
+    if (c->ql[s] > 0) CHECK(pkv_seq_append(cache, seqs[s], c->ql[s], NULL, NULL));
+  CHECK(pkv_batch_create(cache, &batch));
+  CHECK(pkv_batch_build(batch, seqs, c->nseq, c->ql));
+  if (d->ntok > 0) {
+    kb = upload(ctx, d->new_k, (size_t)d->ntok * row * es);
+    vb = upload(ctx, d->new_v, (size_t)d->ntok * row * es);
+    if (!kb || !vb) CHECK(PKV_ERR_NO_MEMORY);
+    CHECK(pkv_write_kv(batch, 0, kb, vb));
+  }
+  qb = upload(ctx, d->q, on * es);
+  ob = nan_buffer(ctx, c->dt, on + 8);
+  lb = nan_buffer(ctx, PKV_DTYPE_F32, (size_t)d->ntok * nq + 1);
+  if (!qb || !ob || !lb) CHECK(PKV_ERR_NO_MEMORY);
+  pkv_attn_params p;
+  pkv_attn_params_init(&p, nq);
+  p.causal = c->causal;
+  p.window_left = c->window;
+  p.softcap = c->softcap;
+  p.alibi_slopes = c->alibi ? d->alibi : NULL;
+  r->out = malloc((on + 8) * es);
+  r->lse = malloc(sizeof(float) * ((size_t)d->ntok * nq + 1));
+  void *again = c->repeat > 1 ? malloc((on + 8) * es) : NULL;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  CHECK(pkv_attention(batch, 0, &p, qb, ob, lb));
+  CHECK(pkv_context_synchronize(ctx));
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  CHECK(pkv_buffer_download(ob, 0, r->out, (on + 8) * es));
+  CHECK(pkv_buffer_download(lb, 0, r->lse, sizeof(float) * ((size_t)d->ntok * nq + 1)));
+  r->spare_nan = isnan(get(r->out, c->dt, on)) && isnan(r->lse[(size_t)d->ntok * nq]);
+  r->identical = 1;
+  for (int i = 1; i < c->repeat; i++) {
+    CHECK(pkv_attention(batch, 0, &p, qb, ob, lb));
+    CHECK(pkv_buffer_download(ob, 0, again, (on + 8) * es));
+    if (memcmp(again, r->out, on * es) != 0) r->identical = 0;
+  }
+  free(again);
+  good = 1;
+done:
+  free(slots);
+  pkv_buffer *bufs[] = {kb, vb, sb, qb, ob, lb};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pkv_buffer_destroy(bufs[i]);
+  pkv_batch_destroy(batch);
+  pkv_cache_destroy(cache);
+  return good;
+}
+
+/* ------------------------------------------------------------ compare */
+static int tap_n = 0, tap_fail = 0;
+
+static void case_name(const ccase *c, char *buf, size_t cap) {
+  int n = snprintf(buf, cap, "D%d %s %s ps%d kv%dxG%d %s%s", c->dim, dt_name(c->dt),
+                   c->layout == PKV_LAYOUT_HND ? "HND" : "NHD", c->ps, c->nkv, c->group,
+                   c->causal ? "causal" : "non-causal",
+                   c->big_logits ? " logits=-5e5" : "");
+  if (c->window >= 0) n += snprintf(buf + n, cap - (size_t)n, " win%d", c->window);
+  if (c->softcap > 0) n += snprintf(buf + n, cap - (size_t)n, " cap%g", (double)c->softcap);
+  if (c->alibi) n += snprintf(buf + n, cap - (size_t)n, " alibi");
+  if (c->repeat > 1) n += snprintf(buf + n, cap - (size_t)n, " x%d", c->repeat);
+  n += snprintf(buf + n, cap - (size_t)n, " kv/q:");
+  for (int s = 0; s < c->nseq && n < (int)cap - 16; s++)
+    n += snprintf(buf + n, cap - (size_t)n, " %d/%d", c->kv[s], c->ql[s]);
+}
+
+static void check_case(pkv_context *test, pkv_context *ref, const ccase *c,
+                       uint64_t seed, int verbose) {
+  char name[300], err[2300] = "";
+  case_name(c, name, sizeof name);
+  cdata d;
+  make_data(c, seed, &d);
+  result rt, rr;
+  int okt = run(test, c, &d, &rt, err, sizeof err);
+  if (okt) okt = run(ref, c, &d, &rr, err, sizeof err) ? 1 : 0;
+  int pass = okt;
+  double worst = 0, lworst = 0;
+  long bad = 0, nan_out = 0;
+  if (okt) {
+    const int nq = c->nkv * c->group;
+    const size_t on = (size_t)d.ntok * nq * c->dim;
+    const double atol = c->dt == PKV_DTYPE_F32 ? 1e-4 : 1.5e-2,
+                 rtol = c->dt == PKV_DTYPE_F32 ? 0 : 1e-2;
+    for (size_t i = 0; i < on; i++) {
+      double g = get(rt.out, c->dt, i), w = get(rr.out, c->dt, i), e = fabs(g - w);
+      if (isnan(g)) nan_out++;
+      if (!(e <= atol + rtol * fabs(w))) bad++;
+      if (!(e <= worst)) worst = e;
+    }
+    for (size_t i = 0; i < (size_t)d.ntok * nq; i++) {
+      double g = rt.lse[i], w = rr.lse[i];
+      if (isinf(w) && w < 0) {
+        if (!(isinf(g) && g < 0)) bad++;
+        continue;
+      }
+      double e = fabs(g - w);
+      if (!(e <= fmax(atol, 1e-3) + 1e-5 * fabs(w))) bad++;
+      if (!(e <= lworst)) lworst = e;
+    }
+    pass = bad == 0 && nan_out == 0 && rt.spare_nan && rt.identical;
+  }
+  tap_n++;
+  if (!pass) tap_fail++;
+  printf("%sok %d - %s", pass ? "" : "not ", tap_n, name);
+  if (okt)
+    printf(": max err %.3g, lse %.3g%s", worst, lworst, c->repeat > 1 ? ", bitwise repeatable" : "");
+  printf("\n");
+  if (!okt) printf("#   %s\n", err);
+  else if (!pass)
+    printf("#   %ld values out of tolerance, %ld NaN, spare %s, repeat %s\n", bad, nan_out,
+           rt.spare_nan ? "untouched" : "OVERWRITTEN", rt.identical ? "identical" : "DIFFERS");
+  if (verbose && okt) printf("#   time %.4f s (reference %.4f s)\n", rt.seconds, rr.seconds);
+  fflush(stdout);
+  if (okt) {
+    free(rt.out); free(rt.lse); free(rr.out); free(rr.lse);
+  } else {
+    free(rt.out); free(rt.lse);
+  }
+  free_data(&d);
+}
+
+/* ------------------------------------------------------------ the grid */
+static ccase cases[4096];
+static int ncases;
+
+static ccase base(int dim, pkv_dtype dt, pkv_layout layout, int ps, int nkv, int group) {
+  ccase c;
+  memset(&c, 0, sizeof c);
+  c.dim = dim; c.dt = dt; c.layout = layout; c.ps = ps; c.nkv = nkv; c.group = group;
+  c.causal = 1; c.window = -1; c.repeat = 1;
+  return c;
+}
+static void add(ccase c) {
+  if (ncases < (int)(sizeof cases / sizeof cases[0])) cases[ncases++] = c;
+}
+static void seq(ccase *c, int kv, int ql) {
+  c->kv[c->nseq] = kv;
+  c->ql[c->nseq] = ql;
+  c->nseq++;
+}
+
+static const int dims[5] = {64, 80, 96, 128, 256};
+static const int page_sizes[5] = {1, 8, 16, 32, 128};
+static const int groups[4] = {1, 4, 8, 5};
+static const int qlens[5] = {1, 5, 17, 129, 577};
+
+/* One (dim, dtype) program's share of the grid; i rotates the other axes
+ * so that together the programs cover every value of every axis. */
+static void program_cases(int dim, pkv_dtype dt, int i, int full) {
+  for (int lay = 0; lay < 2; lay++) {
+    pkv_layout L = lay ? PKV_LAYOUT_NHD : PKV_LAYOUT_HND;
+    int k = i + lay;
+    int ps = page_sizes[k % 5], grp = groups[k % 4], nkv = grp >= 5 ? 1 : 2;
+    /* Decode: a mixed batch with page boundaries +-1, an empty sequence,
+     * a long one split into partitions. */
+    ccase c = base(dim, dt, L, ps, nkv, grp);
+    seq(&c, 1, 1);
+    if (ps > 1) seq(&c, ps - 1, 1);
+    seq(&c, ps, 1);
+    seq(&c, ps + 1, 1);
+    seq(&c, 0, 0);
+    seq(&c, 2 * ps + 1, 1);
+    seq(&c, full ? 1500 + 37 * k : 700, 1);
+    c.window = (k % 3 == 1) ? 100 : -1;
+    c.softcap = (k % 3 == 2) ? 30.0f : 0;
+    c.alibi = k % 2;
+    add(c);
+    /* Prefill / extend: query lengths rotate, causal on and off. */
+    for (int j = 0; j < (full ? 5 : 2); j++) {
+      int ql = qlens[(k + j) % 5];
+      if (!full && ql > 129) ql = 17;
+      ccase p = base(dim, dt, L, ps, nkv, grp);
+      int hist = (j % 3 == 0) ? 0 : (j % 3 == 1) ? ps + 1 : 300;
+      seq(&p, ql + hist, ql);
+      seq(&p, 3 + j, 1 + j % 3);
+      p.causal = (j + k) % 2 == 0;
+      p.window = (j == 2) ? 64 : -1;
+      p.softcap = (j == 3) ? 20.0f : 0;
+      p.alibi = (j == 1);
+      add(p);
+    }
+  }
+}
+
+static void build_grid(int full) {
+  ncases = 0;
+  int i = 0;
+  for (int di = 0; di < 5; di++)
+    for (int t = 0; t < 3; t++, i++) {
+      pkv_dtype dt = (pkv_dtype)t;
+      /* The default run keeps to four programs (each is a device compile). */
+      if (!full && !((dims[di] == 128 && dt == PKV_DTYPE_F16) ||
+                     (dims[di] == 64 && dt == PKV_DTYPE_F32) ||
+                     (dims[di] == 80 && dt == PKV_DTYPE_BF16) ||
+                     (dims[di] == 256 && dt == PKV_DTYPE_F16)))
+        continue;
+      program_cases(dims[di], dt, i, full);
+      /* -5e5 logits: a single key gives V, several give their mean. */
+      ccase b = base(dims[di], dt, PKV_LAYOUT_HND, 16, 1, 4);
+      seq(&b, 1, 1);
+      seq(&b, 40, 1);
+      b.big_logits = 1;
+      add(b);
+      ccase bp = base(dims[di], dt, PKV_LAYOUT_NHD, 8, 1, 1);
+      seq(&bp, 20, 7);
+      bp.big_logits = 1;
+      add(bp);
+    }
+  /* Every page size at its boundaries, every GQA ratio. */
+  for (int p = 0; p < 5; p++)
+    for (int g = 0; g < 4; g++) {
+      if (!full && g != p % 4) continue;
+      int ps = page_sizes[p];
+      ccase c = base(128, PKV_DTYPE_F16, p % 2 ? PKV_LAYOUT_NHD : PKV_LAYOUT_HND, ps,
+                     groups[g] == 5 ? 1 : 2, groups[g]);
+      seq(&c, ps, 1);
+      seq(&c, ps + 1, 1);
+      if (ps > 1) seq(&c, ps - 1, 1);
+      seq(&c, 3 * ps + 1, 2);
+      seq(&c, 4 * ps, 4 * ps < 5 ? 4 * ps : 5);
+      add(c);
+    }
+  /* Long mixed batches up to 16k keys, decode and extend. */
+  ccase l = base(128, PKV_DTYPE_F16, PKV_LAYOUT_HND, 16, 2, 4);
+  seq(&l, 16384, 1);
+  seq(&l, 4097, 1);
+  seq(&l, 1, 1);
+  seq(&l, 513, 1);
+  add(l);
+  ccase lf = base(64, PKV_DTYPE_F32, PKV_LAYOUT_NHD, 32, 1, 4);
+  seq(&lf, 16384, 1);
+  seq(&lf, 9000, 1);
+  lf.window = 4000;
+  lf.alibi = 1;
+  add(lf);
+  ccase lp = base(128, PKV_DTYPE_F16, PKV_LAYOUT_NHD, 16, 1, 4);
+  seq(&lp, full ? 16384 : 4096, full ? 577 : 129);
+  seq(&lp, 700, 17);
+  add(lp);
+  ccase lq = base(80, PKV_DTYPE_BF16, PKV_LAYOUT_HND, 8, 1, 5);
+  seq(&lq, 577, 577);
+  lq.causal = 0;
+  if (full) add(lq);
+  lq.causal = 1;
+  add(lq);
+  /* 50 repeated runs, bitwise identical: decode with a merge, and prefill. */
+  ccase r = base(128, PKV_DTYPE_F16, PKV_LAYOUT_HND, 16, 2, 4);
+  seq(&r, 5000, 1);
+  seq(&r, 77, 1);
+  r.repeat = 50;
+  add(r);
+  ccase rp = base(64, PKV_DTYPE_F32, PKV_LAYOUT_NHD, 8, 1, 4);
+  seq(&rp, 100, 33);
+  rp.repeat = 50;
+  add(rp);
+}
+
+int main(int argc, char **argv) {
+  pkv_backend_kind kind = PKV_BACKEND_OPENCL;
+  int device = -1, full = 0, list = 0, verbose = 0;
+  const char *env = getenv("PKV_CONFORMANCE");
+  if (env && strcmp(env, "full") == 0) full = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+      if (pkv_backend_from_name(argv[++i], &kind) != PKV_OK) {
+        fprintf(stderr, "pkv-conformance: %s\n", pkv_last_error(NULL));
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+      device = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--full")) {
+      full = 1;
+    } else if (!strcmp(argv[i], "--quick")) {
+      full = 0;
+    } else if (!strcmp(argv[i], "--list")) {
+      list = 1;
+    } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
+      verbose = 1;
+    } else {
+      fprintf(stderr,
+              "usage: pkv-conformance [--backend opencl|hip|cpu] [--device N] "
+              "[--full|--quick] [--list] [--verbose]\n");
+      return 2;
+    }
+  }
+  build_grid(full);
+  if (list) {
+    char name[300];
+    for (int i = 0; i < ncases; i++) {
+      case_name(&cases[i], name, sizeof name);
+      printf("%s\n", name);
+    }
+    return 0;
+  }
+  const char *bname = pkv_backend_name(kind);
+  int ndev = 0;
+  if (!pkv_backend_available(kind)) {
+    printf("1..0 # SKIP no %s device: backend not built\n", bname);
+    return 0;
+  }
+  if (pkv_list_devices(kind, NULL, 0, &ndev) != PKV_OK || ndev == 0) {
+    printf("1..0 # SKIP no %s device\n", bname);
+    return 0;
+  }
+  pkv_context_desc d;
+  pkv_context_desc_init(&d);
+  d.backend = kind;
+  d.device = device;
+  pkv_context *test = NULL, *ref = NULL;
+  if (pkv_context_create(&d, &test) != PKV_OK) {
+    printf("1..1\nnot ok 1 - %s context: %s\n", bname, pkv_last_error(NULL));
+    return 1;
+  }
+  pkv_context_desc_init(&d);
+  d.backend = PKV_BACKEND_CPU;
+  if (pkv_context_create(&d, &ref) != PKV_OK) {
+    printf("1..1\nnot ok 1 - CPU reference context: %s\n", pkv_last_error(NULL));
+    return 1;
+  }
+  pkv_device_info info;
+  pkv_context_device_info(test, &info);
+  printf("1..%d\n", ncases);
+  printf("# pkv-conformance %s: %s backend, device %d '%s' (%s%s%s), %s grid\n",
+         pkv_version_string(), bname, info.index, info.name, info.driver,
+         info.platform[0] ? ", " : "", info.platform, full ? "full" : "default");
+  for (int i = 0; i < ncases; i++) check_case(test, ref, &cases[i], (uint64_t)i + 1, verbose);
+  printf("# %d of %d cases passed on %s\n", tap_n - tap_fail, tap_n, info.name);
+  pkv_context_destroy(test);
+  pkv_context_destroy(ref);
+  return tap_fail ? 1 : 0;
+}
