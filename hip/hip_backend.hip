@@ -1,0 +1,537 @@
+/* The HIP backend's host side: devices, streams, device memory, and the
+ * argument marshalling of every operation. The same source builds for AMD
+ * (hipcc) and NVIDIA (nvcc, through pkv_hip_runtime.h). */
+#include "hip_internal.h"
+
+extern "C" {
+#include "backend.h"
+}
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef PKV_HIP_CUDA
+#define PKV_RT(name) "cuda" name
+#else
+#define PKV_RT(name) "hip" name
+#endif
+
+struct pkv_hip_impl {
+  int device;
+  hipStream_t stream;
+  bool own_stream;
+  int compute_units;
+  /* Device scratch (split-K partials, pointer tables, staged pages) and
+   * its pinned host twin; grown on demand, never shrunk. */
+  void *scratch;
+  size_t scratch_bytes;
+  unsigned char *host;
+  size_t host_bytes;
+};
+
+static pkv_hip_impl *impl_of(pkv_context *ctx) {
+  return (pkv_hip_impl *)ctx->impl;
+}
+
+/* Every runtime failure: PKV_ERR_DEVICE naming the call and the runtime's
+ * error name. */
+static pkv_status rt_fail(const pkv_context *ctx, const char *call,
+                          hipError_t e) {
+  return pkv_fail(ctx, PKV_ERR_DEVICE, "%s failed: %s (%s)", call,
+                  hipGetErrorName(e), hipGetErrorString(e));
+}
+
+#define CALL_CHECK(ctx, call, expr)                                           \
+  do {                                                                        \
+    hipError_t rt_e_ = (expr);                                                \
+    if (rt_e_ != hipSuccess) return rt_fail((ctx), (call), rt_e_);            \
+  } while (0)
+/* a runtime call, named as the vendor spells it (hipMalloc, cudaMalloc) */
+#define RT_CHECK(ctx, name, expr) CALL_CHECK(ctx, PKV_RT(name), expr)
+/* a kernel launch, named by its kernel */
+#define LAUNCH_CHECK(ctx, kernel, expr) \
+  CALL_CHECK(ctx, (kernel), expr)
+
+/* ------------------------------------------------------------ devices */
+static void fill_info(int index, const hipDeviceProp_t *p,
+                      pkv_device_info *d) {
+  memset(d, 0, sizeof *d);
+  d->backend = PKV_BACKEND_HIP;
+  d->index = index;
+  d->type = PKV_DEVICE_GPU;
+  snprintf(d->name, sizeof d->name, "%s", p->name);
+  snprintf(d->vendor, sizeof d->vendor, "%s", PKV_HIP_VENDOR);
+  int drv = 0, rt = 0;
+  if (hipDriverGetVersion(&drv) != hipSuccess) drv = 0;
+  if (hipRuntimeGetVersion(&rt) != hipSuccess) rt = 0;
+#ifdef PKV_HIP_CUDA
+  snprintf(d->driver, sizeof d->driver, "CUDA runtime %d, driver %d, sm_%d%d",
+           rt, drv, p->major, p->minor);
+#else
+  snprintf(d->driver, sizeof d->driver, "HIP runtime %d, driver %d, %.64s",
+           rt, drv, p->gcnArchName);
+#endif
+  d->global_mem_bytes = (uint64_t)p->totalGlobalMem;
+  d->max_alloc_bytes = (uint64_t)p->totalGlobalMem;
+  d->compute_units = p->multiProcessorCount;
+  /* Read, never assumed: 64 on AMD CDNA, 32 on NVIDIA and RDNA. */
+  d->wave_size = p->warpSize > 0 ? p->warpSize : 1;
+}
+
+/* No runtime, no driver or no device all mean "no HIP device": AUTO must
+ * be able to fall through to the next backend. */
+static int device_count(void) {
+  int n = 0;
+  if (hipGetDeviceCount(&n) != hipSuccess) {
+    (void)hipGetLastError(); /* clear the runtime's last error */
+    return 0;
+  }
+  return n > 0 ? n : 0;
+}
+
+static pkv_status hip_list_devices(pkv_device_info *out, int capacity,
+                                   int *count) {
+  int n = device_count();
+  int filled = 0;
+  for (int i = 0; i < n && filled < capacity; i++) {
+    hipDeviceProp_t p;
+    hipError_t e = hipGetDeviceProperties(&p, i);
+    if (e != hipSuccess) return rt_fail(NULL, PKV_RT("GetDeviceProperties"), e);
+    fill_info(i, &p, &out[filled++]);
+  }
+  *count = n;
+  return PKV_OK;
+}
+
+static bool name_has(const char *hay, const char *needle) {
+  size_t n = strlen(needle);
+  for (; *hay; hay++) {
+    size_t i = 0;
+    while (i < n && hay[i] &&
+           tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+      i++;
+    if (i == n) return true;
+  }
+  return n == 0;
+}
+
+static pkv_status hip_init(pkv_context *ctx) {
+  int n = device_count();
+  if (n == 0)
+    return pkv_fail(ctx, PKV_ERR_NO_BACKEND,
+                    "no %s device: the runtime reports none (no GPU or no "
+                    "driver)", PKV_HIP_RUNTIME_NAME);
+  int dev = ctx->desc.device;
+  if (dev >= n)
+    return pkv_fail(ctx, PKV_ERR_RANGE,
+                    "device %d out of range: the %s backend sees %d device%s",
+                    dev, PKV_HIP_RUNTIME_NAME, n, n == 1 ? "" : "s");
+  hipDeviceProp_t p;
+  const char *want = ctx->desc.device_name;
+  if (dev < 0 && want && *want) {
+    for (int i = 0; i < n && dev < 0; i++) {
+      RT_CHECK(ctx, "GetDeviceProperties", hipGetDeviceProperties(&p, i));
+      if (name_has(p.name, want)) dev = i;
+    }
+    if (dev < 0)
+      return pkv_fail(ctx, PKV_ERR_NOT_FOUND,
+                      "device_name '%s' matches none of the %d %s devices",
+                      want, n, PKV_HIP_RUNTIME_NAME);
+  }
+  if (dev < 0) dev = 0;
+  RT_CHECK(ctx, "GetDeviceProperties", hipGetDeviceProperties(&p, dev));
+  if (want && *want && !name_has(p.name, want))
+    return pkv_fail(ctx, PKV_ERR_NOT_FOUND,
+                    "device %d is '%s', which does not match device_name '%s'",
+                    dev, p.name, want);
+  pkv_hip_impl *im = (pkv_hip_impl *)calloc(1, sizeof *im);
+  if (!im) return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "HIP context allocation");
+  im->device = dev;
+  im->compute_units = p.multiProcessorCount > 0 ? p.multiProcessorCount : 1;
+  hipError_t e = hipSetDevice(dev);
+  if (e == hipSuccess) {
+    if (ctx->desc.native_queue) {
+      /* the engine's stream: used, never destroyed */
+      im->stream = (hipStream_t)ctx->desc.native_queue;
+    } else {
+      e = hipStreamCreateWithFlags(&im->stream, hipStreamNonBlocking);
+      im->own_stream = e == hipSuccess;
+    }
+  }
+  if (e != hipSuccess) {
+    free(im);
+    return rt_fail(ctx, ctx->desc.native_queue ? PKV_RT("SetDevice")
+                                               : PKV_RT("SetDevice/StreamCreate"),
+                   e);
+  }
+  fill_info(dev, &p, &ctx->info);
+  ctx->impl = im;
+  return PKV_OK;
+}
+
+static void hip_fini(pkv_context *ctx) {
+  pkv_hip_impl *im = impl_of(ctx);
+  if (!im) return;
+  (void)hipSetDevice(im->device);
+  (void)hipStreamSynchronize(im->stream);
+  if (im->scratch) (void)hipFree(im->scratch);
+  if (im->host) (void)hipHostFree(im->host);
+  if (im->own_stream) (void)hipStreamDestroy(im->stream);
+  free(im);
+  ctx->impl = NULL;
+}
+
+/* ------------------------------------------------------------ memory */
+#define SET_DEVICE(ctx, im) RT_CHECK(ctx, "SetDevice", hipSetDevice((im)->device))
+
+static pkv_status hip_mem_alloc(pkv_context *ctx, size_t bytes, void **native) {
+  pkv_hip_impl *im = impl_of(ctx);
+  SET_DEVICE(ctx, im);
+  void *p = NULL;
+  hipError_t e = hipMalloc(&p, bytes);
+  if (e != hipSuccess) {
+    (void)hipGetLastError();
+    return pkv_fail(ctx, PKV_ERR_DEVICE, "%s of %zu bytes failed: %s (%s)",
+                    PKV_RT("Malloc"), bytes, hipGetErrorName(e),
+                    hipGetErrorString(e));
+  }
+  *native = p;
+  return PKV_OK;
+}
+
+static void hip_mem_free(pkv_context *ctx, void *native) {
+  pkv_hip_impl *im = impl_of(ctx);
+  (void)hipSetDevice(im->device);
+  /* queued work may still read it */
+  (void)hipStreamSynchronize(im->stream);
+  (void)hipFree(native);
+}
+
+static pkv_status hip_mem_upload(pkv_context *ctx, void *native, size_t offset,
+                                 const void *src, size_t bytes) {
+  pkv_hip_impl *im = impl_of(ctx);
+  SET_DEVICE(ctx, im);
+  RT_CHECK(ctx, "MemcpyAsync",
+           hipMemcpyAsync((char *)native + offset, src, bytes,
+                          hipMemcpyHostToDevice, im->stream));
+  /* the caller may reuse src as soon as we return */
+  RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+  return PKV_OK;
+}
+
+static pkv_status hip_mem_download(pkv_context *ctx, void *native,
+                                   size_t offset, void *dst, size_t bytes) {
+  pkv_hip_impl *im = impl_of(ctx);
+  SET_DEVICE(ctx, im);
+  RT_CHECK(ctx, "MemcpyAsync",
+           hipMemcpyAsync(dst, (const char *)native + offset, bytes,
+                          hipMemcpyDeviceToHost, im->stream));
+  RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+  return PKV_OK;
+}
+
+static pkv_status hip_mem_copy(pkv_context *ctx, void *dst, size_t dst_offset,
+                               void *src, size_t src_offset, size_t bytes) {
+  pkv_hip_impl *im = impl_of(ctx);
+  SET_DEVICE(ctx, im);
+  RT_CHECK(ctx, "MemcpyAsync",
+           hipMemcpyAsync((char *)dst + dst_offset,
+                          (const char *)src + src_offset, bytes,
+                          hipMemcpyDeviceToDevice, im->stream));
+  return PKV_OK;
+}
+
+static pkv_status hip_synchronize(pkv_context *ctx) {
+  pkv_hip_impl *im = impl_of(ctx);
+  SET_DEVICE(ctx, im);
+  RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+  return PKV_OK;
+}
+
+/* Grows the device scratch to at least `bytes`. Work queued earlier may
+ * still use the old scratch, so the stream is drained before it goes. */
+static pkv_status need_scratch(pkv_context *ctx, size_t bytes) {
+  pkv_hip_impl *im = impl_of(ctx);
+  if (bytes <= im->scratch_bytes) return PKV_OK;
+  size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes;
+  if (want < im->scratch_bytes * 2 && im->scratch_bytes * 2 > im->scratch_bytes)
+    want = im->scratch_bytes * 2;
+  void *p = NULL;
+  hipError_t e = hipMalloc(&p, want);
+  if (e != hipSuccess && want > bytes) e = hipMalloc(&p, want = bytes);
+  if (e != hipSuccess) {
+    (void)hipGetLastError();
+    return pkv_fail(ctx, PKV_ERR_DEVICE, "%s of %zu bytes of scratch failed: %s",
+                    PKV_RT("Malloc"), bytes, hipGetErrorName(e));
+  }
+  if (im->scratch) {
+    RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+    (void)hipFree(im->scratch);
+  }
+  im->scratch = p;
+  im->scratch_bytes = want;
+  return PKV_OK;
+}
+
+/* Pinned host staging; only used between two synchronisations. */
+static pkv_status need_host(pkv_context *ctx, size_t bytes) {
+  pkv_hip_impl *im = impl_of(ctx);
+  if (bytes <= im->host_bytes) return PKV_OK;
+  size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes;
+  void *p = NULL;
+  hipError_t e = hipHostMalloc(&p, want, 0);
+  if (e != hipSuccess) {
+    (void)hipGetLastError();
+    return pkv_fail(ctx, PKV_ERR_DEVICE,
+                    "%s of %zu bytes of pinned staging failed: %s",
+                    PKV_RT("HostMalloc"), want, hipGetErrorName(e));
+  }
+  if (im->host) (void)hipHostFree(im->host);
+  im->host = (unsigned char *)p;
+  im->host_bytes = want;
+  return PKV_OK;
+}
+
+static size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+/* ------------------------------------------------------------ operations */
+static pkv_status no_kernels(pkv_context *ctx, const pkv_cache_geometry *g) {
+  return pkv_fail(ctx, PKV_ERR_UNSUPPORTED,
+                  "no HIP kernels for dtype %d with head dim %d (built: f32, "
+                  "f16, bf16 x 64, 80, 96, 112, 128, 192, 256)",
+                  (int)g->dtype, g->head_dim);
+}
+
+static void geometry(pkv_hip_launch *l, const pkv_cache_geometry *g,
+                     pkv_buffer *k_pool, pkv_buffer *v_pool) {
+  l->num_kv_heads = g->num_kv_heads;
+  l->page_size = g->page_size;
+  l->page_stride = g->page_stride;
+  l->head_stride = g->head_stride;
+  l->token_stride = g->token_stride;
+  l->k_pool = k_pool->native;
+  l->v_pool = v_pool->native;
+}
+
+static pkv_status hip_write_kv(pkv_context *ctx, const pkv_write_args *a) {
+  pkv_hip_impl *im = impl_of(ctx);
+  const pkv_cache_geometry *g = a->geom;
+  if (a->n <= 0) return PKV_OK;
+  const pkv_hip_kset *ks = pkv_hip_kset_for((int)g->dtype, g->head_dim);
+  if (!ks) return no_kernels(ctx, g);
+  SET_DEVICE(ctx, im);
+  pkv_hip_launch l;
+  memset(&l, 0, sizeof l);
+  l.stream = im->stream;
+  geometry(&l, g, a->k_pool, a->v_pool);
+  l.k = a->k->native;
+  l.v = a->v->native;
+  l.slots = (const int64_t *)a->slots->native;
+  l.n = a->n;
+  LAUNCH_CHECK(ctx, "launch of pkv_write_kv", ks->write_kv(&l));
+  return PKV_OK;
+}
+
+/* Copies host data into the scratch at `offset` through the pinned
+ * staging (an H2D copy from pinned memory is truly asynchronous, so the
+ * staging is reused only after the stream has drained). */
+static pkv_status stage_up(pkv_context *ctx, size_t offset, const void *src,
+                           size_t bytes) {
+  pkv_hip_impl *im = impl_of(ctx);
+  pkv_status st = need_host(ctx, bytes);
+  if (st != PKV_OK) return st;
+  RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+  memcpy(im->host, src, bytes);
+  RT_CHECK(ctx, "MemcpyAsync",
+           hipMemcpyAsync((unsigned char *)im->scratch + offset, im->host,
+                          bytes, hipMemcpyHostToDevice, im->stream));
+  return PKV_OK;
+}
+
+static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
+  pkv_hip_impl *im = impl_of(ctx);
+  const pkv_cache_geometry *g = a->geom;
+  if (a->num_tokens <= 0 || a->num_seqs <= 0) return PKV_OK;
+  const pkv_hip_kset *ks = pkv_hip_kset_for((int)g->dtype, g->head_dim);
+  if (!ks) return no_kernels(ctx, g);
+  if (a->num_seqs > PKV_HIP_MAX_GRID_YZ)
+    return pkv_fail(ctx, PKV_ERR_UNSUPPORTED,
+                    "num_seqs %d exceeds the HIP backend's %d per launch",
+                    a->num_seqs, PKV_HIP_MAX_GRID_YZ);
+  SET_DEVICE(ctx, im);
+  pkv_hip_launch l;
+  memset(&l, 0, sizeof l);
+  l.stream = im->stream;
+  geometry(&l, g, a->k_pool, a->v_pool);
+  l.q = a->q->native;
+  l.out = a->out->native;
+  l.lse = a->lse ? (float *)a->lse->native : NULL;
+  l.block_table = (const int32_t *)a->block_table->native;
+  l.seq_lens = (const int32_t *)a->seq_lens->native;
+  l.q_indptr = (const int32_t *)a->q_indptr->native;
+  l.num_seqs = a->num_seqs;
+  l.max_pages = a->max_pages;
+  l.num_q_heads = a->num_q_heads;
+  l.max_q_len = a->max_q_len;
+  l.max_kv_len = a->max_kv_len;
+  l.scale = a->scale;
+  l.softcap = a->softcap;
+  l.causal = a->causal;
+  l.window_left = a->window_left;
+  l.num_parts = 1;
+  /* Scratch layout: [alibi slopes][partial outputs][partial m, l]. */
+  size_t alibi_bytes = 0, po_bytes = 0, pm_bytes = 0;
+  if (a->h_alibi && !a->alibi)
+    alibi_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
+  if (a->max_q_len <= 1) {
+    int kv = a->max_kv_len > 0 ? a->max_kv_len : 1;
+    l.num_parts = (kv + ks->part - 1) / ks->part;
+    if (l.num_parts > 1) {
+      size_t rows = (size_t)a->num_seqs * (size_t)a->num_q_heads *
+                    (size_t)l.num_parts;
+      po_bytes = align_up(rows * (size_t)g->head_dim * sizeof(float), 256);
+      pm_bytes = rows * 2 * sizeof(float);
+    }
+  }
+  if (alibi_bytes + po_bytes + pm_bytes > 0) {
+    pkv_status st = need_scratch(ctx, alibi_bytes + po_bytes + pm_bytes);
+    if (st != PKV_OK) return st;
+  }
+  unsigned char *sc = (unsigned char *)im->scratch;
+  if (a->alibi) {
+    l.alibi = (const float *)a->alibi->native;
+  } else if (a->h_alibi) {
+    pkv_status st = stage_up(ctx, 0, a->h_alibi,
+                             (size_t)a->num_q_heads * sizeof(float));
+    if (st != PKV_OK) return st;
+    l.alibi = (const float *)sc;
+  }
+  if (l.num_parts > 1) {
+    l.part_o = (float *)(sc + alibi_bytes);
+    l.part_ml = (float *)(sc + alibi_bytes + po_bytes);
+  }
+  LAUNCH_CHECK(ctx,
+               a->max_q_len <= 1 ? "launch of pkv_decode"
+                                 : "launch of pkv_prefill",
+           ks->attention(&l));
+  return PKV_OK;
+}
+
+static long long words_per_page(const pkv_cache_geometry *g) {
+  return (long long)(g->page_bytes / 16);
+}
+
+static pkv_status hip_copy_pages(pkv_context *ctx, const pkv_copy_args *a) {
+  pkv_hip_impl *im = impl_of(ctx);
+  if (a->n <= 0 || a->num_pools <= 0) return PKV_OK;
+  SET_DEVICE(ctx, im);
+  const int32_t *pairs = a->pairs ? (const int32_t *)a->pairs->native : NULL;
+  if (!pairs) {
+    size_t bytes = (size_t)a->n * 2 * sizeof(int32_t);
+    pkv_status st = need_scratch(ctx, bytes);
+    if (st == PKV_OK) st = stage_up(ctx, 0, a->h_pairs, bytes);
+    if (st != PKV_OK) return st;
+    pairs = (const int32_t *)im->scratch;
+  }
+  for (long long i0 = 0; i0 < a->n; i0 += PKV_HIP_MAX_GRID_YZ) {
+    long long n = a->n - i0 < PKV_HIP_MAX_GRID_YZ ? a->n - i0
+                                                  : PKV_HIP_MAX_GRID_YZ;
+    for (int b = 0; b < a->num_pools; b++)
+      LAUNCH_CHECK(ctx, "launch of pkv_copy_pages",
+               pkv_hip_launch_copy_pages(im->stream, a->pools[b]->native,
+                                         pairs + 2 * i0, n,
+                                         words_per_page(a->geom)));
+  }
+  return PKV_OK;
+}
+
+/* Device <-> host tier: the page list travels once; per pool buffer one
+ * gather (scatter) kernel over every page into (from) one device staging
+ * area laid out like the host tier's rows; one copy per direction between
+ * it and pinned memory; the host rows are then filled (read) from there.
+ * Host page hp of pool b lives at host_base + (hp * num_pools + b) *
+ * page_bytes, so a row of num_pools pages is contiguous on both sides. */
+static pkv_status move_pages(pkv_context *ctx, const pkv_host_move_args *a,
+                             int to_host) {
+  pkv_hip_impl *im = impl_of(ctx);
+  if (a->n <= 0 || a->num_pools <= 0) return PKV_OK;
+  SET_DEVICE(ctx, im);
+  size_t unit = (size_t)a->num_pools * a->geom->page_bytes;
+  size_t list = align_up((size_t)a->n * sizeof(int32_t), 256);
+  size_t total, need;
+  if (!pkv_mul_size(unit, (size_t)a->n, &total) ||
+      (need = list + total) < total)
+    return pkv_fail(ctx, PKV_ERR_OVERFLOW, "%lld pages of %zu bytes overflow",
+                    (long long)a->n, unit);
+  pkv_status st = need_scratch(ctx, need);
+  if (st == PKV_OK) st = need_host(ctx, total > list ? total : list);
+  if (st == PKV_OK)
+    st = stage_up(ctx, 0, a->h_dev_pages, (size_t)a->n * sizeof(int32_t));
+  if (st != PKV_OK) return st;
+  const int32_t *pages = (const int32_t *)im->scratch;
+  unsigned char *stage = (unsigned char *)im->scratch + list;
+  const long long wpp = words_per_page(a->geom);
+  if (!to_host) {
+    RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+    for (int64_t i = 0; i < a->n; i++)
+      memcpy(im->host + (size_t)i * unit,
+             a->host_base + (size_t)a->h_host_pages[i] * unit, unit);
+    RT_CHECK(ctx, "MemcpyAsync",
+             hipMemcpyAsync(stage, im->host, total, hipMemcpyHostToDevice,
+                            im->stream));
+  }
+  for (long long i0 = 0; i0 < a->n; i0 += PKV_HIP_MAX_GRID_YZ) {
+    long long n = a->n - i0 < PKV_HIP_MAX_GRID_YZ ? a->n - i0
+                                                  : PKV_HIP_MAX_GRID_YZ;
+    for (int b = 0; b < a->num_pools; b++)
+      LAUNCH_CHECK(ctx,
+                   to_host ? "launch of pkv_gather_pages"
+                           : "launch of pkv_scatter_pages",
+               pkv_hip_launch_move_pages(im->stream, a->pools[b]->native,
+                                         stage + (size_t)i0 * unit,
+                                         pages + i0, n, wpp, a->num_pools,
+                                         b, to_host));
+  }
+  if (to_host)
+    RT_CHECK(ctx, "MemcpyAsync",
+             hipMemcpyAsync(im->host, stage, total, hipMemcpyDeviceToHost,
+                            im->stream));
+  /* host rows are read (written) by the caller once we return */
+  RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+  if (to_host)
+    for (int64_t i = 0; i < a->n; i++)
+      memcpy(a->host_base + (size_t)a->h_host_pages[i] * unit,
+             im->host + (size_t)i * unit, unit);
+  return PKV_OK;
+}
+
+static pkv_status hip_pages_to_host(pkv_context *ctx,
+                                    const pkv_host_move_args *a) {
+  return move_pages(ctx, a, 1);
+}
+
+static pkv_status hip_pages_from_host(pkv_context *ctx,
+                                      const pkv_host_move_args *a) {
+  return move_pages(ctx, a, 0);
+}
+
+extern "C" const pkv_backend_ops pkv_hip_backend = {
+    PKV_BACKEND_HIP,     /* kind */
+    "hip",               /* name */
+    hip_list_devices,    /* list_devices */
+    hip_init,            /* init */
+    hip_fini,            /* fini */
+    hip_mem_alloc,       /* mem_alloc */
+    hip_mem_free,        /* mem_free */
+    hip_mem_upload,      /* mem_upload */
+    hip_mem_download,    /* mem_download */
+    hip_mem_copy,        /* mem_copy */
+    hip_synchronize,     /* synchronize */
+    hip_write_kv,        /* write_kv */
+    hip_attention,       /* attention */
+    hip_copy_pages,      /* copy_pages */
+    hip_pages_to_host,   /* pages_to_host */
+    hip_pages_from_host, /* pages_from_host */
+};

@@ -1,0 +1,73 @@
+/* Shared by the HIP backend's host side (hip_backend.hip) and its kernel
+ * launchers (hip_kernels.hip). Plain values only: the launchers see device
+ * pointers and sizes, never pagedkv handles, so the kernels translation
+ * unit does not depend on the library's internals. */
+#ifndef PKV_HIP_INTERNAL_H
+#define PKV_HIP_INTERNAL_H
+
+#include "pkv_hip_runtime.h"
+
+#include <stdint.h>
+
+/* The host compile of a translation unit (HIP and CUDA compile each one
+ * once for the host and once per device target). */
+#if !defined(__HIP_DEVICE_COMPILE__) && !defined(__CUDA_ARCH__)
+#define PKV_HIP_HOST_PASS 1
+#endif
+
+/* Everything a portable kernel launch needs, as plain values. */
+struct pkv_hip_launch {
+  hipStream_t stream;
+  /* geometry (elements of the storage dtype) */
+  int num_kv_heads, page_size;
+  long long page_stride, head_stride, token_stride;
+  void *k_pool, *v_pool;
+  /* K/V write */
+  const void *k, *v;
+  const int64_t *slots;
+  long long n;
+  /* attention */
+  const void *q;
+  void *out;
+  float *lse;                 /* NULL: not written */
+  const int32_t *block_table, *seq_lens, *q_indptr;
+  const float *alibi;         /* NULL: off */
+  float *part_o, *part_ml;    /* decode partitions, when num_parts > 1 */
+  int num_seqs, max_pages, num_q_heads, max_q_len, max_kv_len;
+  float scale, softcap;
+  int causal, window_left, num_parts;
+};
+
+/* The kernels of one (dtype, head dim) instantiation. */
+struct pkv_hip_kset {
+  int part; /* keys per decode partition (PKV_PART) */
+  hipError_t (*write_kv)(const pkv_hip_launch *a);
+  /* decode (+ merge when num_parts > 1) if max_q_len <= 1, else prefill */
+  hipError_t (*attention)(const pkv_hip_launch *a);
+};
+
+/* NULL when the build has no kernels for that pair. */
+const pkv_hip_kset *pkv_hip_kset_for(int dtype, int head_dim);
+
+/* Head dims instantiated, in the order of the per-dtype tables. */
+#define PKV_HIP_HEAD_DIMS {64, 80, 96, 112, 128, 192, 256}
+#define PKV_HIP_NUM_HEAD_DIMS 7
+extern const pkv_hip_kset pkv_hip_ksets_t0[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_kset pkv_hip_ksets_t1[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_kset pkv_hip_ksets_t2[PKV_HIP_NUM_HEAD_DIMS];
+
+/* Largest grid extent in y and z on every vendor. */
+#define PKV_HIP_MAX_GRID_YZ 65535
+
+/* Page moves of one pool buffer, in 16-byte words (kernels/pages.cl):
+ * copy pairs[i] = {src, dst}; gather pages[i] into staging row
+ * i * num_pools + b (to_stage) or scatter back. n <= PKV_HIP_MAX_GRID_YZ. */
+hipError_t pkv_hip_launch_copy_pages(hipStream_t stream, void *pool,
+                                     const int32_t *pairs, long long n,
+                                     long long words_per_page);
+hipError_t pkv_hip_launch_move_pages(hipStream_t stream, void *pool,
+                                     void *staging, const int32_t *pages,
+                                     long long n, long long words_per_page,
+                                     int num_pools, int b, int to_stage);
+
+#endif

@@ -1,0 +1,66 @@
+/* One instantiation of the portable kernels for the PKV_DTYPE and
+ * PKV_HEAD_DIM defined by the including file, and its launchers. Included
+ * several times into one translation unit (no include guard, on purpose);
+ * the kernel files come in the order the OpenCL program concatenates them.
+ * kernels/pages.cl does not depend on the instantiation: hip_pages.hip. */
+
+/* Prefill tile: K and V tiles of PKV_PF_BK x head_dim floats stay within
+ * 32 KiB of shared memory (the OpenCL host picks the same). */
+#undef PKV_PF_BK
+#define PKV_PF_BK (4096 / PKV_HEAD_DIM > 64 ? 64 : 4096 / PKV_HEAD_DIM)
+
+#include "common.cl"
+#include "write_kv.cl"
+#include "decode.cl"
+#include "prefill.cl"
+
+#ifdef PKV_HIP_HOST_PASS
+static hipError_t PKV_KNAME(pkv_hip_write)(const pkv_hip_launch *a) {
+  const long long items = a->n * a->num_kv_heads * (long long)PKV_NCH;
+  if (items <= 0) return hipSuccess;
+  PKV_KNAME(pkv_write_kv)<<<(unsigned)((items + 63) / 64), 64, 0,
+                            a->stream>>>(
+      (pkv_bits_t *)a->k_pool, (pkv_bits_t *)a->v_pool,
+      (const pkv_bits_t *)a->k, (const pkv_bits_t *)a->v,
+      (const pkv_i64 *)a->slots, (pkv_i64)a->n, a->num_kv_heads, a->page_size,
+      (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
+      (pkv_i64)a->token_stride);
+  return hipGetLastError();
+}
+
+static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
+  const int group = a->num_q_heads / a->num_kv_heads;
+  const int flags = (a->alibi ? 1 : 0) | (a->lse ? 2 : 0);
+  if (a->max_q_len <= 1) {
+    const int chunks = (group + PKV_MAXG - 1) / PKV_MAXG;
+    dim3 grid((unsigned)a->num_parts, (unsigned)(a->num_kv_heads * chunks),
+              (unsigned)a->num_seqs);
+    PKV_KNAME(pkv_decode)<<<grid, PKV_DEC_WG, 0, a->stream>>>(
+        (const pkv_elem_t *)a->q, (const pkv_elem_t *)a->k_pool,
+        (const pkv_elem_t *)a->v_pool, a->block_table, a->seq_lens,
+        a->q_indptr, a->alibi, (pkv_elem_t *)a->out, a->lse, a->part_o,
+        a->part_ml, a->max_pages, a->num_q_heads, group, a->page_size,
+        (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
+        (pkv_i64)a->token_stride, a->scale, a->softcap, a->causal,
+        a->window_left, flags, a->num_parts);
+    hipError_t e = hipGetLastError();
+    if (e != hipSuccess || a->num_parts <= 1) return e;
+    dim3 mgrid((unsigned)a->num_q_heads, (unsigned)a->num_seqs);
+    PKV_KNAME(pkv_decode_merge)<<<mgrid, 64, 0, a->stream>>>(
+        a->part_o, a->part_ml, a->q_indptr, (pkv_elem_t *)a->out, a->lse,
+        a->num_q_heads, flags, a->num_parts);
+    return hipGetLastError();
+  }
+  const long long rows = (long long)a->max_q_len * group;
+  dim3 grid((unsigned)((rows + PKV_PF_BR - 1) / PKV_PF_BR),
+            (unsigned)a->num_kv_heads, (unsigned)a->num_seqs);
+  PKV_KNAME(pkv_prefill)<<<grid, PKV_PF_BR, 0, a->stream>>>(
+      (const pkv_elem_t *)a->q, (const pkv_elem_t *)a->k_pool,
+      (const pkv_elem_t *)a->v_pool, a->block_table, a->seq_lens, a->q_indptr,
+      a->alibi, (pkv_elem_t *)a->out, a->lse, a->max_pages, a->num_q_heads,
+      group, a->page_size, (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
+      (pkv_i64)a->token_stride, a->scale, a->softcap, a->causal,
+      a->window_left, flags);
+  return hipGetLastError();
+}
+#endif
