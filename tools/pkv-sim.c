@@ -35,14 +35,13 @@ typedef struct options {
   int quick;
   int64_t pages;      /* 0 = default */
   const char *csv;
-  int verbose;
 } options;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: pkv-sim [--backend auto|cpu|opencl|hip] [--device N]\n"
           "               [--seed S] [--steps N] [--pages N] [--quick]\n"
-          "               [--csv FILE] [--verbose]\n"
+          "               [--csv FILE]\n"
           "Plays a synthetic multi-tenant serving trace through pagedkv with\n"
           "real K/V writes and attention (a random-weight model), then prints\n"
           "utilisation, prefix reuse, admissions, preemptions, swaps and\n"
@@ -67,7 +66,6 @@ static int parse_options(int argc, char **argv, options *o) {
     const char *a = argv[i];
     long long v;
     if (!strcmp(a, "--quick")) { o->quick = 1; continue; }
-    if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) { o->verbose = 1; continue; }
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
     if (i + 1 >= argc) {
       fprintf(stderr, "pkv-sim: unknown option or missing value: %s\n", a);
@@ -283,7 +281,9 @@ static void new_session(sim *s, int64_t step) {
   session *ss = &s->sessions[si];
   memset(ss, 0, sizeof *ss);
   ss->tenant = (int)rrange(0, s->tc.tenants - 1);
-  ss->cls = runif() < s->tc.hi_frac ? 1 : 0;
+  /* the burst is low-class batch traffic */
+  int burst = step >= s->tc.burst_start && step < s->tc.burst_end;
+  ss->cls = !burst && runif() < s->tc.hi_frac ? 1 : 0;
   ss->turns = (int)rrange(1, s->tc.turns_max);
   ss->key = 0x5e55000000000000ull + (uint64_t)si;
   new_request(s, si, step);
@@ -753,13 +753,6 @@ static void step_once(sim *s, int64_t step) {
   s->decode_tokens += dec;
   if (np > s->max_running_seen) s->max_running_seen = np;
 
-  if (getenv("PKV_SIM_DEBUG"))
-    fprintf(stderr, "step %lld free %lld live %lld cached %lld c0 %lld/%lld c1 %lld/%lld borrowed %lld waste %lld\n",
-            (long long)step, (long long)st.pages_free, (long long)st.pages_live,
-            (long long)st.pages_cached, (long long)st.classes[0].in_use,
-            (long long)st.classes[0].reserved, (long long)st.classes[1].in_use,
-            (long long)st.classes[1].reserved, (long long)st.classes[1].borrowed,
-            (long long)st.waste_slots);
   if (s->csv)
     fprintf(s->csv,
             "%lld,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.4f,%.4f,%.4f,"
@@ -834,7 +827,7 @@ static void setup(sim *s) {
   double mean_user = (double)(t->user_lo + t->user_hi) / 2.0;
   double footprint = mean_user + mean_out + 0.75 * (mean_user + mean_out);
   double fit = (double)pages * s->page / footprint;
-  t->rate = 2.5 * fit / (mean_out + 3.0) / 2.5;
+  t->rate = 1.6 * fit / (mean_out + 3.0) / 2.5;
   t->initial = (int)fit;
   t->burst_rate = t->rate * 4;
   t->burst_start = s->steps * 45 / 100;
