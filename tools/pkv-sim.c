@@ -128,6 +128,7 @@ typedef struct trace_cfg {
   int turns_max, think_lo, think_hi;
   double hi_frac;            /* share of sessions in class 1 */
   int initial;               /* sessions arriving at step 0 */
+  double fork_frac;          /* requests asking for two answers (n = 2) */
   double rate, burst_rate;   /* new sessions per step */
   int burst_start, burst_end, arrivals_end;
 } trace_cfg;
@@ -160,6 +161,8 @@ typedef struct req {
   int64_t reserved;       /* what a contiguous allocator reserves: prompt+max_new */
   int64_t max_hit;        /* the most tokens the trace lets it reuse */
   int admitted_once, recompute, refused_once, in_plan;
+  int samples;            /* 2: parallel sampling, a forked second answer */
+  int child;              /* the forked second answer of another request */
   int64_t admit_order;
 } req;
 
@@ -195,6 +198,7 @@ typedef struct sim {
   int64_t preempt_swap, preempt_recompute, swapins, self_preempt, stalls;
   int pressure; /* this step met PKV_ERR_NO_PAGES */
   int64_t swap_shared; /* swap-outs refused because pages were shared */
+  int64_t forks;       /* second answers forked (parallel sampling) */
   int64_t hit_tokens, hit_max, session_tokens, recompute_hit_tokens;
   int64_t prefill_tokens, decode_tokens, completed, generated, max_running_seen;
   double util_sum, util_load_sum, logical_sum, contig_sum, contig_load_sum;
@@ -270,6 +274,7 @@ static void new_request(sim *s, int si, int64_t step) {
   r->out_len = (int64_t)((double)r->max_new * u * u);
   if (r->out_len < 4) r->out_len = 4;
   r->reserved = r->prompt_len + r->max_new;
+  r->samples = runif() < s->tc.fork_frac ? 2 : 1;
 }
 
 static void new_session(sim *s, int64_t step) {
@@ -428,7 +433,7 @@ static void open_seq(sim *s, req *r, int64_t *reused, int *from_session) {
   pkv_seq_desc d = {r->cls, s->tenants[r->tenant].ns};
   *reused = 0;
   *from_session = 0;
-  if (r->turn > 0 && ss->closed && !r->recompute) {
+  if (r->turn > 0 && ss->closed && !r->recompute && !r->child) {
     int64_t tokens = 0;
     pkv_status st = pkv_session_open(s->cache, ss->key, &d, &r->seq, &tokens);
     if (st == PKV_OK) {
@@ -555,6 +560,13 @@ static void ensure_buffers(sim *s, int64_t tokens) {
 static void finish(sim *s, req *r, int64_t step) {
   session *ss = &s->sessions[r->sess];
   CHECK(s, pkv_seq_commit(s->cache, r->seq, r->computed));
+  if (r->child) { /* the second answer is not part of the conversation */
+    CHECK(s, pkv_seq_release(s->cache, r->seq));
+    r->state = ST_DONE;
+    r->seq = -1;
+    s->completed++;
+    return;
+  }
   ss->hist = xrealloc(ss->hist, (size_t)r->ntoks * sizeof *ss->hist);
   memcpy(ss->hist, r->toks, (size_t)r->ntoks * sizeof *ss->hist);
   ss->hist_len = r->ntoks;
@@ -571,6 +583,37 @@ static void finish(sim *s, req *r, int64_t step) {
   }
   r->seq = -1;
   s->completed++;
+}
+
+/* A second answer (parallel sampling, n = 2) forked from r right after its
+ * prefill: the child shares all of r's pages; the first append into the
+ * shared last page copies it. */
+static void fork_answer(sim *s, req *r) {
+  if (s->nreqs == s->req_cap) {
+    s->req_cap = s->req_cap ? 2 * s->req_cap : 256;
+    s->reqs = xrealloc(s->reqs, (size_t)s->req_cap * sizeof *s->reqs);
+  }
+  req *c = calloc(1, sizeof *c);
+  if (!c) oom();
+  *c = *r;
+  c->id = s->nreqs;
+  c->toks = NULL;
+  c->ntoks = c->cap = 0;
+  for (int64_t i = 0; i < r->ntoks; i++) push_tok(c, r->toks[i]);
+  CHECK(s, pkv_seq_fork(s->cache, r->seq, &c->seq));
+  s->reqs[s->nreqs++] = c;
+  c->child = 1;
+  c->samples = 1;
+  c->in_plan = 0;
+  c->admit_order = s->admit_counter++;
+  double u = runif();
+  c->out_len = (int64_t)((double)c->max_new * u * u);
+  if (c->out_len < 4) c->out_len = 4;
+  push_tok(c, rtoken());
+  c->generated = 1;
+  s->generated++;
+  s->forks++;
+  if (c->generated >= c->out_len) finish(s, c, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -743,6 +786,9 @@ static void step_once(sim *s, int64_t step) {
     int64_t sc = r->computed < tn->sys_len ? r->computed : tn->sys_len;
     if (sc > tn->sys_committed) tn->sys_committed = sc;
     if (r->computed == r->ntoks) {
+      /* the prompt's logits also start a second answer: fork before this
+       * answer's first token, sharing every page (copy-on-write) */
+      if (r->samples == 2 && r->generated == 0 && !r->recompute) fork_answer(s, r);
       push_tok(r, rtoken());
       r->generated++;
       s->generated++;
@@ -820,6 +866,7 @@ static void setup(sim *s) {
   t->think_lo = 2;
   t->think_hi = 12;
   t->hi_frac = 0.25;
+  t->fork_frac = 0.15;
   /* about the arrival rate at which the pool stays full */
   /* arrivals that keep the pool a little over-subscribed: C requests fit,
    * each lives about mean_out steps, a session has ~2.5 turns */
@@ -933,6 +980,8 @@ static void report(sim *s, int pool_whole, int out_finite) {
   printf("%-58s %lld evictions, %lld copy-on-write, %lld preemptions suggested\n",
          "library counters", (long long)st.evictions, (long long)st.cow_copies,
          (long long)st.preemptions_suggested);
+  printf("%-58s %lld\n", "second answers forked (parallel sampling, n = 2)",
+         (long long)s->forks);
   printf("%-58s %.0f tokens/s (%lld prefill + %lld decode tokens)\n", "throughput",
          s->wall_s > 0 ? (double)(s->prefill_tokens + s->decode_tokens) / s->wall_s : 0,
          (long long)s->prefill_tokens, (long long)s->decode_tokens);
