@@ -197,7 +197,7 @@ typedef struct sim {
   int64_t refused[2], refused_reqs[2], admitted[2], admitted_new[2];
   int64_t preempt_swap, preempt_recompute, swapins, self_preempt, stalls;
   int pressure; /* this step met PKV_ERR_NO_PAGES */
-  int64_t swap_shared; /* swap-outs refused because pages were shared */
+  int64_t swap_shared; /* swap-outs refused with PKV_ERR_STATE */
   int64_t forks;       /* second answers forked (parallel sampling) */
   int64_t hit_tokens, hit_max, session_tokens, recompute_hit_tokens;
   int64_t prefill_tokens, decode_tokens, completed, generated, max_running_seen;
@@ -325,8 +325,8 @@ static void preempt(sim *s, req *v) {
       s->preempt_swap++;
       return;
     }
-    /* a full host tier, or pages shared with other sequences (the library
-     * swaps only private pages): recompute instead */
+    /* a full host tier, or a swap the library refuses (PKV_ERR_STATE):
+     * recompute instead */
     if (st == PKV_ERR_STATE) s->swap_shared++;
     else if (st != PKV_ERR_NO_HOST_PAGES) die(s, st, "pkv_seq_swap_out");
   }
@@ -974,7 +974,7 @@ static void report(sim *s, int pool_whole, int out_finite) {
   printf("%-58s %lld (swap %lld, recompute %lld, of itself %lld)\n", "preemptions",
          (long long)(s->preempt_swap + s->preempt_recompute), (long long)s->preempt_swap,
          (long long)s->preempt_recompute, (long long)s->self_preempt);
-  printf("%-58s %lld out, %lld in; %lld refused (shared pages)\n",
+  printf("%-58s %lld out, %lld in; %lld refused (PKV_ERR_STATE)\n",
          "swaps (library counters)", (long long)st.swaps_out,
          (long long)st.swaps_in, (long long)s->swap_shared);
   printf("%-58s %lld evictions, %lld copy-on-write, %lld preemptions suggested\n",
