@@ -37,6 +37,8 @@
 /* pkv_elem_t: how the kernels see one stored element; pkv_bits_t: the same
  * bytes as an unsigned integer for copies that must keep every bit. */
 #undef PKV_LD
+#undef pkv_elem_t
+#undef pkv_bits_t
 #undef PKV_ST
 #undef PKV_LD8
 #undef PKV_LD8V

@@ -262,6 +262,8 @@ void pkv_cache_destroy(pkv_cache *c) {
     if (!s) continue;
     free(s->pages);
     free(s->host_pages);
+    free(s->host_tokens);
+    free(s->host_known);
     free(s);
   }
   pkv_hmap_free(&c->seqs);

@@ -1,9 +1,10 @@
 /* Host tier: sequences move between device pages and host pages, one
- * batched backend transfer per call. A sequence with a shared page (forked,
- * or attached from the prefix cache by another live sequence) is refused:
- * moving it would either duplicate the page or pull it from under the
- * others. Indexed or session pages it alone holds stay cached on the
- * device after the move. */
+ * batched backend transfer per call. Every page of a sequence is copied,
+ * shared ones included: the sequence then drops its device references, so
+ * a page shared with a fork or another user of the same prefix stays on the
+ * device for them, and comes back as this sequence's private copy. Indexed
+ * or session pages stay cached on the device. Token ids travel with the
+ * sequence. */
 #include "cache.h"
 
 #include <stdlib.h>
@@ -63,33 +64,32 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   if (!ss) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
   int64_t k;
   st = resolve(c, seqs, n, false, ss, &k);
-  /* Pending copies hold references: settle them first. */
+  /* A copy-on-write copy still pending must land before its page is read
+   * for the host. */
   if (st == PKV_OK && c->cow_n > 0) st = pkv_cache_flush_copies(c);
-  for (int32_t i = 0; st == PKV_OK && i < n; i++)
-    for (int64_t j = 0; j < ss[i]->npages; j++)
-      if (c->pool.pg[ss[i]->pages[j]].ref > 1) {
-        st = pkv_fail(c->ctx, PKV_ERR_STATE,
-                      "seqs[%d] = %lld shares page %d with another sequence: "
-                      "shared pages are not swapped",
-                      i, (long long)seqs[i], ss[i]->pages[j]);
-        break;
-      }
   if (st == PKV_OK && k > c->host_nfree)
     st = pkv_fail(c->ctx, PKV_ERR_NO_HOST_PAGES,
                   "swap_out needs %lld host pages; %lld free of %lld",
                   (long long)k, (long long)c->host_nfree,
                   (long long)c->desc.num_host_pages);
   if (st == PKV_OK) st = check_backend(c, true);
-  int32_t *dev = NULL;
+  int32_t *dev = NULL, **ptok = NULL;
   int64_t *host = NULL, **per = NULL;
+  uint8_t **pknown = NULL;
   if (st == PKV_OK) {
     dev = malloc((size_t)(k ? k : 1) * sizeof *dev);
     host = malloc((size_t)(k ? k : 1) * sizeof *host);
     per = calloc((size_t)n, sizeof *per);
-    bool fail = !dev || !host || !per;
-    for (int32_t i = 0; !fail && i < n; i++)
-      fail = !(per[i] = malloc((size_t)(ss[i]->npages ? ss[i]->npages : 1) *
-                               sizeof **per));
+    ptok = calloc((size_t)n, sizeof *ptok);
+    pknown = calloc((size_t)n, sizeof *pknown);
+    bool fail = !dev || !host || !per || !ptok || !pknown;
+    for (int32_t i = 0; !fail && i < n; i++) {
+      size_t np = (size_t)(ss[i]->npages ? ss[i]->npages : 1);
+      fail = !(per[i] = malloc(np * sizeof **per)) ||
+             !(ptok[i] = malloc(np * (size_t)c->geom.page_size *
+                                sizeof **ptok)) ||
+             !(pknown[i] = malloc(np));
+    }
     if (fail)
       st = pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
                     (long long)k);
@@ -116,16 +116,33 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
     for (int32_t i = 0; i < n; i++) {
       pkv_seq *s = ss[i];
       pkv_seq_account(c, s, -1);
+      /* Token ids travel with the sequence, so that its chain can go on
+       * after it comes back. */
+      const int32_t ps = c->geom.page_size;
+      for (int64_t j = 0; j < s->npages; j++) {
+        const pkv_page *g = &c->pool.pg[s->pages[j]];
+        pknown[i][j] = g->known && g->tokens;
+        if (pknown[i][j])
+          memcpy(ptok[i] + j * ps, g->tokens, (size_t)ps * sizeof(int32_t));
+      }
       for (int64_t j = s->npages; j-- > 0;) pkv_pool_unref(&c->pool, s->pages[j]);
       s->host_pages = per[i];
+      s->host_tokens = ptok[i];
+      s->host_known = pknown[i];
       per[i] = NULL;
+      ptok[i] = NULL;
+      pknown[i] = NULL;
       s->swapped = true;
       s->version++;
     }
     c->swaps_out += n;
   }
   for (int32_t i = 0; per && i < n; i++) free(per[i]);
+  for (int32_t i = 0; ptok && i < n; i++) free(ptok[i]);
+  for (int32_t i = 0; pknown && i < n; i++) free(pknown[i]);
   free(per);
+  free(ptok);
+  free(pknown);
   free(dev);
   free(host);
   free(ss);
@@ -168,19 +185,29 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   if (!ss) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
   int64_t k;
   st = resolve(c, seqs, n, true, ss, &k);
+  /* A pending copy may target a page freed since: it must land before the
+   * host data does, not after. */
+  if (st == PKV_OK && c->cow_n > 0) st = pkv_cache_flush_copies(c);
   int32_t fcls = 0;
   int64_t fneed = 0;
   if (st == PKV_OK && !can_take_all(&c->pool, ss, n, &fcls, &fneed))
     st = pkv_cache_no_pages(c, fcls, fneed, "swap_in");
   if (st == PKV_OK) st = check_backend(c, false);
-  int32_t *dev = NULL;
+  int32_t *dev = NULL, **toks = NULL;
   int64_t *host = NULL;
   if (st == PKV_OK) {
     dev = malloc((size_t)(k ? k : 1) * sizeof *dev);
     host = malloc((size_t)(k ? k : 1) * sizeof *host);
-    bool fail = !dev || !host;
-    for (int32_t i = 0; !fail && i < n; i++)
+    toks = calloc((size_t)(k ? k : 1), sizeof *toks);
+    bool fail = !dev || !host || !toks;
+    int64_t t = 0;
+    for (int32_t i = 0; !fail && i < n; i++) {
       fail = !pkv_seq_grow(ss[i], ss[i]->npages);
+      for (int64_t j = 0; !fail && j < ss[i]->npages; j++, t++)
+        if (ss[i]->host_known[j])
+          fail = !(toks[t] = malloc((size_t)c->geom.page_size *
+                                    sizeof(int32_t)));
+    }
     if (fail)
       st = pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
                     (long long)k);
@@ -212,17 +239,29 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
       for (int64_t j = 0; j < s->npages; j++, t++) {
         s->pages[j] = dev[t];
         c->host_free[c->host_nfree++] = s->host_pages[j];
-        /* Token ids stay unknown: the copy's ids were not kept. */
-        c->pool.pg[dev[t]].known = 0;
+        pkv_page *g = &c->pool.pg[dev[t]];
+        g->known = s->host_known[j];
+        if (g->known) {
+          g->tokens = toks[t];
+          toks[t] = NULL;
+          memcpy(g->tokens, s->host_tokens + j * c->geom.page_size,
+                 (size_t)c->geom.page_size * sizeof(int32_t));
+        }
       }
       free(s->host_pages);
+      free(s->host_tokens);
+      free(s->host_known);
       s->host_pages = NULL;
+      s->host_tokens = NULL;
+      s->host_known = NULL;
       s->swapped = false;
       s->version++;
       pkv_seq_account(c, s, +1);
     }
     c->swaps_in += n;
   }
+  for (int64_t t = 0; toks && t < k; t++) free(toks[t]);
+  free(toks);
   free(dev);
   free(host);
   free(ss);

@@ -193,6 +193,8 @@ void pkv_seq_destroy_internal(pkv_cache *c, pkv_seq *s) {
   pkv_hmap_del(&c->seqs, (uint64_t)s->id);
   free(s->pages);
   free(s->host_pages);
+  free(s->host_tokens);
+  free(s->host_known);
   free(s);
 }
 

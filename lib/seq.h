@@ -15,6 +15,8 @@ struct pkv_seq {
   int64_t len;
   int32_t *pages;        /* device pages [npages] while resident */
   int64_t *host_pages;   /* host pages [npages] while swapped out */
+  int32_t *host_tokens;  /* token ids [npages][page_size] while swapped */
+  uint8_t *host_known;   /* per page: ids known, while swapped */
   int64_t npages, cap;
   /* Bumped whenever the page list changes other than by appending pages
    * (copy-on-write, truncation, swap-in): the batch builder compares it to

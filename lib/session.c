@@ -90,13 +90,16 @@ pkv_status pkv_session_open(pkv_cache *c, uint64_t session_key,
                     (unsigned long long)session_key);
   int32_t cls = desc ? desc->priority_class : 0;
   const int32_t ps = c->geom.page_size;
-  int64_t m = 0, cost = 0;
+  /* Leading pages not evicted since the close; reviving a cached one counts
+   * against the class quota, which may cut the run short like an eviction
+   * (the engine recomputes the rest, as it would after one). */
+  int64_t m = 0, cost = 0, quota = pkv_pool_quota(&c->pool, cls);
   while (m < r->npages && c->pool.pg[r->pages[m]].gen == r->gens[m]) {
-    cost += c->pool.pg[r->pages[m]].ref == 0;
+    int64_t more = c->pool.pg[r->pages[m]].ref == 0;
+    if (cost + more > quota) break;
+    cost += more;
     m++;
   }
-  if (cost > pkv_pool_quota(&c->pool, cls))
-    return pkv_cache_no_pages(c, cls, cost, "session_open");
   pkv_seq *s = pkv_seq_new_internal(c, cls, r->ns, m);
   if (!s) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "sequence allocation");
   for (int64_t i = 0; i < m; i++) {

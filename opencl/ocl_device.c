@@ -15,6 +15,8 @@
 #define PKV_CL_DEVICE_WARP_SIZE_NV 0x4003
 #define PKV_CL_DEVICE_WAVEFRONT_WIDTH_AMD 0x4043
 #define PKV_CL_DEVICE_SUB_GROUP_SIZES_INTEL 0x4108
+/* OpenCL 3.0 device-level query; a 1.2 device answers CL_INVALID_VALUE. */
+#define PKV_CL_DEVICE_PREFERRED_WORK_GROUP_SIZE_MULTIPLE 0x1067
 
 typedef struct entry {
   cl_platform_id platform;
@@ -77,7 +79,8 @@ static int has_ext(cl_device_id d, const char *ext) {
   return found;
 }
 
-/* Wave width without building a kernel: the vendors' own queries. */
+/* Wave width without building a kernel: the vendors' own queries, else
+ * the device's preferred work-group size multiple (OpenCL 3.0). */
 static int wave_size(cl_device_id d) {
   cl_uint w = 0;
   if (has_ext(d, "cl_nv_device_attribute_query") &&
@@ -96,6 +99,11 @@ static int wave_size(cl_device_id d) {
         if (sizes[i] > best) best = sizes[i];
     if (best > 0) return (int)best;
   }
+  size_t mult = 0;
+  if (clGetDeviceInfo(d, PKV_CL_DEVICE_PREFERRED_WORK_GROUP_SIZE_MULTIPLE,
+                      sizeof mult, &mult, NULL) == CL_SUCCESS &&
+      mult > 0 && mult <= 1024)
+    return (int)mult;
   return 1;
 }
 

@@ -189,6 +189,14 @@ static void test_random(pkv_context *ctx, int steps) {
       int64_t len;
       pkv_seq_length(c, s[i], &len);
       pkv_seq_truncate_front(c, s[i], len / 2, NULL);
+    } else if (op == 8) {
+      /* A fork replaces another slot: appends into its shared partial
+       * page then copy on write, which rewrites that row. */
+      int j = rnd(N);
+      if (j != i) {
+        pkv_seq_release(c, s[j]);
+        pkv_seq_fork(c, s[i], &s[j]);
+      }
     }
     /* A random subset in random order. */
     pkv_seq_id ids[N];
@@ -259,6 +267,10 @@ static void test_random(pkv_context *ctx, int steps) {
     }
   }
   ok(builds > steps / 2, "%d random builds succeeded", builds);
+  pkv_stats st;
+  pkv_cache_stats(c, &st);
+  ok(st.cow_copies > 0, "copy-on-write happened along the way (%lld)",
+     (long long)st.cow_copies);
   is_int(bad, 0, "every incremental build equals the from-scratch answer");
   is_int(dev_bad, 0, "every device copy equals its host view");
   is_int(fresh_bad, 0, "incremental builds equal a fresh batch's build");

@@ -122,6 +122,24 @@ int main(void) {
   ok(st.pages_free + st.pages_cached == st.pages_total && st.pages_live == 0,
      "free + cached == total after releasing everything");
   pkv_cache_destroy(c);
+
+  /* A reopened session revives cached pages only within its class quota. */
+  d.num_pages = 10;
+  d.class_reserved[1] = 4;
+  c = cp_cache_desc(ctx, &d);
+  lo = cp_open(c, 0, 0);
+  ok(pkv_seq_append(c, lo, 6, T, NULL) == PKV_OK, "class 0 fills its share");
+  pkv_seq_close_session(c, lo, 77);
+  pkv_seq_id other = cp_open(c, 0, 0);
+  pkv_seq_append(c, other, 2, NULL, NULL);
+  int64_t tokens = -1;
+  ok(pkv_session_open(c, 77, NULL, &lo, &tokens) == PKV_OK && tokens == 4,
+     "the session reopens with the 4 pages class 0 may still take (%lld)",
+     (long long)tokens);
+  pkv_cache_stats(c, &st);
+  ok(st.classes[0].in_use == 6 && st.pages_free + st.pages_cached == 4,
+     "class 1's reserve is untouched");
+  pkv_cache_destroy(c);
   pkv_context_destroy(ctx);
   return done_testing();
 }

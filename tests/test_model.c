@@ -3,7 +3,7 @@
  * every operation the conservation of pages, every page's refcount, every
  * sequence's page list and length, the statistics, and that every prefix
  * hit hands out pages whose recorded tokens and namespace equal the
- * request. */
+ * request. PKV_SEED=n picks another random sequence. */
 #include "cp_util.h"
 
 #include <stdbool.h>
@@ -18,7 +18,10 @@ typedef struct {
   int np;
   int32_t pages[MAXTOK / PS + 2];
   int32_t toks[MAXTOK]; /* the ids appended (0 where none were given) */
+  int32_t sw_tok[MAXTOK / PS + 2][PS]; /* page contents while swapped */
+  bool sw_known[MAXTOK / PS + 2];
   bool swapped;
+  long admit;
 } mseq;
 
 typedef struct {
@@ -39,6 +42,7 @@ static uint64_t pns[NP];
 static bool pcommitted[NP];
 static int pending[NP];
 static int failures;
+static long admissions;
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
 static uint32_t rnd(uint32_t n) {
@@ -98,6 +102,27 @@ static void check_all(pkv_cache *c, long op, const char *what) {
         nS);
   CHECK(st.classes[0].in_use + st.classes[1].in_use == st.pages_live,
         "op %ld (%s): class use does not add up to live pages", op, what);
+  /* Preemption candidates for class 1: resident class-0 sequences holding
+   * pages, most recently admitted first. */
+  pkv_seq_id cand[MAXS];
+  int64_t ncand = -1;
+  pkv_preemption_candidates(c, 1, cand, MAXS, &ncand);
+  int want = 0;
+  long last = -1;
+  bool order = true;
+  for (int i = 0; i < nS; i++)
+    want += S[i].cls == 0 && !S[i].swapped && S[i].np > 0;
+  for (int64_t k = 0; k < ncand && k < MAXS; k++) {
+    const mseq *m = NULL;
+    for (int i = 0; i < nS; i++)
+      if (S[i].id == cand[k]) m = &S[i];
+    order &= m && m->cls == 0 && !m->swapped && m->np > 0 &&
+             (last < 0 || m->admit < last);
+    if (m) last = m->admit;
+  }
+  CHECK(ncand == want && order,
+        "op %ld (%s): %lld preemption candidates, model %d, order %d", op,
+        what, (long long)ncand, want, order);
   for (int i = 0; i < nS; i++) {
     int64_t len = -1;
     pkv_seq_length(c, S[i].id, &len);
@@ -176,6 +201,7 @@ static mseq *add_seq(pkv_seq_id id, int cls, uint64_t ns) {
   s->id = id;
   s->cls = cls;
   s->ns = ns;
+  s->admit = ++admissions;
   return s;
 }
 
@@ -240,6 +266,8 @@ int main(void) {
   pkv_cache *c = cp_cache_desc(ctx, &d);
   pkv_batch *b = NULL;
   pkv_batch_create(c, &b);
+  const char *seed = getenv("PKV_SEED");
+  if (seed && strtoull(seed, NULL, 0)) rng = strtoull(seed, NULL, 0);
   const char *env = getenv("PKV_STRESS");
   long ops = 100000L * (env && atol(env) > 0 ? atol(env) : 1);
   long done[16] = {0};
@@ -272,8 +300,10 @@ int main(void) {
         pkv_seq_id ch;
         CHECK(pkv_seq_fork(c, S[i].id, &ch) == PKV_OK, "fork failed");
         mseq *s = add_seq(ch, 0, 0);
+        long adm = s->admit;
         *s = S[i];
         s->id = ch;
+        s->admit = adm;
       }
     } else if (kind == 9) {
       what = "match";
@@ -334,7 +364,7 @@ int main(void) {
         s->ns = SESS[key].ns; /* the closed sequence's namespace */
         memset(s->toks, 0, sizeof s->toks);
       } else {
-        CHECK(st == PKV_ERR_NO_PAGES, "session_open: %d", st);
+        CHECK(0, "session_open: %s", pkv_last_error(ctx));
       }
     } else if (kind == 13) {
       what = "namespace_drop";
@@ -366,8 +396,11 @@ int main(void) {
           S[i].swapped = false;
           int64_t np = cp_pages(c, S[i].id, S[i].pages, MAXTOK / PS + 2);
           for (int j = 0; j < np; j++) {
-            fresh_page(S[i].pages[j]);
-            pknown[S[i].pages[j]] = false;
+            int32_t p = S[i].pages[j];
+            fresh_page(p);
+            memcpy(ptok[p], S[i].sw_tok[j], sizeof ptok[p]);
+            pknown[p] = S[i].sw_known[j];
+            pns[p] = S[i].ns;
           }
         } else {
           CHECK(st == PKV_ERR_NO_PAGES, "swap_in: %d", st);
@@ -376,10 +409,13 @@ int main(void) {
         pkv_status st = pkv_seq_swap_out(c, &S[i].id, 1);
         if (st == PKV_OK) {
           S[i].swapped = true;
+          for (int j = 0; j < S[i].np; j++) {
+            memcpy(S[i].sw_tok[j], ptok[S[i].pages[j]], sizeof ptok[0]);
+            S[i].sw_known[j] = pknown[S[i].pages[j]];
+          }
           memset(pending, 0, sizeof pending);
         } else {
-          CHECK(st == PKV_ERR_STATE || st == PKV_ERR_NO_HOST_PAGES ||
-                    st == PKV_ERR_UNSUPPORTED,
+          CHECK(st == PKV_ERR_NO_HOST_PAGES || st == PKV_ERR_UNSUPPORTED,
                 "swap_out: %s", pkv_last_error(ctx));
         }
       }

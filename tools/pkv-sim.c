@@ -35,14 +35,13 @@ typedef struct options {
   int quick;
   int64_t pages;      /* 0 = default */
   const char *csv;
-  int verbose;
 } options;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: pkv-sim [--backend auto|cpu|opencl|hip] [--device N]\n"
           "               [--seed S] [--steps N] [--pages N] [--quick]\n"
-          "               [--csv FILE] [--verbose]\n"
+          "               [--csv FILE]\n"
           "Plays a synthetic multi-tenant serving trace through pagedkv with\n"
           "real K/V writes and attention (a random-weight model), then prints\n"
           "utilisation, prefix reuse, admissions, preemptions, swaps and\n"
@@ -67,7 +66,6 @@ static int parse_options(int argc, char **argv, options *o) {
     const char *a = argv[i];
     long long v;
     if (!strcmp(a, "--quick")) { o->quick = 1; continue; }
-    if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) { o->verbose = 1; continue; }
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
     if (i + 1 >= argc) {
       fprintf(stderr, "pkv-sim: unknown option or missing value: %s\n", a);
@@ -130,6 +128,7 @@ typedef struct trace_cfg {
   int turns_max, think_lo, think_hi;
   double hi_frac;            /* share of sessions in class 1 */
   int initial;               /* sessions arriving at step 0 */
+  double fork_frac;          /* requests asking for two answers (n = 2) */
   double rate, burst_rate;   /* new sessions per step */
   int burst_start, burst_end, arrivals_end;
 } trace_cfg;
@@ -162,6 +161,8 @@ typedef struct req {
   int64_t reserved;       /* what a contiguous allocator reserves: prompt+max_new */
   int64_t max_hit;        /* the most tokens the trace lets it reuse */
   int admitted_once, recompute, refused_once, in_plan;
+  int samples;            /* 2: parallel sampling, a forked second answer */
+  int child;              /* the forked second answer of another request */
   int64_t admit_order;
 } req;
 
@@ -196,7 +197,8 @@ typedef struct sim {
   int64_t refused[2], refused_reqs[2], admitted[2], admitted_new[2];
   int64_t preempt_swap, preempt_recompute, swapins, self_preempt, stalls;
   int pressure; /* this step met PKV_ERR_NO_PAGES */
-  int64_t swap_shared; /* swap-outs refused because pages were shared */
+  int64_t swap_shared; /* swap-outs refused with PKV_ERR_STATE */
+  int64_t forks;       /* second answers forked (parallel sampling) */
   int64_t hit_tokens, hit_max, session_tokens, recompute_hit_tokens;
   int64_t prefill_tokens, decode_tokens, completed, generated, max_running_seen;
   double util_sum, util_load_sum, logical_sum, contig_sum, contig_load_sum;
@@ -272,6 +274,7 @@ static void new_request(sim *s, int si, int64_t step) {
   r->out_len = (int64_t)((double)r->max_new * u * u);
   if (r->out_len < 4) r->out_len = 4;
   r->reserved = r->prompt_len + r->max_new;
+  r->samples = runif() < s->tc.fork_frac ? 2 : 1;
 }
 
 static void new_session(sim *s, int64_t step) {
@@ -283,7 +286,9 @@ static void new_session(sim *s, int64_t step) {
   session *ss = &s->sessions[si];
   memset(ss, 0, sizeof *ss);
   ss->tenant = (int)rrange(0, s->tc.tenants - 1);
-  ss->cls = runif() < s->tc.hi_frac ? 1 : 0;
+  /* the burst is low-class batch traffic */
+  int burst = step >= s->tc.burst_start && step < s->tc.burst_end;
+  ss->cls = !burst && runif() < s->tc.hi_frac ? 1 : 0;
   ss->turns = (int)rrange(1, s->tc.turns_max);
   ss->key = 0x5e55000000000000ull + (uint64_t)si;
   new_request(s, si, step);
@@ -320,8 +325,8 @@ static void preempt(sim *s, req *v) {
       s->preempt_swap++;
       return;
     }
-    /* a full host tier, or pages shared with other sequences (the library
-     * swaps only private pages): recompute instead */
+    /* a full host tier, or a swap the library refuses (PKV_ERR_STATE):
+     * recompute instead */
     if (st == PKV_ERR_STATE) s->swap_shared++;
     else if (st != PKV_ERR_NO_HOST_PAGES) die(s, st, "pkv_seq_swap_out");
   }
@@ -428,7 +433,7 @@ static void open_seq(sim *s, req *r, int64_t *reused, int *from_session) {
   pkv_seq_desc d = {r->cls, s->tenants[r->tenant].ns};
   *reused = 0;
   *from_session = 0;
-  if (r->turn > 0 && ss->closed && !r->recompute) {
+  if (r->turn > 0 && ss->closed && !r->recompute && !r->child) {
     int64_t tokens = 0;
     pkv_status st = pkv_session_open(s->cache, ss->key, &d, &r->seq, &tokens);
     if (st == PKV_OK) {
@@ -555,6 +560,13 @@ static void ensure_buffers(sim *s, int64_t tokens) {
 static void finish(sim *s, req *r, int64_t step) {
   session *ss = &s->sessions[r->sess];
   CHECK(s, pkv_seq_commit(s->cache, r->seq, r->computed));
+  if (r->child) { /* the second answer is not part of the conversation */
+    CHECK(s, pkv_seq_release(s->cache, r->seq));
+    r->state = ST_DONE;
+    r->seq = -1;
+    s->completed++;
+    return;
+  }
   ss->hist = xrealloc(ss->hist, (size_t)r->ntoks * sizeof *ss->hist);
   memcpy(ss->hist, r->toks, (size_t)r->ntoks * sizeof *ss->hist);
   ss->hist_len = r->ntoks;
@@ -571,6 +583,37 @@ static void finish(sim *s, req *r, int64_t step) {
   }
   r->seq = -1;
   s->completed++;
+}
+
+/* A second answer (parallel sampling, n = 2) forked from r right after its
+ * prefill: the child shares all of r's pages; the first append into the
+ * shared last page copies it. */
+static void fork_answer(sim *s, req *r) {
+  if (s->nreqs == s->req_cap) {
+    s->req_cap = s->req_cap ? 2 * s->req_cap : 256;
+    s->reqs = xrealloc(s->reqs, (size_t)s->req_cap * sizeof *s->reqs);
+  }
+  req *c = calloc(1, sizeof *c);
+  if (!c) oom();
+  *c = *r;
+  c->id = s->nreqs;
+  c->toks = NULL;
+  c->ntoks = c->cap = 0;
+  for (int64_t i = 0; i < r->ntoks; i++) push_tok(c, r->toks[i]);
+  CHECK(s, pkv_seq_fork(s->cache, r->seq, &c->seq));
+  s->reqs[s->nreqs++] = c;
+  c->child = 1;
+  c->samples = 1;
+  c->in_plan = 0;
+  c->admit_order = s->admit_counter++;
+  double u = runif();
+  c->out_len = (int64_t)((double)c->max_new * u * u);
+  if (c->out_len < 4) c->out_len = 4;
+  push_tok(c, rtoken());
+  c->generated = 1;
+  s->generated++;
+  s->forks++;
+  if (c->generated >= c->out_len) finish(s, c, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -743,6 +786,9 @@ static void step_once(sim *s, int64_t step) {
     int64_t sc = r->computed < tn->sys_len ? r->computed : tn->sys_len;
     if (sc > tn->sys_committed) tn->sys_committed = sc;
     if (r->computed == r->ntoks) {
+      /* the prompt's logits also start a second answer: fork before this
+       * answer's first token, sharing every page (copy-on-write) */
+      if (r->samples == 2 && r->generated == 0 && !r->recompute) fork_answer(s, r);
       push_tok(r, rtoken());
       r->generated++;
       s->generated++;
@@ -753,13 +799,6 @@ static void step_once(sim *s, int64_t step) {
   s->decode_tokens += dec;
   if (np > s->max_running_seen) s->max_running_seen = np;
 
-  if (getenv("PKV_SIM_DEBUG"))
-    fprintf(stderr, "step %lld free %lld live %lld cached %lld c0 %lld/%lld c1 %lld/%lld borrowed %lld waste %lld\n",
-            (long long)step, (long long)st.pages_free, (long long)st.pages_live,
-            (long long)st.pages_cached, (long long)st.classes[0].in_use,
-            (long long)st.classes[0].reserved, (long long)st.classes[1].in_use,
-            (long long)st.classes[1].reserved, (long long)st.classes[1].borrowed,
-            (long long)st.waste_slots);
   if (s->csv)
     fprintf(s->csv,
             "%lld,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.4f,%.4f,%.4f,"
@@ -827,6 +866,7 @@ static void setup(sim *s) {
   t->think_lo = 2;
   t->think_hi = 12;
   t->hi_frac = 0.25;
+  t->fork_frac = 0.15;
   /* about the arrival rate at which the pool stays full */
   /* arrivals that keep the pool a little over-subscribed: C requests fit,
    * each lives about mean_out steps, a session has ~2.5 turns */
@@ -834,7 +874,7 @@ static void setup(sim *s) {
   double mean_user = (double)(t->user_lo + t->user_hi) / 2.0;
   double footprint = mean_user + mean_out + 0.75 * (mean_user + mean_out);
   double fit = (double)pages * s->page / footprint;
-  t->rate = 2.5 * fit / (mean_out + 3.0) / 2.5;
+  t->rate = 1.6 * fit / (mean_out + 3.0) / 2.5;
   t->initial = (int)fit;
   t->burst_rate = t->rate * 4;
   t->burst_start = s->steps * 45 / 100;
@@ -934,12 +974,14 @@ static void report(sim *s, int pool_whole, int out_finite) {
   printf("%-58s %lld (swap %lld, recompute %lld, of itself %lld)\n", "preemptions",
          (long long)(s->preempt_swap + s->preempt_recompute), (long long)s->preempt_swap,
          (long long)s->preempt_recompute, (long long)s->self_preempt);
-  printf("%-58s %lld out, %lld in; %lld refused (shared pages)\n",
+  printf("%-58s %lld out, %lld in; %lld refused (PKV_ERR_STATE)\n",
          "swaps (library counters)", (long long)st.swaps_out,
          (long long)st.swaps_in, (long long)s->swap_shared);
   printf("%-58s %lld evictions, %lld copy-on-write, %lld preemptions suggested\n",
          "library counters", (long long)st.evictions, (long long)st.cow_copies,
          (long long)st.preemptions_suggested);
+  printf("%-58s %lld\n", "second answers forked (parallel sampling, n = 2)",
+         (long long)s->forks);
   printf("%-58s %.0f tokens/s (%lld prefill + %lld decode tokens)\n", "throughput",
          s->wall_s > 0 ? (double)(s->prefill_tokens + s->decode_tokens) / s->wall_s : 0,
          (long long)s->prefill_tokens, (long long)s->decode_tokens);
