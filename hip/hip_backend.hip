@@ -22,7 +22,6 @@ struct pkv_hip_impl {
   int device;
   hipStream_t stream;
   bool own_stream;
-  int compute_units;
   /* Device scratch (split-K partials, pointer tables, staged pages) and
    * its pinned host twin; grown on demand, never shrunk. */
   void *scratch;
@@ -51,8 +50,7 @@ static pkv_status rt_fail(const pkv_context *ctx, const char *call,
 /* a runtime call, named as the vendor spells it (hipMalloc, cudaMalloc) */
 #define RT_CHECK(ctx, name, expr) CALL_CHECK(ctx, PKV_RT(name), expr)
 /* a kernel launch, named by its kernel */
-#define LAUNCH_CHECK(ctx, kernel, expr) \
-  CALL_CHECK(ctx, (kernel), expr)
+#define LAUNCH_CHECK(ctx, kernel, expr) CALL_CHECK(ctx, (kernel), expr)
 
 /* ------------------------------------------------------------ devices */
 static void fill_info(int index, const hipDeviceProp_t *p,
@@ -149,7 +147,6 @@ static pkv_status hip_init(pkv_context *ctx) {
   pkv_hip_impl *im = (pkv_hip_impl *)calloc(1, sizeof *im);
   if (!im) return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "HIP context allocation");
   im->device = dev;
-  im->compute_units = p.multiProcessorCount > 0 ? p.multiProcessorCount : 1;
   hipError_t e = hipSetDevice(dev);
   if (e == hipSuccess) {
     if (ctx->desc.native_queue) {
@@ -415,7 +412,7 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
   LAUNCH_CHECK(ctx,
                a->max_q_len <= 1 ? "launch of pkv_decode"
                                  : "launch of pkv_prefill",
-           ks->attention(&l));
+               ks->attention(&l));
   return PKV_OK;
 }
 
@@ -440,9 +437,9 @@ static pkv_status hip_copy_pages(pkv_context *ctx, const pkv_copy_args *a) {
                                                   : PKV_HIP_MAX_GRID_YZ;
     for (int b = 0; b < a->num_pools; b++)
       LAUNCH_CHECK(ctx, "launch of pkv_copy_pages",
-               pkv_hip_launch_copy_pages(im->stream, a->pools[b]->native,
-                                         pairs + 2 * i0, n,
-                                         words_per_page(a->geom)));
+                   pkv_hip_launch_copy_pages(im->stream, a->pools[b]->native,
+                                             pairs + 2 * i0, n,
+                                             words_per_page(a->geom)));
   }
   return PKV_OK;
 }
@@ -489,10 +486,10 @@ static pkv_status move_pages(pkv_context *ctx, const pkv_host_move_args *a,
       LAUNCH_CHECK(ctx,
                    to_host ? "launch of pkv_gather_pages"
                            : "launch of pkv_scatter_pages",
-               pkv_hip_launch_move_pages(im->stream, a->pools[b]->native,
-                                         stage + (size_t)i0 * unit,
-                                         pages + i0, n, wpp, a->num_pools,
-                                         b, to_host));
+                   pkv_hip_launch_move_pages(
+                       im->stream, a->pools[b]->native,
+                       stage + (size_t)i0 * unit, pages + i0, n, wpp,
+                       a->num_pools, b, to_host));
   }
   if (to_host)
     RT_CHECK(ctx, "MemcpyAsync",
