@@ -108,11 +108,31 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
   PKV_BARRIER();
   for (int g = 0; g < gn; g++) {
     float m = ml[g], sum = 0.0f;
+#if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
+    /* Eight keys per call of the vector exp builtin: a CPU device runs
+     * each work-item's loop as scalar code, where scalar exp dominated
+     * the whole kernel. */
+    PKV_LOCAL float *bg = big + g * PKV_PART;
+    float8 s8 = (float8)(0.0f);
+    int k = tid * 8;
+    for (; k + 8 <= n; k += PKV_DEC_WG * 8) {
+      float8 p = m == -PKV_INFINITY ? (float8)(0.0f) : exp(vload8(0, bg + k) - m);
+      vstore8(p, 0, bg + k);
+      s8 += p;
+    }
+    sum = pkv_f8_hsum(s8);
+    for (; k < n; k++) { /* the tail of the last run: fewer than eight */
+      float p = pkv_exp_diff(bg[k], m);
+      bg[k] = p;
+      sum += p;
+    }
+#else
     for (int k = tid; k < n; k += PKV_DEC_WG) {
       float p = pkv_exp_diff(big[g * PKV_PART + k], m);
       big[g * PKV_PART + k] = p;
       sum += p;
     }
+#endif
     red[g * PKV_DEC_WG + tid] = sum;
   }
   PKV_BARRIER();
