@@ -1,5 +1,6 @@
 /* f32 <-> f16 / bf16 on the host, bit-exact round-to-nearest-even. */
 #include "dtype_convert.h"
+#include "internal.h"
 
 #include <string.h>
 
@@ -71,4 +72,28 @@ void pkv_from_f32(pkv_dtype dtype, const float *src, void *dst, size_t n) {
     break;
   default: memcpy(dst, src, n * sizeof(float)); break;
   }
+}
+
+static pkv_status check_convert(pkv_dtype dtype, const void *src,
+                                const void *dst, size_t n) {
+  if (n && !src) return pkv_fail(NULL, PKV_ERR_NULL, "src is NULL with n %zu", n);
+  if (n && !dst) return pkv_fail(NULL, PKV_ERR_NULL, "dst is NULL with n %zu", n);
+  if (pkv_dtype_size(dtype) == 0)
+    return pkv_fail(NULL, PKV_ERR_INVALID,
+                    "dtype %d is not f32 (0), f16 (1) or bf16 (2)", (int)dtype);
+  return PKV_OK;
+}
+
+pkv_status pkv_convert_from_f32(pkv_dtype dtype, const float *src, void *dst,
+                                size_t n) {
+  pkv_status st = check_convert(dtype, src, dst, n);
+  if (st == PKV_OK && n) pkv_from_f32(dtype, src, dst, n);
+  return st;
+}
+
+pkv_status pkv_convert_to_f32(pkv_dtype dtype, const void *src, float *dst,
+                              size_t n) {
+  pkv_status st = check_convert(dtype, src, dst, n);
+  if (st == PKV_OK && n) pkv_to_f32(dtype, src, dst, n);
+  return st;
 }

@@ -192,6 +192,15 @@ typedef enum pkv_dtype {
 /* Bytes of one element; 0 for an unknown dtype. */
 PKV_API size_t pkv_dtype_size(pkv_dtype dtype);
 
+/* Host conversion of n values between f32 and a storage dtype, with the
+ * rounding the backends use (nearest even; NaN and Inf kept), so an engine
+ * or tool can stage f32 data for an f16/bf16 cache and read results back.
+ * NULL arrays with n > 0: PKV_ERR_NULL; unknown dtype: PKV_ERR_INVALID. */
+PKV_API pkv_status pkv_convert_from_f32(pkv_dtype dtype, const float *src,
+                                        void *dst, size_t n);
+PKV_API pkv_status pkv_convert_to_f32(pkv_dtype dtype, const void *src,
+                                      float *dst, size_t n);
+
 typedef enum pkv_layout {
   PKV_LAYOUT_HND = 0, /* [page][kv_head][token][dim] (default) */
   PKV_LAYOUT_NHD = 1  /* [page][token][kv_head][dim] (FlashAttention/FlashInfer) */

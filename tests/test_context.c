@@ -87,5 +87,35 @@ int main(void) {
   pkv_context_destroy(ctx);
   pkv_context_destroy(NULL);
   ok(1, "destroying NULL handles is harmless");
+
+  /* Public host conversions: exact values, rounding, specials, bad input. */
+  float in[5] = {1.0f, -2.5f, 65504.0f, 1.0f + 1.0f / 4096.0f, INFINITY};
+  uint16_t h[5];
+  float back[5];
+  ok(pkv_convert_from_f32(PKV_DTYPE_F16, in, h, 5) == PKV_OK &&
+         h[0] == 0x3c00 && h[1] == 0xc100 && h[2] == 0x7bff &&
+         h[3] == 0x3c00 && h[4] == 0x7c00,
+     "f32 -> f16: exact values, a tie rounds to even, Inf kept");
+  ok(pkv_convert_to_f32(PKV_DTYPE_F16, h, back, 5) == PKV_OK &&
+         back[0] == 1.0f && back[1] == -2.5f && back[2] == 65504.0f &&
+         isinf(back[4]),
+     "f16 -> f32 round trip");
+  float nan_in = NAN, nan_back = 0.0f;
+  uint16_t bf;
+  ok(pkv_convert_from_f32(PKV_DTYPE_BF16, &nan_in, &bf, 1) == PKV_OK &&
+         pkv_convert_to_f32(PKV_DTYPE_BF16, &bf, &nan_back, 1) == PKV_OK &&
+         isnan(nan_back),
+     "bf16 keeps NaN a NaN (never rounded to Inf)");
+  ok(pkv_convert_from_f32(PKV_DTYPE_BF16, in, h, 2) == PKV_OK &&
+         h[0] == 0x3f80 && h[1] == 0xc020,
+     "f32 -> bf16 exact values");
+  ok(pkv_convert_from_f32((pkv_dtype)9, in, h, 1) == PKV_ERR_INVALID &&
+         strstr(pkv_last_error(NULL), "dtype 9"),
+     "unknown dtype refused, naming it");
+  ok(pkv_convert_to_f32(PKV_DTYPE_F16, NULL, back, 1) == PKV_ERR_NULL &&
+         strstr(pkv_last_error(NULL), "src"),
+     "NULL src refused");
+  ok(pkv_convert_from_f32(PKV_DTYPE_F16, in, NULL, 0) == PKV_OK,
+     "n = 0 with NULL arrays does nothing");
   return done_testing();
 }

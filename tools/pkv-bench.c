@@ -155,41 +155,11 @@ static float frand(void) { /* uniform in [-1, 1) */
   return (float)((rng_state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
 }
 
-static uint16_t f32_to_f16(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  uint32_t sign = (x >> 16) & 0x8000u;
-  int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
-  uint32_t mant = x & 0x7fffffu;
-  if (exp <= 0) { /* subnormal or zero; inputs here are small, flush */
-    if (exp < -10) return (uint16_t)sign;
-    mant |= 0x800000u;
-    uint32_t shift = (uint32_t)(14 - exp);
-    uint32_t h = mant >> shift;
-    if ((mant >> (shift - 1)) & 1u) h++;
-    return (uint16_t)(sign | h);
-  }
-  if (exp >= 31) return (uint16_t)(sign | 0x7c00u);
-  uint32_t h = sign | ((uint32_t)exp << 10) | (mant >> 13);
-  if ((mant & 0x1fffu) > 0x1000u || ((mant & 0x1fffu) == 0x1000u && (h & 1u)))
-    h++;
-  return (uint16_t)h;
-}
-
-static uint16_t f32_to_bf16(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  x += 0x7fffu + ((x >> 16) & 1u);
-  return (uint16_t)(x >> 16);
-}
-
 /* n random elements of dtype into dst (scaled to keep logits moderate). */
 static void fill_random(void *dst, size_t n, pkv_dtype dt, float scale) {
   for (size_t i = 0; i < n; i++) {
     float f = frand() * scale;
-    if (dt == PKV_DTYPE_F32) ((float *)dst)[i] = f;
-    else if (dt == PKV_DTYPE_F16) ((uint16_t *)dst)[i] = f32_to_f16(f);
-    else ((uint16_t *)dst)[i] = f32_to_bf16(f);
+    pkv_convert_from_f32(dt, &f, (char *)dst + i * pkv_dtype_size(dt), 1);
   }
 }
 

@@ -46,61 +46,15 @@ static uint32_t rnd(void) {
 }
 static float urand(void) { return (float)(rnd() / 2147483648.0 - 1.0); } /* [-1,1) */
 
-static uint16_t f32_to_f16(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  uint32_t sign = (x >> 16) & 0x8000u, e = (x >> 23) & 0xffu, m = x & 0x7fffffu;
-  if (e == 0xff) return (uint16_t)(sign | 0x7c00u | (m ? 0x200u : 0));
-  int ex = (int)e - 127 + 15;
-  if (ex >= 31) return (uint16_t)(sign | 0x7c00u);
-  if (ex <= 0) {
-    if (ex < -10) return (uint16_t)sign;
-    m |= 0x800000u;
-    int shift = 14 - ex;
-    uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (r & 1))) r++;
-    return (uint16_t)(sign | r);
-  }
-  uint32_t r = ((uint32_t)ex << 10) | (m >> 13), rem = m & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (r & 1))) r++;
-  return (uint16_t)(sign | r);
-}
-static float f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
-  if (e == 0) {
-    if (m == 0) x = sign;
-    else {
-      e = 127 - 15 + 1;
-      while (!(m & 0x400u)) { m <<= 1; e--; }
-      x = sign | (e << 23) | ((m & 0x3ffu) << 13);
-    }
-  } else if (e == 31) x = sign | 0x7f800000u | (m << 13);
-  else x = sign | ((e - 15 + 127) << 23) | (m << 13);
-  float f;
-  memcpy(&f, &x, 4);
-  return f;
-}
-static uint16_t f32_to_bf16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-static float bf16_to_f32(uint16_t h) {
-  uint32_t u = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
+/* Element i of an array of dt, through the library's own conversions: the
+ * backend and the reference read the same stored values either way. */
 static void put(void *raw, pkv_dtype dt, size_t i, float v) {
-  if (dt == PKV_DTYPE_F32) ((float *)raw)[i] = v;
-  else ((uint16_t *)raw)[i] = dt == PKV_DTYPE_F16 ? f32_to_f16(v) : f32_to_bf16(v);
+  pkv_convert_from_f32(dt, &v, (char *)raw + i * pkv_dtype_size(dt), 1);
 }
 static float get(const void *raw, pkv_dtype dt, size_t i) {
-  if (dt == PKV_DTYPE_F32) return ((const float *)raw)[i];
-  uint16_t h = ((const uint16_t *)raw)[i];
-  return dt == PKV_DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+  float v = 0.0f;
+  pkv_convert_to_f32(dt, (const char *)raw + i * pkv_dtype_size(dt), &v, 1);
+  return v;
 }
 
 static const char *dt_name(pkv_dtype d) {
