@@ -69,6 +69,51 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
                         (pkv_i64)(j - pg * page_size) * token_stride;
     const PKV_GLOBAL pkv_elem_t *kp = k_pool + off;
     koff[k] = off;
+#if (defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)) && PKV_MAXG >= 4
+    if (gn == 4) {
+      /* The common GQA group of four: each K chunk is loaded (and
+       * converted) once for all four heads, same per-head sum order. */
+      pkv_f8 a00 = pkv_f8_zero(), a01 = pkv_f8_zero(), a10 = pkv_f8_zero(),
+             a11 = pkv_f8_zero(), a20 = pkv_f8_zero(), a21 = pkv_f8_zero(),
+             a30 = pkv_f8_zero(), a31 = pkv_f8_zero();
+      for (int c = 0; c < PKV_NCH; c += 2) {
+        pkv_f8 k0, k1, q0, q1;
+        PKV_LD8V(k0, kp + c * 8);
+        PKV_LD8V(k1, kp + c * 8 + 8);
+        pkv_f8_ldl(q0, q_s + c * 8);
+        pkv_f8_ldl(q1, q_s + c * 8 + 8);
+        a00 = pkv_f8_fma(q0, k0, a00);
+        a01 = pkv_f8_fma(q1, k1, a01);
+        pkv_f8_ldl(q0, q_s + PKV_HEAD_DIM + c * 8);
+        pkv_f8_ldl(q1, q_s + PKV_HEAD_DIM + c * 8 + 8);
+        a10 = pkv_f8_fma(q0, k0, a10);
+        a11 = pkv_f8_fma(q1, k1, a11);
+        pkv_f8_ldl(q0, q_s + 2 * PKV_HEAD_DIM + c * 8);
+        pkv_f8_ldl(q1, q_s + 2 * PKV_HEAD_DIM + c * 8 + 8);
+        a20 = pkv_f8_fma(q0, k0, a20);
+        a21 = pkv_f8_fma(q1, k1, a21);
+        pkv_f8_ldl(q0, q_s + 3 * PKV_HEAD_DIM + c * 8);
+        pkv_f8_ldl(q1, q_s + 3 * PKV_HEAD_DIM + c * 8 + 8);
+        a30 = pkv_f8_fma(q0, k0, a30);
+        a31 = pkv_f8_fma(q1, k1, a31);
+      }
+      float sl0 = 0.0f, sl1 = 0.0f, sl2 = 0.0f, sl3 = 0.0f;
+      if (flags & 1) {
+        sl0 = alibi[qh0];
+        sl1 = alibi[qh0 + 1];
+        sl2 = alibi[qh0 + 2];
+        sl3 = alibi[qh0 + 3];
+      }
+      big[k] = PKV_SCORE(pkv_f8_hsum(a00) + pkv_f8_hsum(a01), scale, softcap, sl0, j, qpos);
+      big[PKV_PART + k] =
+          PKV_SCORE(pkv_f8_hsum(a10) + pkv_f8_hsum(a11), scale, softcap, sl1, j, qpos);
+      big[2 * PKV_PART + k] =
+          PKV_SCORE(pkv_f8_hsum(a20) + pkv_f8_hsum(a21), scale, softcap, sl2, j, qpos);
+      big[3 * PKV_PART + k] =
+          PKV_SCORE(pkv_f8_hsum(a30) + pkv_f8_hsum(a31), scale, softcap, sl3, j, qpos);
+      continue;
+    }
+#endif
     /* One head at a time (the row is re-read from cache, not memory), two
      * accumulators so that consecutive FMAs do not wait on each other. */
     for (int g = 0; g < gn; g++) {
@@ -148,6 +193,44 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
   /* V: work-item (chunk c, key stream ks) sums p * V over its keys. */
   const int c = tid % PKV_NCH, ks = tid / PKV_NCH;
   pkv_f8 vacc[PKV_MAXG];
+#if (defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)) && PKV_MAXG >= 4
+  if (ks < PKV_KSPLIT && gn == 4) {
+    /* Group of four: each V chunk loaded once for all four heads; the
+     * per-head sum order is that of the general loop below. */
+    const PKV_GLOBAL pkv_elem_t *vbase = v_pool + c * 8;
+    const int run_v = (n + PKV_KSPLIT - 1) / PKV_KSPLIT;
+    const int v_end = (ks + 1) * run_v < n ? (ks + 1) * run_v : n;
+    pkv_f8 b00 = pkv_f8_zero(), b01 = pkv_f8_zero(), b10 = pkv_f8_zero(),
+           b11 = pkv_f8_zero(), b20 = pkv_f8_zero(), b21 = pkv_f8_zero(),
+           b30 = pkv_f8_zero(), b31 = pkv_f8_zero();
+    int k = ks * run_v;
+    for (; k + 1 < v_end; k += 2) {
+      pkv_f8 v0, v1;
+      PKV_LD8V(v0, vbase + koff[k]);
+      PKV_LD8V(v1, vbase + koff[k + 1]);
+      b00 = pkv_f8_axpy(big[k], v0, b00);
+      b01 = pkv_f8_axpy(big[k + 1], v1, b01);
+      b10 = pkv_f8_axpy(big[PKV_PART + k], v0, b10);
+      b11 = pkv_f8_axpy(big[PKV_PART + k + 1], v1, b11);
+      b20 = pkv_f8_axpy(big[2 * PKV_PART + k], v0, b20);
+      b21 = pkv_f8_axpy(big[2 * PKV_PART + k + 1], v1, b21);
+      b30 = pkv_f8_axpy(big[3 * PKV_PART + k], v0, b30);
+      b31 = pkv_f8_axpy(big[3 * PKV_PART + k + 1], v1, b31);
+    }
+    if (k < v_end) {
+      pkv_f8 v0;
+      PKV_LD8V(v0, vbase + koff[k]);
+      b00 = pkv_f8_axpy(big[k], v0, b00);
+      b10 = pkv_f8_axpy(big[PKV_PART + k], v0, b10);
+      b20 = pkv_f8_axpy(big[2 * PKV_PART + k], v0, b20);
+      b30 = pkv_f8_axpy(big[3 * PKV_PART + k], v0, b30);
+    }
+    vacc[0] = pkv_f8_add(b00, b01);
+    vacc[1] = pkv_f8_add(b10, b11);
+    vacc[2] = pkv_f8_add(b20, b21);
+    vacc[3] = pkv_f8_add(b30, b31);
+  } else
+#endif
   if (ks < PKV_KSPLIT) {
     const PKV_GLOBAL pkv_elem_t *vbase = v_pool + c * 8;
     for (int g = 0; g < gn; g++) {
