@@ -464,6 +464,17 @@ static int contiguous_page_size(int64_t len) {
 /* control plane                                                        */
 /* ------------------------------------------------------------------ */
 
+/* One decode-step batch build, synchronized, in seconds; 0 on failure. */
+static int timed_build(pkv_context *ctx, pkv_batch *batch,
+                       const pkv_seq_id *seqs, int nseqs, double *seconds) {
+  double t0 = now_s();
+  pkv_status st = pkv_batch_build(batch, seqs, nseqs, NULL);
+  if (st == PKV_OK) st = pkv_context_synchronize(ctx);
+  if (st != PKV_OK) return seterr(ctx, st, "pkv_batch_build");
+  *seconds = now_s() - t0;
+  return 1;
+}
+
 static int bench_control(pkv_context *ctx, int nseqs, int64_t len, int iters,
                          double *appends_per_s, int64_t *appends,
                          double *first_ms, double *incr_ms) {
@@ -519,14 +530,9 @@ static int bench_control(pkv_context *ctx, int nseqs, int64_t len, int iters,
     seterr(ctx, st, "pkv_batch_create");
     goto out;
   }
-  t0 = now_s();
-  st = pkv_batch_build(batch, seqs, nseqs, NULL);
-  if (st == PKV_OK) st = pkv_context_synchronize(ctx);
-  if (st != PKV_OK) {
-    seterr(ctx, st, "pkv_batch_build");
-    goto out;
-  }
-  *first_ms = (now_s() - t0) * 1e3;
+  double first_s;
+  if (!timed_build(ctx, batch, seqs, nseqs, &first_s)) goto out;
+  *first_ms = first_s * 1e3;
   /* decode steps: every sequence grows by one token, then the rebuild */
   for (int i = 0; i < iters; i++) {
     for (int s = 0; s < nseqs; s++)
@@ -534,14 +540,7 @@ static int bench_control(pkv_context *ctx, int nseqs, int64_t len, int iters,
         seterr(ctx, st, "pkv_seq_append");
         goto out;
       }
-    t0 = now_s();
-    st = pkv_batch_build(batch, seqs, nseqs, NULL);
-    if (st == PKV_OK) st = pkv_context_synchronize(ctx);
-    if (st != PKV_OK) {
-      seterr(ctx, st, "pkv_batch_build");
-      goto out;
-    }
-    t[i] = now_s() - t0;
+    if (!timed_build(ctx, batch, seqs, nseqs, &t[i])) goto out;
   }
   *incr_ms = median(t, iters) * 1e3;
   ok = 1;
