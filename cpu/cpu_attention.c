@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Reference paged attention: plain loops, double accumulation, two passes
  * (logits and their maximum, then the softmax-weighted sum of V), so that it
  * is obviously correct. One work item is one (query token, kv head): the q

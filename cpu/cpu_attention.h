@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CPU reference attention (the oracle for the device backends). */
 #ifndef PKV_CPU_ATTENTION_H
 #define PKV_CPU_ATTENTION_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CPU reference backend: host memory and plain loops. Attention lives
  * in cpu_attention.c; this file holds memory, the K/V write and page moves. */
 #include "backend.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One decode step through pagedkv's public API, as an engine outside the
  * library would write it:
  *

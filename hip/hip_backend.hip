@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The HIP backend's host side: devices, streams, device memory, and the
  * argument marshalling of every operation. The same source builds for AMD
  * (hipcc) and NVIDIA (nvcc, through pkv_hip_runtime.h). */

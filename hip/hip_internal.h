@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the HIP backend's host side (hip_backend.hip) and its kernel
  * launchers (hip_kernels.hip). Plain values only: the launchers see device
  * pointers and sizes, never pagedkv handles, so the kernels translation

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The instantiations of one dtype (PKV_DTYPE, set by the including
  * hip_kernels_*.hip) for every head dim the API accepts, and their table.
  * One source file per dtype so that make -j compiles them in parallel. */

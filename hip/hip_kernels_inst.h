@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One instantiation of the portable kernels for the PKV_DTYPE and
  * PKV_HEAD_DIM defined by the including file, and its launchers. Included
  * several times into one translation unit (no include guard, on purpose);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Page copies and device <-> staging moves (kernels/pages.cl): bitwise,
  * independent of dtype and head dim, so instantiated once; and the lookup
  * of the per-(dtype, head dim) kernel tables. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The HIP side of the portable kernel dialect (kernels/dialect.h): what
  * the dialect leaves to the backend (the f16 storage type and its
  * conversions, the kernel-name suffix of an instantiation) and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The HIP runtime names the backend uses, on AMD (hipcc, the real HIP
  * headers) and on NVIDIA (nvcc, mapped onto the CUDA runtime here).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Definitions shared by every portable kernel: storage type of the cache
  * (PKV_DTYPE), tile sizes, and the score function of the attention
  * semantics. Compiled after dialect.h, before the kernel files; the HIP

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Decode: one query token per sequence over its paged keys.
  *
  * Work-group (partition, kv head x group chunk, sequence). The query heads

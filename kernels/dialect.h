@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The portable kernel dialect: a handful of macros under which one kernel
  * source compiles as OpenCL C 1.2 and as HIP/CUDA C++ (the approach of
  * Blender Cycles). Kernels written in this dialect use only:

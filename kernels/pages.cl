@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Whole-page moves, bitwise, in 16-byte words (a page row is at least
  * 64 elements of 2 bytes, so a page is a whole number of words). One
  * launch serves every page of one pool buffer. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Prefill / extend: query runs (q_indptr) against the sequence's paged
  * keys, including the keys written in the same step.
  *

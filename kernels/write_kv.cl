@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* K/V write: token i's rows src[i][h][0..D) go to slot slots[i] of the
  * pool (slot = page * page_size + offset); a negative slot is padding and
  * is skipped. One work-item per 8-element chunk; the copy is bitwise. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The backend interface: one struct of function pointers per backend.
  * The public API layer (lib/) validates every argument before calling a
  * backend, so a backend may assume well-formed arguments; it reports only

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Batch descriptor of one step, built incrementally: a block-table row is
  * rewritten only when its sequence or page list changed, the CSR tail only
  * from the first row whose page count changed, and the device copy only in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Batch descriptor internals shared with the operations (lib/ops.c). */
 #ifndef PKV_BATCH_H
 #define PKV_BATCH_H

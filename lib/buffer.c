@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Buffers: device memory of the context's backend, owned or wrapped. */
 #include "backend.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Cache creation: validation of the description, the K/V pools of every
  * layer, the host tier; geometry queries. */
 #include "cache.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The cache object shared by the control-plane files. */
 #ifndef PKV_CACHE_H
 #define PKV_CACHE_H

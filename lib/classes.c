@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Priority classes: reservations are accounting only (no address range),
  * so they can be resized at run time; preemption candidates. */
 #include "cache.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Backend registry and contexts. */
 #include "backend.h"
 

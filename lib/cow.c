@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Copy-on-write: copies are queued and run in one backend call per flush,
  * so a step that forks many beams pays one launch, not one per page. */
 #include "cow.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Copy-on-write queue: page copies batched until the next flush. */
 #ifndef PKV_COW_H
 #define PKV_COW_H

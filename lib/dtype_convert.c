@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* f32 <-> f16 / bf16 on the host, bit-exact round-to-nearest-even. */
 #include "dtype_convert.h"
 #include "internal.h"

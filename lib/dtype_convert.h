@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Host conversions between f32 and the 16-bit storage types.
  * Round-to-nearest-even; NaN stays NaN (quiet), Inf stays Inf, f16
  * subnormals are produced and read exactly. Internal to the library, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Error messages: per context, or per thread for calls without a context. */
 #include "internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Open addressing with linear probing and backward-shift deletion. */
 #include "hmap.h"
 

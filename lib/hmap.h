@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A small open-addressing map from uint64 keys to pointers, used for
  * sequences, sessions and namespaces. Deletion shifts entries back, so
  * there are no tombstones and lookups stay short after heavy churn. */

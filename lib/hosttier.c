@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Host tier: sequences move between device pages and host pages, one
  * batched backend transfer per call. Every page of a sequence is copied,
  * shared ones included: the sequence then drops its device references, so

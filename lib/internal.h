@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internal declarations shared by every part of the library. */
 #ifndef PKV_INTERNAL_H
 #define PKV_INTERNAL_H

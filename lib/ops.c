@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The public operations: K/V write and paged attention. Every argument is
  * checked here, before anything is written, so that backends receive only
  * well-formed requests (backend.h) and an error leaves all state as it was. */

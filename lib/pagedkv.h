@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pagedkv — a paged key/value cache and paged attention for LLM inference.
  *
  * One header. Opaque handles, plain description/result structs, integer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Page pool: free list, refcounts, per-class LRU of cached pages. */
 #include "pool.h"
 

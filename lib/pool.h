@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The page pool: per-page state and refcounts, the free list, the LRU lists
  * of cached pages (one per priority class) and the per-class accounting.
  * Every operation here is O(1) per page and cannot fail: callers check

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Prefix reuse. A full, committed page is indexed under
  *   key = XXH3-128(parent key, namespace, its token ids)
  * and a hit needs the key, the namespace, the parent page (and that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Prefix index: committed full pages keyed by a chained XXH3-128 hash of
  * (parent key, namespace, token ids), every hit verified token by token. */
 #ifndef PKV_PREFIX_H

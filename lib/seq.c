@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Sequences: open, append (all-or-nothing page reservation, copy-on-write
  * of a shared last page), release, fork, truncation, queries. */
 #include "cache.h"

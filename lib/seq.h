@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Sequences: a length and an ordered list of pages (the block-table row). */
 #ifndef PKV_SEQ_H
 #define PKV_SEQ_H

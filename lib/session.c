@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Sessions: a closed sequence's pages stay cached under a key (evictable
  * like any cached page); reopening attaches the leading pages that were
  * not evicted. */

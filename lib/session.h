@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Sessions: closed sequences whose pages stay cached under a key. */
 #ifndef PKV_SESSION_H
 #define PKV_SESSION_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Statistics: a snapshot of the pool and the counters. */
 #include "cache.h"
 

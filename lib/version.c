@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Run-time version, so an engine can check the library it loaded. */
 #include "pagedkv.h"
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # HIP backend detection: AMD through hipcc (--with-hip[=DIR]) or NVIDIA
 # through nvcc (--with-cuda[=DIR]). One library holds one variant: the two
 # runtimes export the same kernels under the same names and an engine links

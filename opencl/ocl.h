@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OpenCL backend: private declarations shared by the files of opencl/. */
 #ifndef PKV_OCL_H
 #define PKV_OCL_H

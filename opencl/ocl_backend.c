@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The OpenCL backend: context and queue (our own, or the engine's,
  * retained but never owned), device memory as cl_mem, and the table of
  * operations. Kernels and their launches live in ocl_ops.c. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* On-disk cache of built program binaries. One file per key (a hash of the
  * device, driver, platform, kernel sources and build options):
  *   magic "PKVCLB01" | key (16) | payload size (u64) | XXH3-64 of payload

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OpenCL platforms and devices: listing, and the choice of one device for a
  * context (description, then PKV_OPENCL_PLATFORM / PKV_OPENCL_DEVICE, then
  * the first GPU, else the first device). Devices are numbered in one flat

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OpenCL error codes as names, so that every message says what failed. */
 #include "ocl.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Launches of the portable kernels: K/V write, attention (decode with a
  * partitioned key axis and a merge, or prefill), page copies and the
  * batched device <-> host page moves. */

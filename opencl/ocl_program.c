@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Programs: the embedded kernel sources built for one device with the
  * cache's constants (head dim, dtype) and the tile sizes as -D options.
  * Each (head dim, dtype) is built once per context and kept; built

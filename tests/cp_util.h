@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by the control-plane tests: a CPU context, small caches,
  * and snapshots of the whole visible state for all-or-nothing checks. */
 #ifndef PKV_CP_UTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A small paged-attention reference for the OpenCL backend tests: host
  * pools in any storage dtype, random contents, and double-precision
  * attention with the library's semantics. Header-only, test use only. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Minimal TAP producer for the test programs (header-only).
  * plan() first or done_testing() last; ok()/is_int()/skip() in between. */
 #ifndef PKV_TAP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Paged attention on the CPU backend against a dense attention computed
  * here, on contiguous copies of the same Q/K/V, with code that shares
  * nothing with the library's except the dtype rounding. Pools, unused slots

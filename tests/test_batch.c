@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Batch descriptor: dense and CSR forms agree with the sequences, slot
  * mapping is exact, incremental builds equal from-scratch ones, device
  * copies match the host view, bad input leaves the previous view. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Cache creation: validation, geometry, sizes, overflow, bad input. */
 #include "cp_util.h"
 

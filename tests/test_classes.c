@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Priority classes: reserves are never taken by a lower class, borrowing
  * from the shared part, preemption candidates, cached-page rules. */
 #include "cp_util.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Contexts, backend names, device listing, version, buffers. */
 #include "pagedkv.h"
 #include "tap.h"

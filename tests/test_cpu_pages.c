@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CPU backend's page operations (copy-on-write copies, host-tier moves,
  * K/V writes), its large sparse allocations and the host dtype conversions,
  * driven through the backend struct directly on both layouts. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Eviction: cached pages stay until an allocation needs them, then the
  * least recently used go first, deepest page of a chain before its parents;
  * a failed allocation evicts nothing. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fork and copy-on-write. */
 #include "cp_util.h"
 

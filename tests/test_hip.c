@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* HIP backend (AMD or NVIDIA build): device listing, contexts on an engine
  * stream or our own, device memory, and end-to-end K/V write + decode +
  * prefill against the CPU reference. Without a GPU: SKIP. */

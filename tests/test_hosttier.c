@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Host tier: swap out and in, block tables follow, errors. */
 #include "cp_util.h"
 

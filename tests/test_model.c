@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Model-based random test of the control plane: 10^5 mixed operations
  * (times PKV_STRESS) against a reference model kept here, checking after
  * every operation the conservation of pages, every page's refcount, every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OpenCL backend: device selection, error messages, the program binary
  * cache, and the kernels (driven through the backend struct) against a
  * small double-precision reference (tests/ocl_ref.h). The full grid

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Bad input to the operations: every check of pkv_write_kv,
  * pkv_write_kv_slots and pkv_attention answers with its own status, a
  * message naming the argument (and the limit), and writes nothing: the

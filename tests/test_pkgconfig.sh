@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Installs the library into a temporary root (make install DESTDIR=...),
 # then builds examples/decode_step.c as an outside program would, through
 # pkg-config alone, and runs it against the installed shared library.

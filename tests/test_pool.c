@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Page pool: allocation, free list, exhaustion (all-or-nothing), page sizes
  * 1 and 1024, and a pool with more than 2^31 token slots. */
 #include "cp_util.h"

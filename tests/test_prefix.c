@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Prefix reuse: hits need equal tokens and equal namespace, only committed
  * full pages match, refcounts are exact, namespaces drop at once. */
 #include "cp_util.h"

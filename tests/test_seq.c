@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Sequences: slots, page lists, lengths, release, and bad input. */
 #include "cp_util.h"
 

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The tools as a user runs them: pkv-sim plays a short day on the CPU
 # backend and must end with the pool whole, finite attention output, no
 # refused high-class admission and one CSV row per step; pkv-sim and

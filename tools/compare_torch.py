@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Compare pagedkv's HIP/CUDA attention with PyTorch's SDPA on a GPU.
 
 Runs where PyTorch (CUDA or ROCm build) and a GPU are. Loads libpagedkv

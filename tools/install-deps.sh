@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian/Ubuntu packages pagedkv's build and tests need.
 #   tools/install-deps.sh          build tools, xxHash, OpenCL headers + ICD
 #                                  loader, PoCL (an OpenCL device on the CPU)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pkv-bench — decode, prefill and control-plane timings of pagedkv on one
  * backend, each against a baseline measured in the same run: the bandwidth
  * of a plain device buffer copy, the same decode over a contiguous cache,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pkv-conformance: runs the paged-attention conformance grid on one
  * backend and compares every output and LSE with the CPU reference
  * backend, printing TAP. Both contexts get identical caches, identical

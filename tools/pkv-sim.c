@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pkv-sim — plays a serving day through pagedkv on the default backend with
  * real kernels: every step writes K/V and runs attention for every layer of
  * a small random-weight model. The trace is synthetic and seeded: tenants
