@@ -3,6 +3,7 @@
  * and a hit needs the key, the namespace, the parent page (and that
  * page's generation) and every token id to be equal, so neither a hash
  * collision nor a recycled parent page can hand out wrong KV. */
+#include "alloc.h"
 #include "prefix.h"
 
 #include <stdlib.h>
@@ -52,7 +53,7 @@ static void unlink_entry(pkv_cache *c, pkv_pentry *e) {
   if (e->nnext) e->nnext->nprev = e->nprev;
   x->count--;
   c->pool.pg[e->page].entry = NULL;
-  free(e);
+  pkv__free(e);
 }
 
 void pkv_prefix_forget(pkv_cache *c, int32_t page) {
@@ -65,10 +66,10 @@ void pkv_prefix_free(pkv_cache *c) {
   for (size_t b = 0; b < x->nbuckets; b++) {
     for (pkv_pentry *e = x->buckets[b], *nx; e; e = nx) {
       nx = e->bnext;
-      free(e);
+      pkv__free(e);
     }
   }
-  free(x->buckets);
+  pkv__free(x->buckets);
   x->buckets = NULL;
   x->nbuckets = 0;
   pkv_hmap_free(&x->namespaces);
@@ -81,7 +82,7 @@ static bool index_reserve(pkv_cache *c, uint64_t ns) {
     return false;
   if ((size_t)x->count + 1 <= x->nbuckets) return true;
   size_t nb = x->nbuckets ? x->nbuckets * 2 : 1024;
-  pkv_pentry **bk = calloc(nb, sizeof *bk);
+  pkv_pentry **bk = pkv__calloc(nb, sizeof *bk);
   if (!bk) return false;
   for (size_t b = 0; b < x->nbuckets; b++) {
     for (pkv_pentry *e = x->buckets[b], *nx; e; e = nx) {
@@ -93,7 +94,7 @@ static bool index_reserve(pkv_cache *c, uint64_t ns) {
       bk[i] = e;
     }
   }
-  free(x->buckets);
+  pkv__free(x->buckets);
   x->buckets = bk;
   x->nbuckets = nb;
   return true;
@@ -102,7 +103,7 @@ static bool index_reserve(pkv_cache *c, uint64_t ns) {
 static pkv_pentry *insert(pkv_cache *c, int32_t page, XXH128_hash_t key,
                           uint64_t ns, int32_t parent) {
   if (!index_reserve(c, ns)) return NULL;
-  pkv_pentry *e = calloc(1, sizeof *e);
+  pkv_pentry *e = pkv__calloc(1, sizeof *e);
   if (!e) return NULL;
   pkv_prefix_index *x = &c->prefix;
   e->key = key;
