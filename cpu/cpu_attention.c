@@ -5,6 +5,7 @@
  * heads of a GQA group share each K/V row load. Work items are spread over
  * plain pthreads; every item writes only its own output rows, so the result
  * does not depend on the thread count. */
+#include "alloc.h"
 #include "cpu_attention.h"
 #include "dtype_convert.h"
 
@@ -210,7 +211,7 @@ pkv_status pkv_cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
   const int32_t group = a->num_q_heads / g->num_kv_heads;
   const int64_t items = a->num_tokens * g->num_kv_heads;
 
-  int32_t *tok_seq = malloc((size_t)a->num_tokens * sizeof *tok_seq);
+  int32_t *tok_seq = pkv__malloc((size_t)a->num_tokens * sizeof *tok_seq);
   if (!tok_seq)
     return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
                     "CPU attention: token map of %lld entries",
@@ -226,12 +227,12 @@ pkv_status pkv_cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
   const size_t per = (size_t)group * (size_t)max_kv +
                      2 * (size_t)group * (size_t)g->head_dim +
                      (size_t)g->head_dim + 2 * (size_t)group;
-  double *scratch = malloc((size_t)nthreads * per * sizeof(double));
-  worker *ws = calloc((size_t)nthreads, sizeof *ws);
+  double *scratch = pkv__malloc((size_t)nthreads * per * sizeof(double));
+  worker *ws = pkv__calloc((size_t)nthreads, sizeof *ws);
   if (!scratch || !ws) {
-    free(tok_seq);
-    free(scratch);
-    free(ws);
+    pkv__free(tok_seq);
+    pkv__free(scratch);
+    pkv__free(ws);
     return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
                     "CPU attention: scratch for %d threads x %lld keys",
                     nthreads, (long long)max_kv);
@@ -256,8 +257,8 @@ pkv_status pkv_cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
     else
       run_worker(&ws[i]);
   }
-  free(tok_seq);
-  free(scratch);
-  free(ws);
+  pkv__free(tok_seq);
+  pkv__free(scratch);
+  pkv__free(ws);
   return PKV_OK;
 }

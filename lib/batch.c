@@ -3,6 +3,7 @@
  * rewritten only when its sequence or page list changed, the CSR tail only
  * from the first row whose page count changed, and the device copy only in
  * the dirty ranges. */
+#include "alloc.h"
 #include "batch.h"
 
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 pkv_status pkv_batch_create(pkv_cache *cache, pkv_batch **out) {
   if (!cache) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
   if (!out) return pkv_fail(cache->ctx, PKV_ERR_NULL, "out is NULL");
-  pkv_batch *b = calloc(1, sizeof *b);
+  pkv_batch *b = pkv__calloc(1, sizeof *b);
   if (!b) return pkv_fail(cache->ctx, PKV_ERR_NO_MEMORY, "batch allocation");
   b->cache = cache;
   b->ctx = cache->ctx;
@@ -21,21 +22,21 @@ pkv_status pkv_batch_create(pkv_cache *cache, pkv_batch **out) {
 
 void pkv_batch_destroy(pkv_batch *b) {
   if (!b) return;
-  free(b->block_table);
-  free(b->seq_lens);
-  free(b->q_indptr);
-  free(b->kv_indptr);
-  free(b->kv_last);
-  free(b->kv_indices);
-  free(b->slots);
-  free(b->row_id);
-  free(b->row_ver);
-  free(b->row_np);
-  free(b->row_seq);
+  pkv__free(b->block_table);
+  pkv__free(b->seq_lens);
+  pkv__free(b->q_indptr);
+  pkv__free(b->kv_indptr);
+  pkv__free(b->kv_last);
+  pkv__free(b->kv_indices);
+  pkv__free(b->slots);
+  pkv__free(b->row_id);
+  pkv__free(b->row_ver);
+  pkv__free(b->row_np);
+  pkv__free(b->row_seq);
   for (int i = 0; i < PKV_BA_COUNT; i++) pkv_buffer_destroy(b->dev[i]);
-  free(b->alibi_host);
+  pkv__free(b->alibi_host);
   pkv_buffer_destroy(b->alibi_dev);
-  free(b);
+  pkv__free(b);
 }
 
 pkv_cache *pkv_batch_cache(const pkv_batch *b) { return b ? b->cache : NULL; }
@@ -51,7 +52,7 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
     }
     n *= 2;
   }
-  void *q = realloc(*p, n * elem);
+  void *q = pkv__realloc(*p, n * elem);
   if (!q) return false;
   *p = q;
   *cap = n;
@@ -329,7 +330,7 @@ pkv_status pkv_batch_alibi_buffer(pkv_batch *b, const float *slopes, int32_t n,
   }
   float *h = b->alibi_host;
   if (n > b->alibi_n || !h) {
-    h = malloc(bytes);
+    h = pkv__malloc(bytes);
     if (!h) return pkv_fail(b->ctx, PKV_ERR_NO_MEMORY, "alibi slopes copy");
   }
   pkv_buffer *d = b->alibi_dev;
@@ -337,19 +338,19 @@ pkv_status pkv_batch_alibi_buffer(pkv_batch *b, const float *slopes, int32_t n,
     d = NULL;
     pkv_status st = pkv_buffer_create(b->ctx, bytes, &d);
     if (st != PKV_OK) {
-      if (h != b->alibi_host) free(h);
+      if (h != b->alibi_host) pkv__free(h);
       return st;
     }
   }
   pkv_status st = pkv_buffer_upload(d, 0, slopes, bytes);
   if (st != PKV_OK) {
-    if (h != b->alibi_host) free(h);
+    if (h != b->alibi_host) pkv__free(h);
     if (d != b->alibi_dev) pkv_buffer_destroy(d);
     /* The old device copy may be stale now: forget it. */
     b->alibi_n = 0;
     return st;
   }
-  if (h != b->alibi_host) free(b->alibi_host);
+  if (h != b->alibi_host) pkv__free(b->alibi_host);
   if (d != b->alibi_dev) pkv_buffer_destroy(b->alibi_dev);
   memcpy(h, slopes, bytes);
   b->alibi_host = h;

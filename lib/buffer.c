@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Buffers: device memory of the context's backend, owned or wrapped. */
+#include "alloc.h"
 #include "backend.h"
 
 #include <stdlib.h>
@@ -15,7 +16,7 @@ static pkv_status check_range(const pkv_buffer *buf, size_t offset,
 
 static pkv_status new_buffer(pkv_context *ctx, void *native, size_t bytes,
                              bool owned, bool view, pkv_buffer **out) {
-  pkv_buffer *b = calloc(1, sizeof *b);
+  pkv_buffer *b = pkv__calloc(1, sizeof *b);
   if (!b) return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "buffer handle allocation");
   b->ctx = ctx;
   b->native = native;
@@ -54,7 +55,7 @@ pkv_status pkv_buffer_make_view(pkv_context *ctx, void *native, size_t bytes,
   return new_buffer(ctx, native, bytes, false, true, out);
 }
 
-void pkv_buffer_free_view(pkv_buffer *buf) { free(buf); }
+void pkv_buffer_free_view(pkv_buffer *buf) { pkv__free(buf); }
 
 pkv_status pkv_buffer_upload(pkv_buffer *buf, size_t offset, const void *src,
                              size_t bytes) {
@@ -97,5 +98,5 @@ void *pkv_buffer_native(const pkv_buffer *buf) {
 void pkv_buffer_destroy(pkv_buffer *buf) {
   if (!buf || buf->view) return;
   if (buf->owned) buf->ctx->ops->mem_free(buf->ctx, buf->native);
-  free(buf);
+  pkv__free(buf);
 }

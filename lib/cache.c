@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Cache creation: validation of the description, the K/V pools of every
  * layer, the host tier; geometry queries. */
+#include "alloc.h"
 #include "cache.h"
 #include "prefix.h"
 #include "session.h"
@@ -169,14 +170,14 @@ static void free_cache(pkv_cache *c) {
     if (c->pools[i]) pkv_buffer_free_view(c->pools[i]);
   for (int32_t i = 0; c->natives && i < c->num_pools; i++)
     if (c->natives[i]) c->ctx->ops->mem_free(c->ctx, c->natives[i]);
-  free(c->pools);
-  free(c->natives);
+  pkv__free(c->pools);
+  pkv__free(c->natives);
   pkv_buffer_destroy(c->cow_dev);
-  free(c->cow_pairs);
-  free(c->host_base);
-  free(c->host_free);
+  pkv__free(c->cow_pairs);
+  pkv__free(c->host_base);
+  pkv__free(c->host_free);
   pkv_pool_fini(&c->pool);
-  free(c);
+  pkv__free(c);
 }
 
 static void evict_hook(void *ud, int32_t page) {
@@ -193,7 +194,7 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
   pkv_status st = check_desc(ctx, desc, &g, &ncls);
   if (st != PKV_OK) return st;
 
-  pkv_cache *c = calloc(1, sizeof *c);
+  pkv_cache *c = pkv__calloc(1, sizeof *c);
   if (!c) return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "cache allocation");
   c->ctx = ctx;
   c->desc = *desc;
@@ -212,8 +213,8 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
   c->pool.on_evict = evict_hook;
   c->pool.ud = c;
   for (int32_t k = 0; k < ncls; k++) c->pool.reserved[k] = desc->class_reserved[k];
-  c->natives = calloc((size_t)c->num_pools, sizeof *c->natives);
-  c->pools = calloc((size_t)c->num_pools, sizeof *c->pools);
+  c->natives = pkv__calloc((size_t)c->num_pools, sizeof *c->natives);
+  c->pools = pkv__calloc((size_t)c->num_pools, sizeof *c->pools);
   if (!c->natives || !c->pools) {
     free_cache(c);
     return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "pool tables");
@@ -239,8 +240,8 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
   if (desc->num_host_pages > 0) {
     size_t bytes = (size_t)desc->num_host_pages * (size_t)c->num_pools *
                    g.page_bytes;
-    c->host_base = malloc(bytes);
-    c->host_free = malloc((size_t)desc->num_host_pages * sizeof *c->host_free);
+    c->host_base = pkv__malloc(bytes);
+    c->host_free = pkv__malloc((size_t)desc->num_host_pages * sizeof *c->host_free);
     if (!c->host_base || !c->host_free) {
       free_cache(c);
       return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
@@ -261,11 +262,11 @@ void pkv_cache_destroy(pkv_cache *c) {
   for (size_t i = 0; i < c->seqs.cap; i++) {
     pkv_seq *s = c->seqs.vals[i];
     if (!s) continue;
-    free(s->pages);
-    free(s->host_pages);
-    free(s->host_tokens);
-    free(s->host_known);
-    free(s);
+    pkv__free(s->pages);
+    pkv__free(s->host_pages);
+    pkv__free(s->host_tokens);
+    pkv__free(s->host_known);
+    pkv__free(s);
   }
   pkv_hmap_free(&c->seqs);
   pkv_session_free_all(c);

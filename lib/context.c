@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Backend registry and contexts. */
+#include "alloc.h"
 #include "backend.h"
 
 #include <ctype.h>
@@ -136,7 +137,7 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
     return pkv_fail(NULL, PKV_ERR_NO_BACKEND,
                     "backend '%s' is not compiled into this library",
                     pkv_backend_name(kind));
-  pkv_context *ctx = calloc(1, sizeof *ctx);
+  pkv_context *ctx = pkv__calloc(1, sizeof *ctx);
   if (!ctx) return pkv_fail(NULL, PKV_ERR_NO_MEMORY, "context allocation");
   ctx->ops = ops;
   ctx->kind = kind;
@@ -149,7 +150,7 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
     /* Move the backend's message to the thread, where the caller finds it
      * once the context is gone. */
     pkv_error_to_thread(ctx);
-    free(ctx);
+    pkv__free(ctx);
     return st;
   }
   /* The description's strings belong to the caller; keep no pointer. */
@@ -162,7 +163,7 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
 void pkv_context_destroy(pkv_context *ctx) {
   if (!ctx) return;
   if (ctx->ops && ctx->ops->fini) ctx->ops->fini(ctx);
-  free(ctx);
+  pkv__free(ctx);
 }
 
 pkv_backend_kind pkv_context_backend(const pkv_context *ctx) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Copy-on-write: copies are queued and run in one backend call per flush,
  * so a step that forks many beams pays one launch, not one per page. */
+#include "alloc.h"
 #include "cow.h"
 
 #include <stdlib.h>
@@ -9,7 +10,7 @@ bool pkv_cow_reserve(pkv_cache *c, int64_t extra) {
   if (c->cow_n + extra <= c->cow_cap) return true;
   int64_t cap = c->cow_cap ? c->cow_cap : 16;
   while (cap < c->cow_n + extra) cap *= 2;
-  int32_t *p = realloc(c->cow_pairs, (size_t)cap * 2 * sizeof *p);
+  int32_t *p = pkv__realloc(c->cow_pairs, (size_t)cap * 2 * sizeof *p);
   if (!p) return false;
   c->cow_pairs = p;
   c->cow_cap = cap;

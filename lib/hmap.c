@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Open addressing with linear probing and backward-shift deletion. */
+#include "alloc.h"
 #include "hmap.h"
 
 #include <stdlib.h>
@@ -13,8 +14,8 @@ static size_t slot_of(uint64_t key, size_t cap) {
 }
 
 void pkv_hmap_free(pkv_hmap *m) {
-  free(m->keys);
-  free(m->vals);
+  pkv__free(m->keys);
+  pkv__free(m->vals);
   m->keys = NULL;
   m->vals = NULL;
   m->cap = m->count = 0;
@@ -49,17 +50,17 @@ bool pkv_hmap_reserve(pkv_hmap *m, size_t extra) {
     if (cap > ((size_t)-1) / 4) return false;
     cap *= 2;
   }
-  uint64_t *keys = malloc(cap * sizeof *keys);
-  void **vals = calloc(cap, sizeof *vals);
+  uint64_t *keys = pkv__malloc(cap * sizeof *keys);
+  void **vals = pkv__calloc(cap, sizeof *vals);
   if (!keys || !vals) {
-    free(keys);
-    free(vals);
+    pkv__free(keys);
+    pkv__free(vals);
     return false;
   }
   for (size_t i = 0; i < m->cap; i++)
     if (m->vals[i]) put_raw(keys, vals, cap, m->keys[i], m->vals[i]);
-  free(m->keys);
-  free(m->vals);
+  pkv__free(m->keys);
+  pkv__free(m->vals);
   m->keys = keys;
   m->vals = vals;
   m->cap = cap;

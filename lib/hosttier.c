@@ -6,6 +6,7 @@
  * device for them, and comes back as this sequence's private copy. Indexed
  * or session pages stay cached on the device. Token ids travel with the
  * sequence. */
+#include "alloc.h"
 #include "cache.h"
 
 #include <stdlib.h>
@@ -61,7 +62,7 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_status st = check_args(c, seqs, n, true);
   if (st != PKV_OK) return st;
-  pkv_seq **ss = malloc((size_t)n * sizeof *ss);
+  pkv_seq **ss = pkv__malloc((size_t)n * sizeof *ss);
   if (!ss) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
   int64_t k;
   st = resolve(c, seqs, n, false, ss, &k);
@@ -78,18 +79,18 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   int64_t *host = NULL, **per = NULL;
   uint8_t **pknown = NULL;
   if (st == PKV_OK) {
-    dev = malloc((size_t)(k ? k : 1) * sizeof *dev);
-    host = malloc((size_t)(k ? k : 1) * sizeof *host);
-    per = calloc((size_t)n, sizeof *per);
-    ptok = calloc((size_t)n, sizeof *ptok);
-    pknown = calloc((size_t)n, sizeof *pknown);
+    dev = pkv__malloc((size_t)(k ? k : 1) * sizeof *dev);
+    host = pkv__malloc((size_t)(k ? k : 1) * sizeof *host);
+    per = pkv__calloc((size_t)n, sizeof *per);
+    ptok = pkv__calloc((size_t)n, sizeof *ptok);
+    pknown = pkv__calloc((size_t)n, sizeof *pknown);
     bool fail = !dev || !host || !per || !ptok || !pknown;
     for (int32_t i = 0; !fail && i < n; i++) {
       size_t np = (size_t)(ss[i]->npages ? ss[i]->npages : 1);
-      fail = !(per[i] = malloc(np * sizeof **per)) ||
-             !(ptok[i] = malloc(np * (size_t)c->geom.page_size *
+      fail = !(per[i] = pkv__malloc(np * sizeof **per)) ||
+             !(ptok[i] = pkv__malloc(np * (size_t)c->geom.page_size *
                                 sizeof **ptok)) ||
-             !(pknown[i] = malloc(np));
+             !(pknown[i] = pkv__malloc(np));
     }
     if (fail)
       st = pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
@@ -138,15 +139,15 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
     }
     c->swaps_out += n;
   }
-  for (int32_t i = 0; per && i < n; i++) free(per[i]);
-  for (int32_t i = 0; ptok && i < n; i++) free(ptok[i]);
-  for (int32_t i = 0; pknown && i < n; i++) free(pknown[i]);
-  free(per);
-  free(ptok);
-  free(pknown);
-  free(dev);
-  free(host);
-  free(ss);
+  for (int32_t i = 0; per && i < n; i++) pkv__free(per[i]);
+  for (int32_t i = 0; ptok && i < n; i++) pkv__free(ptok[i]);
+  for (int32_t i = 0; pknown && i < n; i++) pkv__free(pknown[i]);
+  pkv__free(per);
+  pkv__free(ptok);
+  pkv__free(pknown);
+  pkv__free(dev);
+  pkv__free(host);
+  pkv__free(ss);
   return st;
 }
 
@@ -182,7 +183,7 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_status st = check_args(c, seqs, n, false);
   if (st != PKV_OK) return st;
-  pkv_seq **ss = malloc((size_t)n * sizeof *ss);
+  pkv_seq **ss = pkv__malloc((size_t)n * sizeof *ss);
   if (!ss) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
   int64_t k;
   st = resolve(c, seqs, n, true, ss, &k);
@@ -197,16 +198,16 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   int32_t *dev = NULL, **toks = NULL;
   int64_t *host = NULL;
   if (st == PKV_OK) {
-    dev = malloc((size_t)(k ? k : 1) * sizeof *dev);
-    host = malloc((size_t)(k ? k : 1) * sizeof *host);
-    toks = calloc((size_t)(k ? k : 1), sizeof *toks);
+    dev = pkv__malloc((size_t)(k ? k : 1) * sizeof *dev);
+    host = pkv__malloc((size_t)(k ? k : 1) * sizeof *host);
+    toks = pkv__calloc((size_t)(k ? k : 1), sizeof *toks);
     bool fail = !dev || !host || !toks;
     int64_t t = 0;
     for (int32_t i = 0; !fail && i < n; i++) {
       fail = !pkv_seq_grow(ss[i], ss[i]->npages);
       for (int64_t j = 0; !fail && j < ss[i]->npages; j++, t++)
         if (ss[i]->host_known[j])
-          fail = !(toks[t] = malloc((size_t)c->geom.page_size *
+          fail = !(toks[t] = pkv__malloc((size_t)c->geom.page_size *
                                     sizeof(int32_t)));
     }
     if (fail)
@@ -249,9 +250,9 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
                  (size_t)c->geom.page_size * sizeof(int32_t));
         }
       }
-      free(s->host_pages);
-      free(s->host_tokens);
-      free(s->host_known);
+      pkv__free(s->host_pages);
+      pkv__free(s->host_tokens);
+      pkv__free(s->host_known);
       s->host_pages = NULL;
       s->host_tokens = NULL;
       s->host_known = NULL;
@@ -261,11 +262,11 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
     }
     c->swaps_in += n;
   }
-  for (int64_t t = 0; toks && t < k; t++) free(toks[t]);
-  free(toks);
-  free(dev);
-  free(host);
-  free(ss);
+  for (int64_t t = 0; toks && t < k; t++) pkv__free(toks[t]);
+  pkv__free(toks);
+  pkv__free(dev);
+  pkv__free(host);
+  pkv__free(ss);
   return st;
 }
 

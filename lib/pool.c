@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Page pool: free list, refcounts, per-class LRU of cached pages. */
+#include "alloc.h"
 #include "pool.h"
 
 #include <stdlib.h>
 
 bool pkv_pool_init(pkv_pool *p, int64_t num_pages, int32_t page_size,
                    int32_t num_classes) {
-  p->pg = calloc((size_t)num_pages, sizeof *p->pg);
+  p->pg = pkv__calloc((size_t)num_pages, sizeof *p->pg);
   if (!p->pg) return false;
   p->n = num_pages;
   p->page_size = page_size;
@@ -25,8 +26,8 @@ bool pkv_pool_init(pkv_pool *p, int64_t num_pages, int32_t page_size,
 
 void pkv_pool_fini(pkv_pool *p) {
   if (!p->pg) return;
-  for (int64_t i = 0; i < p->n; i++) free(p->pg[i].tokens);
-  free(p->pg);
+  for (int64_t i = 0; i < p->n; i++) pkv__free(p->pg[i].tokens);
+  pkv__free(p->pg);
   p->pg = NULL;
 }
 
@@ -79,7 +80,7 @@ static void lru_push_tail(pkv_pool *p, int32_t page) {
 
 static void to_free_list(pkv_pool *p, int32_t page) {
   pkv_page *g = &p->pg[page];
-  free(g->tokens);
+  pkv__free(g->tokens);
   g->tokens = NULL;
   g->gen++;
   g->holds = 0;
@@ -111,7 +112,7 @@ int32_t pkv_pool_take(pkv_pool *p, int32_t cls) {
     lru_unlink(p, page);
     if (p->on_evict) p->on_evict(p->ud, page);
     pkv_page *g = &p->pg[page];
-    free(g->tokens);
+    pkv__free(g->tokens);
     g->tokens = NULL;
     g->gen++;
     g->holds = 0;

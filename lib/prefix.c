@@ -4,6 +4,7 @@
  * and a hit needs the key, the namespace, the parent page (and that
  * page's generation) and every token id to be equal, so neither a hash
  * collision nor a recycled parent page can hand out wrong KV. */
+#include "alloc.h"
 #include "prefix.h"
 
 #include <stdlib.h>
@@ -53,7 +54,7 @@ static void unlink_entry(pkv_cache *c, pkv_pentry *e) {
   if (e->nnext) e->nnext->nprev = e->nprev;
   x->count--;
   c->pool.pg[e->page].entry = NULL;
-  free(e);
+  pkv__free(e);
 }
 
 void pkv_prefix_forget(pkv_cache *c, int32_t page) {
@@ -66,10 +67,10 @@ void pkv_prefix_free(pkv_cache *c) {
   for (size_t b = 0; b < x->nbuckets; b++) {
     for (pkv_pentry *e = x->buckets[b], *nx; e; e = nx) {
       nx = e->bnext;
-      free(e);
+      pkv__free(e);
     }
   }
-  free(x->buckets);
+  pkv__free(x->buckets);
   x->buckets = NULL;
   x->nbuckets = 0;
   pkv_hmap_free(&x->namespaces);
@@ -82,7 +83,7 @@ static bool index_reserve(pkv_cache *c, uint64_t ns) {
     return false;
   if ((size_t)x->count + 1 <= x->nbuckets) return true;
   size_t nb = x->nbuckets ? x->nbuckets * 2 : 1024;
-  pkv_pentry **bk = calloc(nb, sizeof *bk);
+  pkv_pentry **bk = pkv__calloc(nb, sizeof *bk);
   if (!bk) return false;
   for (size_t b = 0; b < x->nbuckets; b++) {
     for (pkv_pentry *e = x->buckets[b], *nx; e; e = nx) {
@@ -94,7 +95,7 @@ static bool index_reserve(pkv_cache *c, uint64_t ns) {
       bk[i] = e;
     }
   }
-  free(x->buckets);
+  pkv__free(x->buckets);
   x->buckets = bk;
   x->nbuckets = nb;
   return true;
@@ -103,7 +104,7 @@ static bool index_reserve(pkv_cache *c, uint64_t ns) {
 static pkv_pentry *insert(pkv_cache *c, int32_t page, XXH128_hash_t key,
                           uint64_t ns, int32_t parent) {
   if (!index_reserve(c, ns)) return NULL;
-  pkv_pentry *e = calloc(1, sizeof *e);
+  pkv_pentry *e = pkv__calloc(1, sizeof *e);
   if (!e) return NULL;
   pkv_prefix_index *x = &c->prefix;
   e->key = key;

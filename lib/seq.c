@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Sequences: open, append (all-or-nothing page reservation, copy-on-write
  * of a shared last page), release, fork, truncation, queries. */
+#include "alloc.h"
 #include "cache.h"
 #include "cow.h"
 
@@ -32,7 +33,7 @@ bool pkv_seq_grow(pkv_seq *s, int64_t need) {
   if (need <= s->cap) return true;
   int64_t cap = s->cap ? s->cap : 4;
   while (cap < need) cap *= 2;
-  int32_t *p = realloc(s->pages, (size_t)cap * sizeof *p);
+  int32_t *p = pkv__realloc(s->pages, (size_t)cap * sizeof *p);
   if (!p) return false;
   s->pages = p;
   s->cap = cap;
@@ -43,10 +44,10 @@ bool pkv_seq_grow(pkv_seq *s, int64_t need) {
 static pkv_seq *new_seq(pkv_cache *c, int32_t cls, uint64_t ns,
                         int64_t npages) {
   if (!pkv_hmap_reserve(&c->seqs, 1)) return NULL;
-  pkv_seq *s = calloc(1, sizeof *s);
+  pkv_seq *s = pkv__calloc(1, sizeof *s);
   if (!s) return NULL;
   if (npages > 0 && !pkv_seq_grow(s, npages)) {
-    free(s);
+    pkv__free(s);
     return NULL;
   }
   s->id = c->next_id++;
@@ -123,13 +124,13 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
   int64_t ntok = token_ids ? k + cow : 0;
   int32_t **tok = NULL;
   if (ntok) {
-    tok = calloc((size_t)ntok, sizeof *tok);
+    tok = pkv__calloc((size_t)ntok, sizeof *tok);
     bool fail = !tok;
     for (int64_t i = 0; !fail && i < ntok; i++)
-      fail = !(tok[i] = malloc((size_t)ps * sizeof(int32_t)));
+      fail = !(tok[i] = pkv__malloc((size_t)ps * sizeof(int32_t)));
     if (fail) {
-      for (int64_t i = 0; tok && i < ntok; i++) free(tok[i]);
-      free(tok);
+      for (int64_t i = 0; tok && i < ntok; i++) pkv__free(tok[i]);
+      pkv__free(tok);
       return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY,
                       "token id storage for %lld pages", (long long)ntok);
     }
@@ -156,8 +157,8 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
     if (tok) c->pool.pg[p].tokens = tok[t++];
     s->pages[s->npages++] = p;
   }
-  for (; tok && t < ntok; t++) free(tok[t]); /* a copy of an unknown page */
-  free(tok);
+  for (; tok && t < ntok; t++) pkv__free(tok[t]); /* a copy of an unknown page */
+  pkv__free(tok);
   /* Page by page: token ids and slots of [len, len + n). */
   for (int64_t i = 0; i < n;) {
     int64_t pos = s->len + i, o = pos % ps;
@@ -192,11 +193,11 @@ void pkv_seq_destroy_internal(pkv_cache *c, pkv_seq *s) {
   pkv_seq_account(c, s, -1);
   class_unlink(c, s);
   pkv_hmap_del(&c->seqs, (uint64_t)s->id);
-  free(s->pages);
-  free(s->host_pages);
-  free(s->host_tokens);
-  free(s->host_known);
-  free(s);
+  pkv__free(s->pages);
+  pkv__free(s->host_pages);
+  pkv__free(s->host_tokens);
+  pkv__free(s->host_known);
+  pkv__free(s);
 }
 
 pkv_status pkv_seq_release(pkv_cache *c, pkv_seq_id id) {

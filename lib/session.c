@@ -2,6 +2,7 @@
 /* Sessions: a closed sequence's pages stay cached under a key (evictable
  * like any cached page); reopening attaches the leading pages that were
  * not evicted. */
+#include "alloc.h"
 #include "session.h"
 #include "prefix.h"
 
@@ -9,9 +10,9 @@
 #include <string.h>
 
 static void session_free(pkv_session *r) {
-  free(r->pages);
-  free(r->gens);
-  free(r);
+  pkv__free(r->pages);
+  pkv__free(r->gens);
+  pkv__free(r);
 }
 
 /* Gives back the record's holds; pages nobody else keeps become free. */
@@ -41,11 +42,11 @@ pkv_status pkv_seq_close_session(pkv_cache *c, pkv_seq_id id,
     return pkv_fail(c->ctx, PKV_ERR_STATE,
                     "seq %lld is swapped out: swap it in or release it",
                     (long long)id);
-  pkv_session *r = calloc(1, sizeof *r);
+  pkv_session *r = pkv__calloc(1, sizeof *r);
   size_t np = (size_t)(s->npages ? s->npages : 1);
   if (r) {
-    r->pages = malloc(np * sizeof *r->pages);
-    r->gens = malloc(np * sizeof *r->gens);
+    r->pages = pkv__malloc(np * sizeof *r->pages);
+    r->gens = pkv__malloc(np * sizeof *r->gens);
   }
   if (!r || !r->pages || !r->gens ||
       !pkv_hmap_reserve(&c->sessions, 1)) {

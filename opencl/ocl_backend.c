@@ -2,6 +2,7 @@
 /* The OpenCL backend: context and queue (our own, or the engine's,
  * retained but never owned), device memory as cl_mem, and the table of
  * operations. Kernels and their launches live in ocl_ops.c. */
+#include "alloc.h"
 #include "ocl.h"
 
 #include <stdio.h>
@@ -88,11 +89,11 @@ static void release_all(pkv_ocl *o) {
   if (o->dummy) clReleaseMemObject(o->dummy);
   if (o->queue) clReleaseCommandQueue(o->queue);
   if (o->context) clReleaseContext(o->context);
-  free(o);
+  pkv__free(o);
 }
 
 static pkv_status ocl_init(pkv_context *ctx) {
-  pkv_ocl *o = calloc(1, sizeof *o);
+  pkv_ocl *o = pkv__calloc(1, sizeof *o);
   if (!o) return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "OpenCL backend state");
   ctx->impl = o;
   pkv_status st = (ctx->desc.native_context || ctx->desc.native_queue)

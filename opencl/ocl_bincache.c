@@ -7,6 +7,7 @@
  * foreign file (another device, another version) is rejected and rebuilt,
  * never handed to the driver on trust. Writes go to a temporary file that
  * is renamed into place, so concurrent processes never see half a file. */
+#include "alloc.h"
 #include "ocl.h"
 
 #include <errno.h>
@@ -49,7 +50,7 @@ unsigned char *pkv_ocl_bincache_load(const char *dir, const unsigned char *key,
   if (memcmp(h, MAGIC, 8) != 0 || memcmp(h + 8, key, 16) != 0) goto bad;
   uint64_t n = get_u64(h + 24);
   if (n == 0 || n > MAX_PAYLOAD) goto bad;
-  data = malloc((size_t)n);
+  data = pkv__malloc((size_t)n);
   if (!data) goto bad;
   if (fread(data, 1, (size_t)n, f) != n || fgetc(f) != EOF) goto bad;
   if (XXH3_64bits(data, (size_t)n) != get_u64(h + 32)) goto bad;
@@ -57,7 +58,7 @@ unsigned char *pkv_ocl_bincache_load(const char *dir, const unsigned char *key,
   *size = (size_t)n;
   return data;
 bad:
-  free(data);
+  pkv__free(data);
   fclose(f);
   return NULL;
 }

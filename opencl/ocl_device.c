@@ -3,6 +3,7 @@
  * context (description, then PKV_OPENCL_PLATFORM / PKV_OPENCL_DEVICE, then
  * the first GPU, else the first device). Devices are numbered in one flat
  * list over all platforms, the order of pkv_list_devices. */
+#include "alloc.h"
 #include "ocl.h"
 
 #include <ctype.h>
@@ -64,7 +65,7 @@ static int has_ext(cl_device_id d, const char *ext) {
   if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, 0, NULL, &sz) != CL_SUCCESS ||
       sz == 0)
     return 0;
-  char *s = malloc(sz + 1);
+  char *s = pkv__malloc(sz + 1);
   if (!s) return 0;
   int found = 0;
   if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, sz, s, NULL) == CL_SUCCESS) {
@@ -76,7 +77,7 @@ static int has_ext(cl_device_id d, const char *ext) {
         break;
       }
   }
-  free(s);
+  pkv__free(s);
   return found;
 }
 

@@ -2,6 +2,7 @@
 /* Launches of the portable kernels: K/V write, attention (decode with a
  * partitioned key axis and a merge, or prefill), page copies and the
  * batched device <-> host page moves. */
+#include "alloc.h"
 #include "ocl.h"
 
 #include <stdlib.h>
@@ -214,7 +215,7 @@ static pkv_status move(pkv_context *ctx, const pkv_host_move_args *a,
   const size_t row = g->page_bytes * (size_t)a->num_pools; /* one host page */
   const int64_t per_round = chunk_pages(a);
   int64_t cap = a->n < per_round ? a->n : per_round;
-  unsigned char *host = malloc((size_t)cap * row);
+  unsigned char *host = pkv__malloc((size_t)cap * row);
   if (!host)
     return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "host staging of %zu bytes",
                     (size_t)cap * row);
@@ -222,7 +223,7 @@ static pkv_status move(pkv_context *ctx, const pkv_host_move_args *a,
   cl_mem staging = clCreateBuffer(o->context, CL_MEM_READ_WRITE,
                                   (size_t)cap * row, NULL, &err);
   if (err != CL_SUCCESS) {
-    free(host);
+    pkv__free(host);
     return pkv_ocl_fail(ctx, "clCreateBuffer", err);
   }
   cl_long wpp = (cl_long)(g->page_bytes / 16);
@@ -268,7 +269,7 @@ static pkv_status move(pkv_context *ctx, const pkv_host_move_args *a,
     if (err != CL_SUCCESS) st = pkv_ocl_fail(ctx, "clFinish", err);
   }
   clReleaseMemObject(staging);
-  free(host);
+  pkv__free(host);
   return st;
 }
 

@@ -4,6 +4,7 @@
  * Each (head dim, dtype) is built once per context and kept; built
  * binaries also go to an on-disk cache (ocl_bincache.c), so a second
  * process skips the compiler. */
+#include "alloc.h"
 #include "ocl.h"
 
 #include <stdio.h>
@@ -93,7 +94,7 @@ static pkv_status build_failure(pkv_context *ctx, cl_program prog,
   size_t n = 0;
   if (clGetProgramBuildInfo(prog, o->device, CL_PROGRAM_BUILD_LOG, 0, NULL,
                             &n) == CL_SUCCESS && n > 0) {
-    char *full = malloc(n + 1);
+    char *full = pkv__malloc(n + 1);
     if (full) {
       if (clGetProgramBuildInfo(prog, o->device, CL_PROGRAM_BUILD_LOG, n, full,
                                 NULL) == CL_SUCCESS) {
@@ -102,7 +103,7 @@ static pkv_status build_failure(pkv_context *ctx, cl_program prog,
         snprintf(log, sizeof log, "%s%s", full,
                  strlen(full) >= sizeof log ? " [...]" : "");
       }
-      free(full);
+      pkv__free(full);
     }
   }
   return pkv_fail(ctx, PKV_ERR_BUILD,
@@ -121,7 +122,7 @@ static cl_program from_cache(pkv_context *ctx, const unsigned char *key,
   const unsigned char *bins[1] = {bin};
   cl_program prog = clCreateProgramWithBinary(o->context, 1, &o->device, &size,
                                               bins, &status, &err);
-  free(bin);
+  pkv__free(bin);
   if (err != CL_SUCCESS || status != CL_SUCCESS) {
     if (prog) clReleaseProgram(prog);
     return NULL;
@@ -140,13 +141,13 @@ static void to_cache(pkv_context *ctx, cl_program prog,
   if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size,
                        NULL) != CL_SUCCESS || size == 0)
     return;
-  unsigned char *bin = malloc(size);
+  unsigned char *bin = pkv__malloc(size);
   if (!bin) return;
   unsigned char *bins[1] = {bin};
   if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) ==
       CL_SUCCESS)
     pkv_ocl_bincache_store(o->cache_dir, key, bin, size);
-  free(bin);
+  pkv__free(bin);
 }
 
 static pkv_status make_kernels(pkv_context *ctx, pkv_ocl_program *p) {
