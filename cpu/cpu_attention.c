@@ -204,7 +204,7 @@ static int thread_count(const pkv_context *ctx, const pkv_attn_args *a,
   return (int)n;
 }
 
-pkv_status pkv_cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
+pkv_status pkv__cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
   const pkv_cache_geometry *g = a->geom;
   if (a->num_tokens <= 0) return PKV_OK;
   if (g->dtype == PKV_DTYPE_F16) pthread_once(&f16_lut_once, f16_lut_init);
@@ -213,7 +213,7 @@ pkv_status pkv_cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
 
   int32_t *tok_seq = pkv__malloc((size_t)a->num_tokens * sizeof *tok_seq);
   if (!tok_seq)
-    return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
+    return pkv__fail(ctx, PKV_ERR_NO_MEMORY,
                     "CPU attention: token map of %lld entries",
                     (long long)a->num_tokens);
   for (int32_t s = 0; s < a->num_seqs; s++)
@@ -233,7 +233,7 @@ pkv_status pkv_cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
     pkv__free(tok_seq);
     pkv__free(scratch);
     pkv__free(ws);
-    return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
+    return pkv__fail(ctx, PKV_ERR_NO_MEMORY,
                     "CPU attention: scratch for %d threads x %lld keys",
                     nthreads, (long long)max_kv);
   }

@@ -5,6 +5,6 @@
 
 #include "backend.h"
 
-pkv_status pkv_cpu_attention(pkv_context *ctx, const pkv_attn_args *a);
+pkv_status pkv__cpu_attention(pkv_context *ctx, const pkv_attn_args *a);
 
 #endif

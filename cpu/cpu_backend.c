@@ -35,7 +35,7 @@ static pkv_status cpu_list_devices(pkv_device_info *out, int capacity,
 
 static pkv_status cpu_init(pkv_context *ctx) {
   if (ctx->desc.device > 0)
-    return pkv_fail(ctx, PKV_ERR_RANGE,
+    return pkv__fail(ctx, PKV_ERR_RANGE,
                     "device %d out of range: the CPU backend has 1 device",
                     ctx->desc.device);
   cpu_info(&ctx->info);
@@ -62,7 +62,7 @@ typedef struct cpu_hdr {
 static pkv_status cpu_mem_alloc(pkv_context *ctx, size_t bytes, void **native) {
   /* 64-byte alignment so that vector loads in the reference never split. */
   if (bytes > (size_t)-1 - 2 * CPU_HDR)
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "host allocation of %zu bytes overflows size_t", bytes);
   size_t total = ((bytes + 63) & ~(size_t)63) + CPU_HDR;
   unsigned char *base;
@@ -71,14 +71,14 @@ static pkv_status cpu_mem_alloc(pkv_context *ctx, size_t bytes, void **native) {
     void *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED)
-      return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
+      return pkv__fail(ctx, PKV_ERR_NO_MEMORY,
                       "host mapping of %zu bytes (mmap) failed", bytes);
     base = m;
     magic = CPU_MAGIC_MMAP;
   } else {
     base = aligned_alloc(64, total);
     if (!base)
-      return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "host allocation of %zu bytes",
+      return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "host allocation of %zu bytes",
                       bytes);
     magic = CPU_MAGIC_HEAP;
   }
@@ -136,7 +136,7 @@ static pkv_status cpu_write_kv(pkv_context *ctx, const pkv_write_args *a) {
    * before the first write so that a bad entry changes nothing. */
   for (int64_t i = 0; i < a->n; i++)
     if (slots[i] >= limit)
-      return pkv_fail(ctx, PKV_ERR_RANGE,
+      return pkv__fail(ctx, PKV_ERR_RANGE,
                       "slots[%lld] = %lld is past the pool's %lld token slots "
                       "(num_pages %lld x page_size %d)",
                       (long long)i, (long long)slots[i], (long long)limit,
@@ -203,7 +203,7 @@ static pkv_status cpu_pages_from_host(pkv_context *ctx,
   return PKV_OK;
 }
 
-const pkv_backend_ops pkv_cpu_backend = {
+const pkv_backend_ops pkv__cpu_backend = {
     .kind = PKV_BACKEND_CPU,
     .name = "cpu",
     .list_devices = cpu_list_devices,
@@ -216,7 +216,7 @@ const pkv_backend_ops pkv_cpu_backend = {
     .mem_copy = cpu_mem_copy,
     .synchronize = cpu_synchronize,
     .write_kv = cpu_write_kv,
-    .attention = pkv_cpu_attention,
+    .attention = pkv__cpu_attention,
     .copy_pages = cpu_copy_pages,
     .pages_to_host = cpu_pages_to_host,
     .pages_from_host = cpu_pages_from_host,

@@ -39,7 +39,7 @@ static pkv_hip_impl *impl_of(pkv_context *ctx) {
  * error name. */
 static pkv_status rt_fail(const pkv_context *ctx, const char *call,
                           hipError_t e) {
-  return pkv_fail(ctx, PKV_ERR_DEVICE, "%s failed: %s (%s)", call,
+  return pkv__fail(ctx, PKV_ERR_DEVICE, "%s failed: %s (%s)", call,
                   hipGetErrorName(e), hipGetErrorString(e));
 }
 
@@ -119,12 +119,12 @@ static bool name_has(const char *hay, const char *needle) {
 static pkv_status hip_init(pkv_context *ctx) {
   int n = device_count();
   if (n == 0)
-    return pkv_fail(ctx, PKV_ERR_NO_BACKEND,
+    return pkv__fail(ctx, PKV_ERR_NO_BACKEND,
                     "no %s device: the runtime reports none (no GPU or no "
                     "driver)", PKV_HIP_RUNTIME_NAME);
   int dev = ctx->desc.device;
   if (dev >= n)
-    return pkv_fail(ctx, PKV_ERR_RANGE,
+    return pkv__fail(ctx, PKV_ERR_RANGE,
                     "device %d out of range: the %s backend sees %d device%s",
                     dev, PKV_HIP_RUNTIME_NAME, n, n == 1 ? "" : "s");
   hipDeviceProp_t p;
@@ -135,18 +135,18 @@ static pkv_status hip_init(pkv_context *ctx) {
       if (name_has(p.name, want)) dev = i;
     }
     if (dev < 0)
-      return pkv_fail(ctx, PKV_ERR_NOT_FOUND,
+      return pkv__fail(ctx, PKV_ERR_NOT_FOUND,
                       "device_name '%s' matches none of the %d %s devices",
                       want, n, PKV_HIP_RUNTIME_NAME);
   }
   if (dev < 0) dev = 0;
   RT_CHECK(ctx, "GetDeviceProperties", hipGetDeviceProperties(&p, dev));
   if (want && *want && !name_has(p.name, want))
-    return pkv_fail(ctx, PKV_ERR_NOT_FOUND,
+    return pkv__fail(ctx, PKV_ERR_NOT_FOUND,
                     "device %d is '%s', which does not match device_name '%s'",
                     dev, p.name, want);
   pkv_hip_impl *im = (pkv_hip_impl *)calloc(1, sizeof *im);
-  if (!im) return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "HIP context allocation");
+  if (!im) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "HIP context allocation");
   im->device = dev;
   hipError_t e = hipSetDevice(dev);
   if (e == hipSuccess) {
@@ -191,7 +191,7 @@ static pkv_status hip_mem_alloc(pkv_context *ctx, size_t bytes, void **native) {
   hipError_t e = hipMalloc(&p, bytes);
   if (e != hipSuccess) {
     (void)hipGetLastError();
-    return pkv_fail(ctx, PKV_ERR_DEVICE, "%s of %zu bytes failed: %s (%s)",
+    return pkv__fail(ctx, PKV_ERR_DEVICE, "%s of %zu bytes failed: %s (%s)",
                     PKV_RT("Malloc"), bytes, hipGetErrorName(e),
                     hipGetErrorString(e));
   }
@@ -261,7 +261,7 @@ static pkv_status need_scratch(pkv_context *ctx, size_t bytes) {
   if (e != hipSuccess && want > bytes) e = hipMalloc(&p, want = bytes);
   if (e != hipSuccess) {
     (void)hipGetLastError();
-    return pkv_fail(ctx, PKV_ERR_DEVICE, "%s of %zu bytes of scratch failed: %s",
+    return pkv__fail(ctx, PKV_ERR_DEVICE, "%s of %zu bytes of scratch failed: %s",
                     PKV_RT("Malloc"), bytes, hipGetErrorName(e));
   }
   if (im->scratch) {
@@ -282,7 +282,7 @@ static pkv_status need_host(pkv_context *ctx, size_t bytes) {
   hipError_t e = hipHostMalloc(&p, want, 0);
   if (e != hipSuccess) {
     (void)hipGetLastError();
-    return pkv_fail(ctx, PKV_ERR_DEVICE,
+    return pkv__fail(ctx, PKV_ERR_DEVICE,
                     "%s of %zu bytes of pinned staging failed: %s",
                     PKV_RT("HostMalloc"), want, hipGetErrorName(e));
   }
@@ -296,7 +296,7 @@ static size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 /* ------------------------------------------------------------ operations */
 static pkv_status no_kernels(pkv_context *ctx, const pkv_cache_geometry *g) {
-  return pkv_fail(ctx, PKV_ERR_UNSUPPORTED,
+  return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
                   "no HIP kernels for dtype %d with head dim %d (built: f32, "
                   "f16, bf16 x 64, 80, 96, 112, 128, 192, 256)",
                   (int)g->dtype, g->head_dim);
@@ -317,7 +317,7 @@ static pkv_status hip_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   pkv_hip_impl *im = impl_of(ctx);
   const pkv_cache_geometry *g = a->geom;
   if (a->n <= 0) return PKV_OK;
-  const pkv_hip_kset *ks = pkv_hip_kset_for((int)g->dtype, g->head_dim);
+  const pkv_hip_kset *ks = pkv__hip_kset_for((int)g->dtype, g->head_dim);
   if (!ks) return no_kernels(ctx, g);
   SET_DEVICE(ctx, im);
   pkv_hip_launch l;
@@ -352,10 +352,10 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
   pkv_hip_impl *im = impl_of(ctx);
   const pkv_cache_geometry *g = a->geom;
   if (a->num_tokens <= 0 || a->num_seqs <= 0) return PKV_OK;
-  const pkv_hip_kset *ks = pkv_hip_kset_for((int)g->dtype, g->head_dim);
+  const pkv_hip_kset *ks = pkv__hip_kset_for((int)g->dtype, g->head_dim);
   if (!ks) return no_kernels(ctx, g);
   if (a->num_seqs > PKV_HIP_MAX_GRID_YZ)
-    return pkv_fail(ctx, PKV_ERR_UNSUPPORTED,
+    return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
                     "num_seqs %d exceeds the HIP backend's %d per launch",
                     a->num_seqs, PKV_HIP_MAX_GRID_YZ);
   SET_DEVICE(ctx, im);
@@ -438,7 +438,7 @@ static pkv_status hip_copy_pages(pkv_context *ctx, const pkv_copy_args *a) {
                                                   : PKV_HIP_MAX_GRID_YZ;
     for (int b = 0; b < a->num_pools; b++)
       LAUNCH_CHECK(ctx, "launch of pkv_copy_pages",
-                   pkv_hip_launch_copy_pages(im->stream, a->pools[b]->native,
+                   pkv__hip_launch_copy_pages(im->stream, a->pools[b]->native,
                                              pairs + 2 * i0, n,
                                              words_per_page(a->geom)));
   }
@@ -459,9 +459,9 @@ static pkv_status move_pages(pkv_context *ctx, const pkv_host_move_args *a,
   size_t unit = (size_t)a->num_pools * a->geom->page_bytes;
   size_t list = align_up((size_t)a->n * sizeof(int32_t), 256);
   size_t total, need;
-  if (!pkv_mul_size(unit, (size_t)a->n, &total) ||
+  if (!pkv__mul_size(unit, (size_t)a->n, &total) ||
       (need = list + total) < total)
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW, "%lld pages of %zu bytes overflow",
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW, "%lld pages of %zu bytes overflow",
                     (long long)a->n, unit);
   pkv_status st = need_scratch(ctx, need);
   if (st == PKV_OK) st = need_host(ctx, total > list ? total : list);
@@ -487,7 +487,7 @@ static pkv_status move_pages(pkv_context *ctx, const pkv_host_move_args *a,
       LAUNCH_CHECK(ctx,
                    to_host ? "launch of pkv_gather_pages"
                            : "launch of pkv_scatter_pages",
-                   pkv_hip_launch_move_pages(
+                   pkv__hip_launch_move_pages(
                        im->stream, a->pools[b]->native,
                        stage + (size_t)i0 * unit, pages + i0, n, wpp,
                        a->num_pools, b, to_host));
@@ -515,7 +515,7 @@ static pkv_status hip_pages_from_host(pkv_context *ctx,
   return move_pages(ctx, a, 0);
 }
 
-extern "C" const pkv_backend_ops pkv_hip_backend = {
+extern "C" const pkv_backend_ops pkv__hip_backend = {
     PKV_BACKEND_HIP,     /* kind */
     "hip",               /* name */
     hip_list_devices,    /* list_devices */

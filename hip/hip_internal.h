@@ -48,7 +48,7 @@ struct pkv_hip_kset {
 };
 
 /* NULL when the build has no kernels for that pair. */
-const pkv_hip_kset *pkv_hip_kset_for(int dtype, int head_dim);
+const pkv_hip_kset *pkv__hip_kset_for(int dtype, int head_dim);
 
 /* Head dims instantiated, in the order of the per-dtype tables. */
 #define PKV_HIP_HEAD_DIMS {64, 80, 96, 112, 128, 192, 256}
@@ -63,10 +63,10 @@ extern const pkv_hip_kset pkv_hip_ksets_t2[PKV_HIP_NUM_HEAD_DIMS];
 /* Page moves of one pool buffer, in 16-byte words (kernels/pages.cl):
  * copy pairs[i] = {src, dst}; gather pages[i] into staging row
  * i * num_pools + b (to_stage) or scatter back. n <= PKV_HIP_MAX_GRID_YZ. */
-hipError_t pkv_hip_launch_copy_pages(hipStream_t stream, void *pool,
+hipError_t pkv__hip_launch_copy_pages(hipStream_t stream, void *pool,
                                      const int32_t *pairs, long long n,
                                      long long words_per_page);
-hipError_t pkv_hip_launch_move_pages(hipStream_t stream, void *pool,
+hipError_t pkv__hip_launch_move_pages(hipStream_t stream, void *pool,
                                      void *staging, const int32_t *pages,
                                      long long n, long long words_per_page,
                                      int num_pools, int b, int to_stage);

@@ -9,7 +9,7 @@
 
 #include "pages.cl"
 
-const pkv_hip_kset *pkv_hip_kset_for(int dtype, int head_dim) {
+const pkv_hip_kset *pkv__hip_kset_for(int dtype, int head_dim) {
   static const int dims[PKV_HIP_NUM_HEAD_DIMS] = PKV_HIP_HEAD_DIMS;
   for (int i = 0; i < PKV_HIP_NUM_HEAD_DIMS; i++) {
     if (dims[i] != head_dim) continue;
@@ -23,7 +23,7 @@ const pkv_hip_kset *pkv_hip_kset_for(int dtype, int head_dim) {
   return NULL;
 }
 
-hipError_t pkv_hip_launch_copy_pages(hipStream_t stream, void *pool,
+hipError_t pkv__hip_launch_copy_pages(hipStream_t stream, void *pool,
                                      const int32_t *pairs, long long n,
                                      long long words_per_page) {
   if (n <= 0) return hipSuccess;
@@ -33,7 +33,7 @@ hipError_t pkv_hip_launch_copy_pages(hipStream_t stream, void *pool,
   return hipGetLastError();
 }
 
-hipError_t pkv_hip_launch_move_pages(hipStream_t stream, void *pool,
+hipError_t pkv__hip_launch_move_pages(hipStream_t stream, void *pool,
                                      void *staging, const int32_t *pages,
                                      long long n, long long words_per_page,
                                      int num_pools, int b, int to_stage) {

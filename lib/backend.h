@@ -2,7 +2,7 @@
 /* The backend interface: one struct of function pointers per backend.
  * The public API layer (lib/) validates every argument before calling a
  * backend, so a backend may assume well-formed arguments; it reports only
- * device/runtime failures, through pkv_fail(ctx, PKV_ERR_DEVICE, ...), naming
+ * device/runtime failures, through pkv__fail(ctx, PKV_ERR_DEVICE, ...), naming
  * the runtime call and the runtime's error name. */
 #ifndef PKV_BACKEND_H
 #define PKV_BACKEND_H
@@ -64,7 +64,7 @@ typedef struct pkv_host_move_args {
 struct pkv_backend_ops {
   pkv_backend_kind kind;
   const char *name;
-  /* Device listing without a context; errors via pkv_fail(NULL, ...). */
+  /* Device listing without a context; errors via pkv__fail(NULL, ...). */
   pkv_status (*list_devices)(pkv_device_info *out, int capacity, int *count);
   /* Opens the device for ctx (ctx->desc is filled); sets ctx->impl and
    * ctx->info. */
@@ -89,14 +89,14 @@ struct pkv_backend_ops {
 };
 
 /* Backends compiled in; NULL when not. */
-extern const pkv_backend_ops pkv_cpu_backend;
+extern const pkv_backend_ops pkv__cpu_backend;
 #ifdef PKV_HAVE_OPENCL
-extern const pkv_backend_ops pkv_opencl_backend;
+extern const pkv_backend_ops pkv__opencl_backend;
 #endif
 #ifdef PKV_HAVE_HIP
-extern const pkv_backend_ops pkv_hip_backend;
+extern const pkv_backend_ops pkv__hip_backend;
 #endif
 
-const pkv_backend_ops *pkv_backend_ops_for(pkv_backend_kind kind);
+const pkv_backend_ops *pkv__backend_ops_for(pkv_backend_kind kind);
 
 #endif

@@ -10,10 +10,10 @@
 #include <string.h>
 
 pkv_status pkv_batch_create(pkv_cache *cache, pkv_batch **out) {
-  if (!cache) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!out) return pkv_fail(cache->ctx, PKV_ERR_NULL, "out is NULL");
+  if (!cache) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!out) return pkv__fail(cache->ctx, PKV_ERR_NULL, "out is NULL");
   pkv_batch *b = pkv__calloc(1, sizeof *b);
-  if (!b) return pkv_fail(cache->ctx, PKV_ERR_NO_MEMORY, "batch allocation");
+  if (!b) return pkv__fail(cache->ctx, PKV_ERR_NO_MEMORY, "batch allocation");
   b->cache = cache;
   b->ctx = cache->ctx;
   *out = b;
@@ -89,17 +89,17 @@ static pkv_status dev_need(pkv_batch *b, pkv_buffer **slot, pkv_buffer **neu,
 
 pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
                            int32_t num_seqs, const int32_t *q_lens) {
-  if (!b) return pkv_fail(NULL, PKV_ERR_NULL, "batch is NULL");
+  if (!b) return pkv__fail(NULL, PKV_ERR_NULL, "batch is NULL");
   pkv_cache *c = b->cache;
   pkv_context *ctx = b->ctx;
-  if (!seqs) return pkv_fail(ctx, PKV_ERR_NULL, "seqs is NULL");
+  if (!seqs) return pkv__fail(ctx, PKV_ERR_NULL, "seqs is NULL");
   if (num_seqs < 1)
-    return pkv_fail(ctx, PKV_ERR_INVALID, "num_seqs %d must be >= 1", num_seqs);
+    return pkv__fail(ctx, PKV_ERR_INVALID, "num_seqs %d must be >= 1", num_seqs);
   if (num_seqs == INT32_MAX)
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW, "num_seqs %d leaves no room for "
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW, "num_seqs %d leaves no room for "
                     "the indptr arrays", num_seqs);
   if (!grow_rows(b, num_seqs))
-    return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "batch rows for num_seqs %d",
+    return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "batch rows for num_seqs %d",
                     num_seqs);
 
   /* Validate every row before touching anything. */
@@ -109,24 +109,24 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
   int32_t max_q = 0, max_kv = 0;
   for (int32_t i = 0; i < num_seqs; i++) {
     pkv_seq *s =
-        seqs[i] > 0 ? pkv_hmap_get(&c->seqs, (uint64_t)seqs[i]) : NULL;
+        seqs[i] > 0 ? pkv__hmap_get(&c->seqs, (uint64_t)seqs[i]) : NULL;
     if (!s)
-      return pkv_fail(ctx, PKV_ERR_NOT_FOUND,
+      return pkv__fail(ctx, PKV_ERR_NOT_FOUND,
                       "seqs[%d] = %lld is not an open sequence", i,
                       (long long)seqs[i]);
     if (s->mark == stamp)
-      return pkv_fail(ctx, PKV_ERR_DUPLICATE,
+      return pkv__fail(ctx, PKV_ERR_DUPLICATE,
                       "seqs[%d] and seqs[%d] are both sequence %lld",
                       s->mark_pos, i, (long long)seqs[i]);
     if (s->swapped)
-      return pkv_fail(ctx, PKV_ERR_STATE,
+      return pkv__fail(ctx, PKV_ERR_STATE,
                       "seqs[%d] = %lld is swapped out to the host tier", i,
                       (long long)seqs[i]);
     s->mark = stamp;
     s->mark_pos = i;
     int64_t q = q_lens ? q_lens[i] : (s->len > 0 ? 1 : 0);
     if (q_lens && (q < 0 || q > s->len || (q == 0 && s->len > 0)))
-      return pkv_fail(ctx, PKV_ERR_INVALID,
+      return pkv__fail(ctx, PKV_ERR_INVALID,
                       "q_lens[%d] = %lld is outside %d..%lld (the length of "
                       "seq %lld)",
                       i, (long long)q, s->len > 0 ? 1 : 0, (long long)s->len,
@@ -134,12 +134,12 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
     tokens += q;
     total_pages += s->npages;
     if (tokens > INT32_MAX)
-      return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+      return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                       "total query tokens exceed %d at seqs[%d] (q_indptr is "
                       "int32)",
                       INT32_MAX, i);
     if (total_pages > INT32_MAX)
-      return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+      return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                       "total pages exceed %d at seqs[%d] (kv_indptr is int32)",
                       INT32_MAX, i);
     if (s->npages > max_np) max_np = s->npages;
@@ -159,8 +159,8 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
     stride = (int32_t)need;
   }
   size_t bt_elems;
-  if (!pkv_mul_size((size_t)num_seqs, (size_t)stride, &bt_elems))
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+  if (!pkv__mul_size((size_t)num_seqs, (size_t)stride, &bt_elems))
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "block table num_seqs %d * max_pages %d overflows",
                     num_seqs, stride);
   if (!grow((void **)&b->block_table, &b->bt_cap, bt_elems, sizeof(int32_t)) ||
@@ -168,7 +168,7 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
             sizeof(int32_t)) ||
       !grow((void **)&b->slots, &b->slots_cap, (size_t)tokens,
             sizeof(int64_t)))
-    return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
+    return pkv__fail(ctx, PKV_ERR_NO_MEMORY,
                     "batch arrays for %d rows, %lld pages, %lld tokens",
                     num_seqs, (long long)total_pages, (long long)tokens);
   size_t bytes[PKV_BA_COUNT] = {
@@ -188,7 +188,7 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
     }
   }
   /* Copy-on-write copies must land before this step writes K/V. */
-  pkv_status st = pkv_cache_flush_copies(c);
+  pkv_status st = pkv__cache_flush_copies(c);
   if (st != PKV_OK) {
     for (int a = 0; a < PKV_BA_COUNT; a++) pkv_buffer_destroy(neu[a]);
     return st;
@@ -279,10 +279,10 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
 }
 
 pkv_status pkv_batch_get_view(const pkv_batch *b, pkv_batch_view *out) {
-  if (!b) return pkv_fail(NULL, PKV_ERR_NULL, "batch is NULL");
-  if (!out) return pkv_fail(b->ctx, PKV_ERR_NULL, "out is NULL");
+  if (!b) return pkv__fail(NULL, PKV_ERR_NULL, "batch is NULL");
+  if (!out) return pkv__fail(b->ctx, PKV_ERR_NULL, "out is NULL");
   if (!b->valid)
-    return pkv_fail(b->ctx, PKV_ERR_STATE,
+    return pkv__fail(b->ctx, PKV_ERR_STATE,
                     "batch has no successful build to view");
   out->num_seqs = b->n;
   out->max_pages = b->stride;
@@ -300,10 +300,10 @@ pkv_status pkv_batch_get_view(const pkv_batch *b, pkv_batch_view *out) {
 }
 
 pkv_status pkv_batch_get_device(const pkv_batch *b, pkv_batch_device *out) {
-  if (!b) return pkv_fail(NULL, PKV_ERR_NULL, "batch is NULL");
-  if (!out) return pkv_fail(b->ctx, PKV_ERR_NULL, "out is NULL");
+  if (!b) return pkv__fail(NULL, PKV_ERR_NULL, "batch is NULL");
+  if (!out) return pkv__fail(b->ctx, PKV_ERR_NULL, "out is NULL");
   if (!b->valid)
-    return pkv_fail(b->ctx, PKV_ERR_STATE,
+    return pkv__fail(b->ctx, PKV_ERR_STATE,
                     "batch has no successful build on the device");
   out->block_table = b->dev[PKV_BA_BLOCK_TABLE];
   out->seq_lens = b->dev[PKV_BA_SEQ_LENS];
@@ -315,13 +315,13 @@ pkv_status pkv_batch_get_device(const pkv_batch *b, pkv_batch_device *out) {
   return PKV_OK;
 }
 
-pkv_status pkv_batch_alibi_buffer(pkv_batch *b, const float *slopes, int32_t n,
+pkv_status pkv__batch_alibi_buffer(pkv_batch *b, const float *slopes, int32_t n,
                                   pkv_buffer **out) {
-  if (!b) return pkv_fail(NULL, PKV_ERR_NULL, "batch is NULL");
-  if (!slopes) return pkv_fail(b->ctx, PKV_ERR_NULL, "alibi_slopes is NULL");
-  if (!out) return pkv_fail(b->ctx, PKV_ERR_NULL, "out is NULL");
+  if (!b) return pkv__fail(NULL, PKV_ERR_NULL, "batch is NULL");
+  if (!slopes) return pkv__fail(b->ctx, PKV_ERR_NULL, "alibi_slopes is NULL");
+  if (!out) return pkv__fail(b->ctx, PKV_ERR_NULL, "out is NULL");
   if (n < 1)
-    return pkv_fail(b->ctx, PKV_ERR_INVALID, "alibi slope count %d must be >= 1",
+    return pkv__fail(b->ctx, PKV_ERR_INVALID, "alibi slope count %d must be >= 1",
                     n);
   size_t bytes = (size_t)n * sizeof(float);
   if (b->alibi_dev && b->alibi_n == n && !memcmp(b->alibi_host, slopes, bytes)) {
@@ -331,7 +331,7 @@ pkv_status pkv_batch_alibi_buffer(pkv_batch *b, const float *slopes, int32_t n,
   float *h = b->alibi_host;
   if (n > b->alibi_n || !h) {
     h = pkv__malloc(bytes);
-    if (!h) return pkv_fail(b->ctx, PKV_ERR_NO_MEMORY, "alibi slopes copy");
+    if (!h) return pkv__fail(b->ctx, PKV_ERR_NO_MEMORY, "alibi slopes copy");
   }
   pkv_buffer *d = b->alibi_dev;
   if (!d || pkv_buffer_size(d) < bytes) {

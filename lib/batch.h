@@ -45,7 +45,7 @@ struct pkv_batch {
 
 /* A device copy of ALiBi slopes kept in the batch, uploaded again only when
  * the values change. *out stays owned by the batch. */
-pkv_status pkv_batch_alibi_buffer(pkv_batch *b, const float *slopes, int32_t n,
+pkv_status pkv__batch_alibi_buffer(pkv_batch *b, const float *slopes, int32_t n,
                                   pkv_buffer **out);
 
 #endif

@@ -8,7 +8,7 @@
 static pkv_status check_range(const pkv_buffer *buf, size_t offset,
                               size_t bytes, const char *what) {
   if (offset > buf->bytes || bytes > buf->bytes - offset)
-    return pkv_fail(buf->ctx, PKV_ERR_SIZE,
+    return pkv__fail(buf->ctx, PKV_ERR_SIZE,
                     "%s of %zu bytes at offset %zu exceeds buffer size %zu",
                     what, bytes, offset, buf->bytes);
   return PKV_OK;
@@ -17,7 +17,7 @@ static pkv_status check_range(const pkv_buffer *buf, size_t offset,
 static pkv_status new_buffer(pkv_context *ctx, void *native, size_t bytes,
                              bool owned, bool view, pkv_buffer **out) {
   pkv_buffer *b = pkv__calloc(1, sizeof *b);
-  if (!b) return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "buffer handle allocation");
+  if (!b) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "buffer handle allocation");
   b->ctx = ctx;
   b->native = native;
   b->bytes = bytes;
@@ -28,10 +28,10 @@ static pkv_status new_buffer(pkv_context *ctx, void *native, size_t bytes,
 }
 
 pkv_status pkv_buffer_create(pkv_context *ctx, size_t bytes, pkv_buffer **out) {
-  if (!ctx) return pkv_fail(NULL, PKV_ERR_NULL, "ctx is NULL");
-  if (!out) return pkv_fail(ctx, PKV_ERR_NULL, "out is NULL");
+  if (!ctx) return pkv__fail(NULL, PKV_ERR_NULL, "ctx is NULL");
+  if (!out) return pkv__fail(ctx, PKV_ERR_NULL, "out is NULL");
   if (bytes == 0)
-    return pkv_fail(ctx, PKV_ERR_INVALID, "bytes is 0: a buffer needs a size");
+    return pkv__fail(ctx, PKV_ERR_INVALID, "bytes is 0: a buffer needs a size");
   void *native = NULL;
   pkv_status st = ctx->ops->mem_alloc(ctx, bytes, &native);
   if (st != PKV_OK) return st;
@@ -42,25 +42,25 @@ pkv_status pkv_buffer_create(pkv_context *ctx, size_t bytes, pkv_buffer **out) {
 
 pkv_status pkv_buffer_wrap(pkv_context *ctx, void *native, size_t bytes,
                            pkv_buffer **out) {
-  if (!ctx) return pkv_fail(NULL, PKV_ERR_NULL, "ctx is NULL");
-  if (!native) return pkv_fail(ctx, PKV_ERR_NULL, "native is NULL");
-  if (!out) return pkv_fail(ctx, PKV_ERR_NULL, "out is NULL");
+  if (!ctx) return pkv__fail(NULL, PKV_ERR_NULL, "ctx is NULL");
+  if (!native) return pkv__fail(ctx, PKV_ERR_NULL, "native is NULL");
+  if (!out) return pkv__fail(ctx, PKV_ERR_NULL, "out is NULL");
   if (bytes == 0)
-    return pkv_fail(ctx, PKV_ERR_INVALID, "bytes is 0: a buffer needs a size");
+    return pkv__fail(ctx, PKV_ERR_INVALID, "bytes is 0: a buffer needs a size");
   return new_buffer(ctx, native, bytes, false, false, out);
 }
 
-pkv_status pkv_buffer_make_view(pkv_context *ctx, void *native, size_t bytes,
+pkv_status pkv__buffer_make_view(pkv_context *ctx, void *native, size_t bytes,
                                 pkv_buffer **out) {
   return new_buffer(ctx, native, bytes, false, true, out);
 }
 
-void pkv_buffer_free_view(pkv_buffer *buf) { pkv__free(buf); }
+void pkv__buffer_free_view(pkv_buffer *buf) { pkv__free(buf); }
 
 pkv_status pkv_buffer_upload(pkv_buffer *buf, size_t offset, const void *src,
                              size_t bytes) {
-  if (!buf) return pkv_fail(NULL, PKV_ERR_NULL, "buf is NULL");
-  if (!src && bytes) return pkv_fail(buf->ctx, PKV_ERR_NULL, "src is NULL");
+  if (!buf) return pkv__fail(NULL, PKV_ERR_NULL, "buf is NULL");
+  if (!src && bytes) return pkv__fail(buf->ctx, PKV_ERR_NULL, "src is NULL");
   pkv_status st = check_range(buf, offset, bytes, "upload");
   if (st != PKV_OK || bytes == 0) return st;
   return buf->ctx->ops->mem_upload(buf->ctx, buf->native, offset, src, bytes);
@@ -68,8 +68,8 @@ pkv_status pkv_buffer_upload(pkv_buffer *buf, size_t offset, const void *src,
 
 pkv_status pkv_buffer_download(pkv_buffer *buf, size_t offset, void *dst,
                                size_t bytes) {
-  if (!buf) return pkv_fail(NULL, PKV_ERR_NULL, "buf is NULL");
-  if (!dst && bytes) return pkv_fail(buf->ctx, PKV_ERR_NULL, "dst is NULL");
+  if (!buf) return pkv__fail(NULL, PKV_ERR_NULL, "buf is NULL");
+  if (!dst && bytes) return pkv__fail(buf->ctx, PKV_ERR_NULL, "dst is NULL");
   pkv_status st = check_range(buf, offset, bytes, "download");
   if (st != PKV_OK || bytes == 0) return st;
   return buf->ctx->ops->mem_download(buf->ctx, buf->native, offset, dst, bytes);
@@ -77,10 +77,10 @@ pkv_status pkv_buffer_download(pkv_buffer *buf, size_t offset, void *dst,
 
 pkv_status pkv_buffer_copy(pkv_buffer *dst, size_t dst_offset, pkv_buffer *src,
                            size_t src_offset, size_t bytes) {
-  if (!dst) return pkv_fail(NULL, PKV_ERR_NULL, "dst is NULL");
-  if (!src) return pkv_fail(dst->ctx, PKV_ERR_NULL, "src is NULL");
+  if (!dst) return pkv__fail(NULL, PKV_ERR_NULL, "dst is NULL");
+  if (!src) return pkv__fail(dst->ctx, PKV_ERR_NULL, "src is NULL");
   if (dst->ctx != src->ctx)
-    return pkv_fail(dst->ctx, PKV_ERR_INVALID,
+    return pkv__fail(dst->ctx, PKV_ERR_INVALID,
                     "src and dst belong to different contexts");
   pkv_status st = check_range(dst, dst_offset, bytes, "copy destination");
   if (st == PKV_OK) st = check_range(src, src_offset, bytes, "copy source");

@@ -36,48 +36,48 @@ static bool head_dim_ok(int32_t d) {
 static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
                              pkv_cache_geometry *g, int32_t *ncls) {
   if (d->num_layers < 1)
-    return pkv_fail(ctx, PKV_ERR_INVALID, "desc->num_layers %d must be >= 1",
+    return pkv__fail(ctx, PKV_ERR_INVALID, "desc->num_layers %d must be >= 1",
                     d->num_layers);
   if (d->num_kv_heads < 1)
-    return pkv_fail(ctx, PKV_ERR_INVALID, "desc->num_kv_heads %d must be >= 1",
+    return pkv__fail(ctx, PKV_ERR_INVALID, "desc->num_kv_heads %d must be >= 1",
                     d->num_kv_heads);
   if (!head_dim_ok(d->head_dim))
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->head_dim %d is not one of 64, 80, 96, 112, 128, "
                     "192, 256",
                     d->head_dim);
   if (d->page_size < 1 || d->page_size > 1024)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->page_size %d is outside 1..1024", d->page_size);
   size_t esize = pkv_dtype_size(d->dtype);
   if (!esize)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->dtype %d is unknown (f32, f16, bf16)", (int)d->dtype);
   if (d->layout != PKV_LAYOUT_HND && d->layout != PKV_LAYOUT_NHD)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->layout %d is unknown (HND=0, NHD=1)", (int)d->layout);
   if (d->num_pages < 0)
-    return pkv_fail(ctx, PKV_ERR_INVALID, "desc->num_pages %lld is negative",
+    return pkv__fail(ctx, PKV_ERR_INVALID, "desc->num_pages %lld is negative",
                     (long long)d->num_pages);
   size_t page_elems, page_bytes;
-  if (!pkv_mul_size((size_t)d->num_kv_heads, (size_t)d->page_size,
+  if (!pkv__mul_size((size_t)d->num_kv_heads, (size_t)d->page_size,
                     &page_elems) ||
-      !pkv_mul_size(page_elems, (size_t)d->head_dim, &page_elems) ||
-      !pkv_mul_size(page_elems, esize, &page_bytes))
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+      !pkv__mul_size(page_elems, (size_t)d->head_dim, &page_elems) ||
+      !pkv__mul_size(page_elems, esize, &page_bytes))
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "page bytes num_kv_heads %d * page_size %d * head_dim %d "
                     "* %zu overflow",
                     d->num_kv_heads, d->page_size, d->head_dim, esize);
   int64_t num_pages = d->num_pages;
   if (num_pages == 0) {
     size_t per_page;
-    if (!pkv_mul_size(page_bytes, 2 * (size_t)d->num_layers, &per_page))
-      return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+    if (!pkv__mul_size(page_bytes, 2 * (size_t)d->num_layers, &per_page))
+      return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                       "page bytes %zu * 2 * num_layers %d overflow", page_bytes,
                       d->num_layers);
     uint64_t np = d->pool_bytes / per_page;
     if (np == 0)
-      return pkv_fail(ctx, PKV_ERR_INVALID,
+      return pkv__fail(ctx, PKV_ERR_INVALID,
                       "desc->num_pages is 0 and desc->pool_bytes %llu is "
                       "smaller than one page of K+V over all layers "
                       "(%zu bytes)",
@@ -86,56 +86,56 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
     num_pages = (int64_t)np;
   }
   if (num_pages > INT32_MAX)
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "num_pages %lld exceeds %d: page ids are int32",
                     (long long)num_pages, INT32_MAX);
   size_t layer_bytes, total;
-  if (!pkv_mul_size(page_bytes, (size_t)num_pages, &layer_bytes) ||
-      !pkv_mul_size(layer_bytes, 2 * (size_t)d->num_layers, &total))
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+  if (!pkv__mul_size(page_bytes, (size_t)num_pages, &layer_bytes) ||
+      !pkv__mul_size(layer_bytes, 2 * (size_t)d->num_layers, &total))
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "pool bytes num_pages %lld * page bytes %zu * 2 * "
                     "num_layers %d overflow",
                     (long long)num_pages, page_bytes, d->num_layers);
   /* Priority classes. */
   int32_t nc = d->num_classes == 0 ? 1 : d->num_classes;
   if (nc < 1 || nc > PKV_MAX_CLASSES)
-    return pkv_fail(ctx, PKV_ERR_RANGE, "desc->num_classes %d is outside 0..%d",
+    return pkv__fail(ctx, PKV_ERR_RANGE, "desc->num_classes %d is outside 0..%d",
                     d->num_classes, PKV_MAX_CLASSES);
   double frac = d->max_reserved_fraction == 0 ? 0.9 : d->max_reserved_fraction;
   if (!(frac > 0 && frac <= 1))
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->max_reserved_fraction %g is outside (0, 1]", frac);
   int64_t sum = 0;
   for (int32_t c = 0; c < PKV_MAX_CLASSES; c++) {
     int64_t r = d->class_reserved[c];
     if (r < 0)
-      return pkv_fail(ctx, PKV_ERR_INVALID,
+      return pkv__fail(ctx, PKV_ERR_INVALID,
                       "desc->class_reserved[%d] %lld is negative", c,
                       (long long)r);
     if (r > 0 && c >= nc)
-      return pkv_fail(ctx, PKV_ERR_RANGE,
+      return pkv__fail(ctx, PKV_ERR_RANGE,
                       "desc->class_reserved[%d] is set but num_classes is %d",
                       c, nc);
     if (r > num_pages)
-      return pkv_fail(ctx, PKV_ERR_INVALID,
+      return pkv__fail(ctx, PKV_ERR_INVALID,
                       "desc->class_reserved[%d] %lld exceeds num_pages %lld", c,
                       (long long)r, (long long)num_pages);
     sum += r;
   }
   int64_t cap = (int64_t)floor(frac * (double)num_pages);
   if (sum > cap)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->class_reserved sums to %lld pages, over the cap "
                     "max_reserved_fraction %g * num_pages %lld = %lld",
                     (long long)sum, frac, (long long)num_pages, (long long)cap);
   if (d->num_host_pages < 0)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->num_host_pages %lld is negative",
                     (long long)d->num_host_pages);
   size_t host_bytes;
-  if (!pkv_mul_size((size_t)d->num_host_pages, page_bytes, &host_bytes) ||
-      !pkv_mul_size(host_bytes, 2 * (size_t)d->num_layers, &host_bytes))
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+  if (!pkv__mul_size((size_t)d->num_host_pages, page_bytes, &host_bytes) ||
+      !pkv__mul_size(host_bytes, 2 * (size_t)d->num_layers, &host_bytes))
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "host tier num_host_pages %lld * page bytes %zu * 2 * "
                     "num_layers %d overflow",
                     (long long)d->num_host_pages, page_bytes, d->num_layers);
@@ -167,7 +167,7 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
 static void free_cache(pkv_cache *c) {
   if (!c) return;
   for (int32_t i = 0; c->pools && i < c->num_pools; i++)
-    if (c->pools[i]) pkv_buffer_free_view(c->pools[i]);
+    if (c->pools[i]) pkv__buffer_free_view(c->pools[i]);
   for (int32_t i = 0; c->natives && i < c->num_pools; i++)
     if (c->natives[i]) c->ctx->ops->mem_free(c->ctx, c->natives[i]);
   pkv__free(c->pools);
@@ -176,26 +176,26 @@ static void free_cache(pkv_cache *c) {
   pkv__free(c->cow_pairs);
   pkv__free(c->host_base);
   pkv__free(c->host_free);
-  pkv_pool_fini(&c->pool);
+  pkv__pool_fini(&c->pool);
   pkv__free(c);
 }
 
 static void evict_hook(void *ud, int32_t page) {
-  pkv_prefix_forget((pkv_cache *)ud, page);
+  pkv__prefix_forget((pkv_cache *)ud, page);
 }
 
 pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
                             pkv_cache **out) {
-  if (!ctx) return pkv_fail(NULL, PKV_ERR_NULL, "ctx is NULL");
-  if (!desc) return pkv_fail(ctx, PKV_ERR_NULL, "desc is NULL");
-  if (!out) return pkv_fail(ctx, PKV_ERR_NULL, "out is NULL");
+  if (!ctx) return pkv__fail(NULL, PKV_ERR_NULL, "ctx is NULL");
+  if (!desc) return pkv__fail(ctx, PKV_ERR_NULL, "desc is NULL");
+  if (!out) return pkv__fail(ctx, PKV_ERR_NULL, "out is NULL");
   pkv_cache_geometry g;
   int32_t ncls = 1;
   pkv_status st = check_desc(ctx, desc, &g, &ncls);
   if (st != PKV_OK) return st;
 
   pkv_cache *c = pkv__calloc(1, sizeof *c);
-  if (!c) return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "cache allocation");
+  if (!c) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "cache allocation");
   c->ctx = ctx;
   c->desc = *desc;
   c->desc.num_pages = g.num_pages;
@@ -204,9 +204,9 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
   c->geom = g;
   c->next_id = 1;
   c->num_pools = 2 * g.num_layers;
-  if (!pkv_pool_init(&c->pool, g.num_pages, g.page_size, ncls)) {
+  if (!pkv__pool_init(&c->pool, g.num_pages, g.page_size, ncls)) {
     free_cache(c);
-    return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
+    return pkv__fail(ctx, PKV_ERR_NO_MEMORY,
                     "page table of num_pages %lld entries",
                     (long long)g.num_pages);
   }
@@ -217,7 +217,7 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
   c->pools = pkv__calloc((size_t)c->num_pools, sizeof *c->pools);
   if (!c->natives || !c->pools) {
     free_cache(c);
-    return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "pool tables");
+    return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "pool tables");
   }
   for (int32_t i = 0; i < c->num_pools; i++) {
     st = ctx->ops->mem_alloc(ctx, g.layer_bytes, &c->natives[i]);
@@ -225,13 +225,13 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
       int32_t np = c->num_pools;
       c->natives[i] = NULL;
       free_cache(c);
-      return pkv_fail(ctx, st,
+      return pkv__fail(ctx, st,
                       "pool %d of %d (layer %d %s): %zu bytes for num_pages "
                       "%lld could not be allocated",
                       i, np, i / 2, (i & 1) ? "V" : "K", g.layer_bytes,
                       (long long)g.num_pages);
     }
-    st = pkv_buffer_make_view(ctx, c->natives[i], g.layer_bytes, &c->pools[i]);
+    st = pkv__buffer_make_view(ctx, c->natives[i], g.layer_bytes, &c->pools[i]);
     if (st != PKV_OK) {
       free_cache(c);
       return st;
@@ -244,7 +244,7 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
     c->host_free = pkv__malloc((size_t)desc->num_host_pages * sizeof *c->host_free);
     if (!c->host_base || !c->host_free) {
       free_cache(c);
-      return pkv_fail(ctx, PKV_ERR_NO_MEMORY,
+      return pkv__fail(ctx, PKV_ERR_NO_MEMORY,
                       "host tier of num_host_pages %lld (%zu bytes)",
                       (long long)desc->num_host_pages, bytes);
     }
@@ -268,53 +268,53 @@ void pkv_cache_destroy(pkv_cache *c) {
     pkv__free(s->host_known);
     pkv__free(s);
   }
-  pkv_hmap_free(&c->seqs);
-  pkv_session_free_all(c);
-  pkv_prefix_free(c);
+  pkv__hmap_free(&c->seqs);
+  pkv__session_free_all(c);
+  pkv__prefix_free(c);
   free_cache(c);
 }
 
 pkv_context *pkv_cache_context(const pkv_cache *c) { return c ? c->ctx : NULL; }
 
 pkv_status pkv_cache_get_geometry(const pkv_cache *c, pkv_cache_geometry *out) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!out) return pkv_fail(c->ctx, PKV_ERR_NULL, "out is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!out) return pkv__fail(c->ctx, PKV_ERR_NULL, "out is NULL");
   *out = c->geom;
   return PKV_OK;
 }
 
 pkv_status pkv_cache_kv(pkv_cache *c, int32_t layer, pkv_buffer **k,
                         pkv_buffer **v) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   if (layer < 0 || layer >= c->geom.num_layers)
-    return pkv_fail(c->ctx, PKV_ERR_RANGE, "layer %d is outside 0..%d", layer,
+    return pkv__fail(c->ctx, PKV_ERR_RANGE, "layer %d is outside 0..%d", layer,
                     c->geom.num_layers - 1);
   if (k) *k = c->pools[2 * layer];
   if (v) *v = c->pools[2 * layer + 1];
   return PKV_OK;
 }
 
-pkv_status pkv_cache_find_seq(const pkv_cache *c, pkv_seq_id id,
+pkv_status pkv__cache_find_seq(const pkv_cache *c, pkv_seq_id id,
                               const char *what, pkv_seq **out) {
-  pkv_seq *s = id > 0 ? pkv_hmap_get(&c->seqs, (uint64_t)id) : NULL;
+  pkv_seq *s = id > 0 ? pkv__hmap_get(&c->seqs, (uint64_t)id) : NULL;
   if (!s)
-    return pkv_fail(c->ctx, PKV_ERR_NOT_FOUND, "%s %lld is not an open sequence",
+    return pkv__fail(c->ctx, PKV_ERR_NOT_FOUND, "%s %lld is not an open sequence",
                     what, (long long)id);
   *out = s;
   return PKV_OK;
 }
 
-pkv_status pkv_cache_no_pages(pkv_cache *c, int32_t cls, int64_t need,
+pkv_status pkv__cache_no_pages(pkv_cache *c, int32_t cls, int64_t need,
                               const char *what) {
   c->alloc_failures++;
   const pkv_pool *p = &c->pool;
-  return pkv_fail(c->ctx, PKV_ERR_NO_PAGES,
+  return pkv__fail(c->ctx, PKV_ERR_NO_PAGES,
                   "%s needs %lld pages for class %d; free %lld, cached %lld "
                   "(evictable by this class %lld), class may still take %lld "
                   "(reserve %lld, in use %lld)",
                   what, (long long)need, cls, (long long)p->nfree,
                   (long long)p->ncached,
-                  (long long)(pkv_pool_reclaimable(p, cls) - p->nfree),
-                  (long long)pkv_pool_quota(p, cls),
+                  (long long)(pkv__pool_reclaimable(p, cls) - p->nfree),
+                  (long long)pkv__pool_quota(p, cls),
                   (long long)p->reserved[cls], (long long)p->in_use[cls]);
 }

@@ -52,11 +52,11 @@ struct pkv_cache {
 };
 
 /* Looks a sequence up; fails with PKV_ERR_NOT_FOUND naming `what`. */
-pkv_status pkv_cache_find_seq(const pkv_cache *c, pkv_seq_id id,
+pkv_status pkv__cache_find_seq(const pkv_cache *c, pkv_seq_id id,
                               const char *what, pkv_seq **out);
 
 /* The per-sequence part of tokens_stored and waste_slots. */
-void pkv_seq_account(pkv_cache *c, const pkv_seq *s, int sign);
+void pkv__seq_account(pkv_cache *c, const pkv_seq *s, int sign);
 
 /* Page arithmetic. */
 static inline int64_t pkv_pages_for(int64_t tokens, int32_t page_size) {
@@ -65,10 +65,10 @@ static inline int64_t pkv_pages_for(int64_t tokens, int32_t page_size) {
 
 /* Fails with PKV_ERR_NO_PAGES (and counts the failure) describing why class
  * cls cannot take `need` pages. */
-pkv_status pkv_cache_no_pages(pkv_cache *c, int32_t cls, int64_t need,
+pkv_status pkv__cache_no_pages(pkv_cache *c, int32_t cls, int64_t need,
                               const char *what);
 
 /* Runs the pending copy-on-write copies (no-op when none). */
-pkv_status pkv_cache_flush_copies(pkv_cache *c);
+pkv_status pkv__cache_flush_copies(pkv_cache *c);
 
 #endif

@@ -7,17 +7,17 @@
 
 pkv_status pkv_class_set_reserved(pkv_cache *c, int32_t cls,
                                   int64_t reserved_pages) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_pool *p = &c->pool;
   if (cls < 0 || cls >= p->ncls)
-    return pkv_fail(c->ctx, PKV_ERR_RANGE, "cls %d is outside 0..%d", cls,
+    return pkv__fail(c->ctx, PKV_ERR_RANGE, "cls %d is outside 0..%d", cls,
                     p->ncls - 1);
   if (reserved_pages < 0 || reserved_pages > p->n)
-    return pkv_fail(c->ctx, PKV_ERR_INVALID,
+    return pkv__fail(c->ctx, PKV_ERR_INVALID,
                     "reserved_pages %lld is outside 0..%lld",
                     (long long)reserved_pages, (long long)p->n);
   if (reserved_pages < p->reserved[cls] && reserved_pages < p->in_use[cls])
-    return pkv_fail(c->ctx, PKV_ERR_STATE,
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
                     "reserved_pages %lld is below class %d's current use of "
                     "%lld pages: shrink no further than that",
                     (long long)reserved_pages, cls, (long long)p->in_use[cls]);
@@ -29,13 +29,13 @@ pkv_status pkv_class_set_reserved(pkv_cache *c, int32_t cls,
   }
   int64_t cap = (int64_t)floor(c->desc.max_reserved_fraction * (double)p->n);
   if (sum > cap)
-    return pkv_fail(c->ctx, PKV_ERR_INVALID,
+    return pkv__fail(c->ctx, PKV_ERR_INVALID,
                     "reservations would sum to %lld pages, over the cap "
                     "max_reserved_fraction %g * %lld pages = %lld",
                     (long long)sum, c->desc.max_reserved_fraction,
                     (long long)p->n, (long long)cap);
   if (claim > p->n)
-    return pkv_fail(c->ctx, PKV_ERR_NO_PAGES,
+    return pkv__fail(c->ctx, PKV_ERR_NO_PAGES,
                     "reserved_pages %lld for class %d cannot be honoured now: "
                     "other classes use %lld pages beyond their reserves",
                     (long long)reserved_pages, cls,
@@ -47,16 +47,16 @@ pkv_status pkv_class_set_reserved(pkv_cache *c, int32_t cls,
 pkv_status pkv_preemption_candidates(const pkv_cache *c, int32_t cls,
                                      pkv_seq_id *out, int64_t capacity,
                                      int64_t *count) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!count) return pkv_fail(c->ctx, PKV_ERR_NULL, "count is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!count) return pkv__fail(c->ctx, PKV_ERR_NULL, "count is NULL");
   if (cls < 0 || cls >= c->pool.ncls)
-    return pkv_fail(c->ctx, PKV_ERR_RANGE, "cls %d is outside 0..%d", cls,
+    return pkv__fail(c->ctx, PKV_ERR_RANGE, "cls %d is outside 0..%d", cls,
                     c->pool.ncls - 1);
   if (capacity < 0)
-    return pkv_fail(c->ctx, PKV_ERR_INVALID, "capacity %lld is negative",
+    return pkv__fail(c->ctx, PKV_ERR_INVALID, "capacity %lld is negative",
                     (long long)capacity);
   if (capacity > 0 && !out)
-    return pkv_fail(c->ctx, PKV_ERR_NULL, "out is NULL with capacity %lld",
+    return pkv__fail(c->ctx, PKV_ERR_NULL, "out is NULL with capacity %lld",
                     (long long)capacity);
   int64_t n = 0;
   for (int32_t d = 0; d < cls; d++)

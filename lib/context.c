@@ -10,14 +10,14 @@
 static const char *const backend_names[PKV_BACKEND_COUNT] = {"auto", "cpu",
                                                              "opencl", "hip"};
 
-const pkv_backend_ops *pkv_backend_ops_for(pkv_backend_kind kind) {
+const pkv_backend_ops *pkv__backend_ops_for(pkv_backend_kind kind) {
   switch (kind) {
-  case PKV_BACKEND_CPU: return &pkv_cpu_backend;
+  case PKV_BACKEND_CPU: return &pkv__cpu_backend;
 #ifdef PKV_HAVE_OPENCL
-  case PKV_BACKEND_OPENCL: return &pkv_opencl_backend;
+  case PKV_BACKEND_OPENCL: return &pkv__opencl_backend;
 #endif
 #ifdef PKV_HAVE_HIP
-  case PKV_BACKEND_HIP: return &pkv_hip_backend;
+  case PKV_BACKEND_HIP: return &pkv__hip_backend;
 #endif
   default: return NULL;
   }
@@ -35,8 +35,8 @@ static int name_eq(const char *a, const char *b) {
 }
 
 pkv_status pkv_backend_from_name(const char *name, pkv_backend_kind *out) {
-  if (!name) return pkv_fail(NULL, PKV_ERR_NULL, "name is NULL");
-  if (!out) return pkv_fail(NULL, PKV_ERR_NULL, "out is NULL");
+  if (!name) return pkv__fail(NULL, PKV_ERR_NULL, "name is NULL");
+  if (!out) return pkv__fail(NULL, PKV_ERR_NULL, "out is NULL");
   for (int i = 0; i < PKV_BACKEND_COUNT; i++)
     if (name_eq(name, backend_names[i])) {
       *out = (pkv_backend_kind)i;
@@ -47,32 +47,32 @@ pkv_status pkv_backend_from_name(const char *name, pkv_backend_kind *out) {
     *out = PKV_BACKEND_HIP;
     return PKV_OK;
   }
-  return pkv_fail(NULL, PKV_ERR_INVALID,
+  return pkv__fail(NULL, PKV_ERR_INVALID,
                   "backend name '%s' is not one of auto, cpu, opencl, hip",
                   name);
 }
 
 int pkv_backend_available(pkv_backend_kind kind) {
-  return pkv_backend_ops_for(kind) != NULL;
+  return pkv__backend_ops_for(kind) != NULL;
 }
 
 pkv_status pkv_list_devices(pkv_backend_kind backend, pkv_device_info *out,
                             int capacity, int *count) {
-  if (!count) return pkv_fail(NULL, PKV_ERR_NULL, "count is NULL");
+  if (!count) return pkv__fail(NULL, PKV_ERR_NULL, "count is NULL");
   if (capacity < 0)
-    return pkv_fail(NULL, PKV_ERR_INVALID, "capacity %d is negative", capacity);
+    return pkv__fail(NULL, PKV_ERR_INVALID, "capacity %d is negative", capacity);
   if (capacity > 0 && !out)
-    return pkv_fail(NULL, PKV_ERR_NULL, "out is NULL with capacity %d",
+    return pkv__fail(NULL, PKV_ERR_NULL, "out is NULL with capacity %d",
                     capacity);
   if (backend == PKV_BACKEND_AUTO)
-    return pkv_fail(NULL, PKV_ERR_INVALID,
+    return pkv__fail(NULL, PKV_ERR_INVALID,
                     "backend AUTO names no backend to list; name one");
-  const pkv_backend_ops *ops = pkv_backend_ops_for(backend);
+  const pkv_backend_ops *ops = pkv__backend_ops_for(backend);
   if (!ops) {
     if (!pkv_backend_name(backend))
-      return pkv_fail(NULL, PKV_ERR_INVALID, "backend %d is unknown",
+      return pkv__fail(NULL, PKV_ERR_INVALID, "backend %d is unknown",
                       (int)backend);
-    return pkv_fail(NULL, PKV_ERR_NO_BACKEND,
+    return pkv__fail(NULL, PKV_ERR_NO_BACKEND,
                     "backend '%s' is not compiled into this library",
                     pkv_backend_name(backend));
   }
@@ -93,10 +93,10 @@ void pkv_context_desc_init(pkv_context_desc *desc) {
 static pkv_backend_kind auto_backend(void) {
   pkv_device_info info[16];
   int n = 0;
-  const pkv_backend_ops *ops = pkv_backend_ops_for(PKV_BACKEND_HIP);
+  const pkv_backend_ops *ops = pkv__backend_ops_for(PKV_BACKEND_HIP);
   if (ops && ops->list_devices(info, 16, &n) == PKV_OK && n > 0)
     return PKV_BACKEND_HIP;
-  ops = pkv_backend_ops_for(PKV_BACKEND_OPENCL);
+  ops = pkv__backend_ops_for(PKV_BACKEND_OPENCL);
   if (ops && ops->list_devices(info, 16, &n) == PKV_OK) {
     for (int i = 0; i < n && i < 16; i++)
       if (info[i].type == PKV_DEVICE_GPU) return PKV_BACKEND_OPENCL;
@@ -105,20 +105,20 @@ static pkv_backend_kind auto_backend(void) {
 }
 
 pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
-  if (!out) return pkv_fail(NULL, PKV_ERR_NULL, "out is NULL");
+  if (!out) return pkv__fail(NULL, PKV_ERR_NULL, "out is NULL");
   pkv_context_desc d;
   if (desc)
     d = *desc;
   else
     pkv_context_desc_init(&d);
   if ((int)d.backend < 0 || (int)d.backend >= PKV_BACKEND_COUNT)
-    return pkv_fail(NULL, PKV_ERR_INVALID, "desc->backend %d is unknown",
+    return pkv__fail(NULL, PKV_ERR_INVALID, "desc->backend %d is unknown",
                     (int)d.backend);
   if (d.device < -1)
-    return pkv_fail(NULL, PKV_ERR_INVALID, "desc->device %d is negative",
+    return pkv__fail(NULL, PKV_ERR_INVALID, "desc->device %d is negative",
                     d.device);
   if (d.cpu_threads < 0)
-    return pkv_fail(NULL, PKV_ERR_INVALID, "desc->cpu_threads %d is negative",
+    return pkv__fail(NULL, PKV_ERR_INVALID, "desc->cpu_threads %d is negative",
                     d.cpu_threads);
   pkv_backend_kind kind = d.backend;
   if (kind == PKV_BACKEND_AUTO) {
@@ -126,19 +126,19 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
     if (env && *env) {
       pkv_status st = pkv_backend_from_name(env, &kind);
       if (st != PKV_OK)
-        return pkv_fail(NULL, st,
+        return pkv__fail(NULL, st,
                         "PKV_BACKEND='%s' is not one of auto, cpu, opencl, hip",
                         env);
     }
     if (kind == PKV_BACKEND_AUTO) kind = auto_backend();
   }
-  const pkv_backend_ops *ops = pkv_backend_ops_for(kind);
+  const pkv_backend_ops *ops = pkv__backend_ops_for(kind);
   if (!ops)
-    return pkv_fail(NULL, PKV_ERR_NO_BACKEND,
+    return pkv__fail(NULL, PKV_ERR_NO_BACKEND,
                     "backend '%s' is not compiled into this library",
                     pkv_backend_name(kind));
   pkv_context *ctx = pkv__calloc(1, sizeof *ctx);
-  if (!ctx) return pkv_fail(NULL, PKV_ERR_NO_MEMORY, "context allocation");
+  if (!ctx) return pkv__fail(NULL, PKV_ERR_NO_MEMORY, "context allocation");
   ctx->ops = ops;
   ctx->kind = kind;
   ctx->desc = d;
@@ -149,7 +149,7 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
   if (st != PKV_OK) {
     /* Move the backend's message to the thread, where the caller finds it
      * once the context is gone. */
-    pkv_error_to_thread(ctx);
+    pkv__error_to_thread(ctx);
     pkv__free(ctx);
     return st;
   }
@@ -171,13 +171,13 @@ pkv_backend_kind pkv_context_backend(const pkv_context *ctx) {
 }
 
 pkv_status pkv_context_device_info(pkv_context *ctx, pkv_device_info *out) {
-  if (!ctx) return pkv_fail(NULL, PKV_ERR_NULL, "ctx is NULL");
-  if (!out) return pkv_fail(ctx, PKV_ERR_NULL, "out is NULL");
+  if (!ctx) return pkv__fail(NULL, PKV_ERR_NULL, "ctx is NULL");
+  if (!out) return pkv__fail(ctx, PKV_ERR_NULL, "out is NULL");
   *out = ctx->info;
   return PKV_OK;
 }
 
 pkv_status pkv_context_synchronize(pkv_context *ctx) {
-  if (!ctx) return pkv_fail(NULL, PKV_ERR_NULL, "ctx is NULL");
+  if (!ctx) return pkv__fail(NULL, PKV_ERR_NULL, "ctx is NULL");
   return ctx->ops->synchronize(ctx);
 }

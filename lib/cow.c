@@ -6,7 +6,7 @@
 
 #include <stdlib.h>
 
-bool pkv_cow_reserve(pkv_cache *c, int64_t extra) {
+bool pkv__cow_reserve(pkv_cache *c, int64_t extra) {
   if (c->cow_n + extra <= c->cow_cap) return true;
   int64_t cap = c->cow_cap ? c->cow_cap : 16;
   while (cap < c->cow_n + extra) cap *= 2;
@@ -17,18 +17,18 @@ bool pkv_cow_reserve(pkv_cache *c, int64_t extra) {
   return true;
 }
 
-void pkv_cow_push(pkv_cache *c, int32_t src, int32_t dst) {
+void pkv__cow_push(pkv_cache *c, int32_t src, int32_t dst) {
   c->cow_pairs[2 * c->cow_n] = src;
   c->cow_pairs[2 * c->cow_n + 1] = dst;
   c->cow_n++;
   c->cow_copies++;
 }
 
-pkv_status pkv_cache_flush_copies(pkv_cache *c) {
+pkv_status pkv__cache_flush_copies(pkv_cache *c) {
   if (c->cow_n == 0) return PKV_OK;
   pkv_context *ctx = c->ctx;
   if (!ctx->ops->copy_pages)
-    return pkv_fail(ctx, PKV_ERR_UNSUPPORTED,
+    return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
                     "backend '%s' has no copy_pages: %lld copy-on-write "
                     "copies cannot run",
                     ctx->ops->name, (long long)c->cow_n);
@@ -53,12 +53,12 @@ pkv_status pkv_cache_flush_copies(pkv_cache *c) {
   if (st != PKV_OK) return st;
   /* The sources' content is no longer needed by the copies. */
   for (int64_t i = 0; i < c->cow_n; i++)
-    pkv_pool_unref(&c->pool, c->cow_pairs[2 * i]);
+    pkv__pool_unref(&c->pool, c->cow_pairs[2 * i]);
   c->cow_n = 0;
   return PKV_OK;
 }
 
 pkv_status pkv_cache_flush(pkv_cache *c) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  return pkv_cache_flush_copies(c);
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  return pkv__cache_flush_copies(c);
 }

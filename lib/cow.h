@@ -6,8 +6,8 @@
 #include "cache.h"
 
 /* Makes room for `extra` more pending copies; false on allocation failure. */
-bool pkv_cow_reserve(pkv_cache *c, int64_t extra);
+bool pkv__cow_reserve(pkv_cache *c, int64_t extra);
 /* Queues a copy; src keeps one reference (the caller's) until it has run. */
-void pkv_cow_push(pkv_cache *c, int32_t src, int32_t dst);
+void pkv__cow_push(pkv_cache *c, int32_t src, int32_t dst);
 
 #endif

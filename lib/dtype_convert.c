@@ -17,7 +17,7 @@ static float bits_f32(uint32_t u) {
   return f;
 }
 
-uint16_t pkv_f32_to_f16(float f) {
+uint16_t pkv__f32_to_f16(float f) {
   uint32_t x = f32_bits(f);
   uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
   uint32_t a = x & 0x7fffffffu;
@@ -41,7 +41,7 @@ uint16_t pkv_f32_to_f16(float f) {
   return (uint16_t)(sign | (uint16_t)(a >> 13));
 }
 
-uint16_t pkv_f32_to_bf16(float f) {
+uint16_t pkv__f32_to_bf16(float f) {
   uint32_t x = f32_bits(f);
   if ((x & 0x7fffffffu) > 0x7f800000u)
     return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN, never rounded to Inf */
@@ -49,7 +49,7 @@ uint16_t pkv_f32_to_bf16(float f) {
   return (uint16_t)(x >> 16);
 }
 
-void pkv_to_f32(pkv_dtype dtype, const void *src, float *dst, size_t n) {
+void pkv__to_f32(pkv_dtype dtype, const void *src, float *dst, size_t n) {
   const uint16_t *s = src;
   switch (dtype) {
   case PKV_DTYPE_F16:
@@ -62,14 +62,14 @@ void pkv_to_f32(pkv_dtype dtype, const void *src, float *dst, size_t n) {
   }
 }
 
-void pkv_from_f32(pkv_dtype dtype, const float *src, void *dst, size_t n) {
+void pkv__from_f32(pkv_dtype dtype, const float *src, void *dst, size_t n) {
   uint16_t *d = dst;
   switch (dtype) {
   case PKV_DTYPE_F16:
-    for (size_t i = 0; i < n; i++) d[i] = pkv_f32_to_f16(src[i]);
+    for (size_t i = 0; i < n; i++) d[i] = pkv__f32_to_f16(src[i]);
     break;
   case PKV_DTYPE_BF16:
-    for (size_t i = 0; i < n; i++) d[i] = pkv_f32_to_bf16(src[i]);
+    for (size_t i = 0; i < n; i++) d[i] = pkv__f32_to_bf16(src[i]);
     break;
   default: memcpy(dst, src, n * sizeof(float)); break;
   }
@@ -77,10 +77,10 @@ void pkv_from_f32(pkv_dtype dtype, const float *src, void *dst, size_t n) {
 
 static pkv_status check_convert(pkv_dtype dtype, const void *src,
                                 const void *dst, size_t n) {
-  if (n && !src) return pkv_fail(NULL, PKV_ERR_NULL, "src is NULL with n %zu", n);
-  if (n && !dst) return pkv_fail(NULL, PKV_ERR_NULL, "dst is NULL with n %zu", n);
+  if (n && !src) return pkv__fail(NULL, PKV_ERR_NULL, "src is NULL with n %zu", n);
+  if (n && !dst) return pkv__fail(NULL, PKV_ERR_NULL, "dst is NULL with n %zu", n);
   if (pkv_dtype_size(dtype) == 0)
-    return pkv_fail(NULL, PKV_ERR_INVALID,
+    return pkv__fail(NULL, PKV_ERR_INVALID,
                     "dtype %d is not f32 (0), f16 (1) or bf16 (2)", (int)dtype);
   return PKV_OK;
 }
@@ -88,13 +88,13 @@ static pkv_status check_convert(pkv_dtype dtype, const void *src,
 pkv_status pkv_convert_from_f32(pkv_dtype dtype, const float *src, void *dst,
                                 size_t n) {
   pkv_status st = check_convert(dtype, src, dst, n);
-  if (st == PKV_OK && n) pkv_from_f32(dtype, src, dst, n);
+  if (st == PKV_OK && n) pkv__from_f32(dtype, src, dst, n);
   return st;
 }
 
 pkv_status pkv_convert_to_f32(pkv_dtype dtype, const void *src, float *dst,
                               size_t n) {
   pkv_status st = check_convert(dtype, src, dst, n);
-  if (st == PKV_OK && n) pkv_to_f32(dtype, src, dst, n);
+  if (st == PKV_OK && n) pkv__to_f32(dtype, src, dst, n);
   return st;
 }

@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
-uint16_t pkv_f32_to_f16(float f);
-uint16_t pkv_f32_to_bf16(float f);
+uint16_t pkv__f32_to_f16(float f);
+uint16_t pkv__f32_to_bf16(float f);
 
 /* The widening conversions are inline: the reference attention calls them
  * for every K/V element it reads. */
@@ -40,8 +40,8 @@ static inline float pkv_bf16_to_f32(uint16_t h) {
 }
 
 /* n elements of `dtype` at src (element index 0) to f32 / from f32. */
-void pkv_to_f32(pkv_dtype dtype, const void *src, float *dst, size_t n);
-void pkv_from_f32(pkv_dtype dtype, const float *src, void *dst, size_t n);
+void pkv__to_f32(pkv_dtype dtype, const void *src, float *dst, size_t n);
+void pkv__from_f32(pkv_dtype dtype, const float *src, void *dst, size_t n);
 
 /* One element `idx` of an array of `dtype`, widened to double. */
 static inline double pkv_load_elem(pkv_dtype dtype, const void *base,
@@ -58,8 +58,8 @@ static inline void pkv_store_elem(pkv_dtype dtype, void *base, int64_t idx,
                                   double v) {
   float f = (float)v;
   switch (dtype) {
-  case PKV_DTYPE_F16: ((uint16_t *)base)[idx] = pkv_f32_to_f16(f); break;
-  case PKV_DTYPE_BF16: ((uint16_t *)base)[idx] = pkv_f32_to_bf16(f); break;
+  case PKV_DTYPE_F16: ((uint16_t *)base)[idx] = pkv__f32_to_f16(f); break;
+  case PKV_DTYPE_BF16: ((uint16_t *)base)[idx] = pkv__f32_to_bf16(f); break;
   default: ((float *)base)[idx] = f; break;
   }
 }

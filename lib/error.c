@@ -13,7 +13,7 @@ static char *msg_slot(const pkv_context *ctx) {
   return ctx ? (char *)ctx->errmsg : thread_msg;
 }
 
-pkv_status pkv_vfail(const pkv_context *ctx, pkv_status st, const char *fmt,
+pkv_status pkv__vfail(const pkv_context *ctx, pkv_status st, const char *fmt,
                      va_list ap) {
   char *m = msg_slot(ctx);
   int n = snprintf(m, PKV_ERRMSG_LEN, "%s: ", pkv_status_name(st));
@@ -22,18 +22,18 @@ pkv_status pkv_vfail(const pkv_context *ctx, pkv_status st, const char *fmt,
   return st;
 }
 
-pkv_status pkv_fail(const pkv_context *ctx, pkv_status st, const char *fmt,
+pkv_status pkv__fail(const pkv_context *ctx, pkv_status st, const char *fmt,
                     ...) {
   va_list ap;
   va_start(ap, fmt);
-  pkv_vfail(ctx, st, fmt, ap);
+  pkv__vfail(ctx, st, fmt, ap);
   va_end(ap);
   return st;
 }
 
-void pkv_clear_error(const pkv_context *ctx) { msg_slot(ctx)[0] = '\0'; }
+void pkv__clear_error(const pkv_context *ctx) { msg_slot(ctx)[0] = '\0'; }
 
-void pkv_error_to_thread(const pkv_context *ctx) {
+void pkv__error_to_thread(const pkv_context *ctx) {
   if (ctx) memcpy(thread_msg, ctx->errmsg, PKV_ERRMSG_LEN);
 }
 

@@ -13,7 +13,7 @@ static size_t slot_of(uint64_t key, size_t cap) {
   return (size_t)key & (cap - 1);
 }
 
-void pkv_hmap_free(pkv_hmap *m) {
+void pkv__hmap_free(pkv_hmap *m) {
   pkv__free(m->keys);
   pkv__free(m->vals);
   m->keys = NULL;
@@ -21,7 +21,7 @@ void pkv_hmap_free(pkv_hmap *m) {
   m->cap = m->count = 0;
 }
 
-void *pkv_hmap_get(const pkv_hmap *m, uint64_t key) {
+void *pkv__hmap_get(const pkv_hmap *m, uint64_t key) {
   if (!m->cap) return NULL;
   for (size_t i = slot_of(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
     if (!m->vals[i]) return NULL;
@@ -40,7 +40,7 @@ static void put_raw(uint64_t *keys, void **vals, size_t cap, uint64_t key,
   }
 }
 
-bool pkv_hmap_reserve(pkv_hmap *m, size_t extra) {
+bool pkv__hmap_reserve(pkv_hmap *m, size_t extra) {
   size_t need = m->count + extra;
   if (need < m->count) return false;
   /* Load factor at most 1/2. */
@@ -67,7 +67,7 @@ bool pkv_hmap_reserve(pkv_hmap *m, size_t extra) {
   return true;
 }
 
-void pkv_hmap_put(pkv_hmap *m, uint64_t key, void *val) {
+void pkv__hmap_put(pkv_hmap *m, uint64_t key, void *val) {
   for (size_t i = slot_of(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
     if (!m->vals[i]) {
       m->keys[i] = key;
@@ -82,7 +82,7 @@ void pkv_hmap_put(pkv_hmap *m, uint64_t key, void *val) {
   }
 }
 
-void *pkv_hmap_del(pkv_hmap *m, uint64_t key) {
+void *pkv__hmap_del(pkv_hmap *m, uint64_t key) {
   if (!m->cap) return NULL;
   size_t mask = m->cap - 1, i = slot_of(key, m->cap);
   for (;; i = (i + 1) & mask) {

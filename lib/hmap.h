@@ -16,15 +16,15 @@ typedef struct pkv_hmap {
   size_t count;
 } pkv_hmap;
 
-void pkv_hmap_free(pkv_hmap *m);
-void *pkv_hmap_get(const pkv_hmap *m, uint64_t key);
+void pkv__hmap_free(pkv_hmap *m);
+void *pkv__hmap_get(const pkv_hmap *m, uint64_t key);
 /* Makes room for `extra` more entries so that the next `extra` puts cannot
  * fail; false when the allocation fails (the map is unchanged). */
-bool pkv_hmap_reserve(pkv_hmap *m, size_t extra);
+bool pkv__hmap_reserve(pkv_hmap *m, size_t extra);
 /* Inserts or replaces; the caller reserved room first. */
-void pkv_hmap_put(pkv_hmap *m, uint64_t key, void *val);
+void pkv__hmap_put(pkv_hmap *m, uint64_t key, void *val);
 /* Removes the key if present; returns its value or NULL. */
-void *pkv_hmap_del(pkv_hmap *m, uint64_t key);
+void *pkv__hmap_del(pkv_hmap *m, uint64_t key);
 
 /* Iteration: for (size_t i = 0; i < m->cap; i++) if (m->vals[i]) ... */
 

@@ -18,19 +18,19 @@ static pkv_status resolve(pkv_cache *c, const pkv_seq_id *seqs, int32_t n,
   uint64_t stamp = ++c->build_stamp;
   *pages = 0;
   for (int32_t i = 0; i < n; i++) {
-    pkv_seq *s = seqs[i] > 0 ? pkv_hmap_get(&c->seqs, (uint64_t)seqs[i]) : NULL;
+    pkv_seq *s = seqs[i] > 0 ? pkv__hmap_get(&c->seqs, (uint64_t)seqs[i]) : NULL;
     if (!s)
-      return pkv_fail(c->ctx, PKV_ERR_NOT_FOUND,
+      return pkv__fail(c->ctx, PKV_ERR_NOT_FOUND,
                       "seqs[%d] = %lld is not an open sequence", i,
                       (long long)seqs[i]);
     if (s->mark == stamp)
-      return pkv_fail(c->ctx, PKV_ERR_DUPLICATE,
+      return pkv__fail(c->ctx, PKV_ERR_DUPLICATE,
                       "seqs[%d] and seqs[%d] are both sequence %lld",
                       s->mark_pos, i, (long long)seqs[i]);
     s->mark = stamp;
     s->mark_pos = i;
     if (s->swapped != want_swapped)
-      return pkv_fail(c->ctx, PKV_ERR_STATE, "seqs[%d] = %lld is %s", i,
+      return pkv__fail(c->ctx, PKV_ERR_STATE, "seqs[%d] = %lld is %s", i,
                       (long long)seqs[i],
                       s->swapped ? "already swapped out" : "not swapped out");
     out[i] = s;
@@ -41,10 +41,10 @@ static pkv_status resolve(pkv_cache *c, const pkv_seq_id *seqs, int32_t n,
 
 static pkv_status check_args(pkv_cache *c, const pkv_seq_id *seqs, int32_t n,
                              bool out_dir) {
-  if (!seqs) return pkv_fail(c->ctx, PKV_ERR_NULL, "seqs is NULL");
-  if (n < 1) return pkv_fail(c->ctx, PKV_ERR_INVALID, "n %d must be >= 1", n);
+  if (!seqs) return pkv__fail(c->ctx, PKV_ERR_NULL, "seqs is NULL");
+  if (n < 1) return pkv__fail(c->ctx, PKV_ERR_INVALID, "n %d must be >= 1", n);
   if (c->desc.num_host_pages == 0)
-    return pkv_fail(c->ctx, PKV_ERR_NO_HOST_PAGES,
+    return pkv__fail(c->ctx, PKV_ERR_NO_HOST_PAGES,
                     "the cache has no host tier (desc.num_host_pages is 0)");
   (void)out_dir;
   return PKV_OK;
@@ -52,25 +52,25 @@ static pkv_status check_args(pkv_cache *c, const pkv_seq_id *seqs, int32_t n,
 
 static pkv_status check_backend(pkv_cache *c, bool out_dir) {
   if (out_dir ? !c->ctx->ops->pages_to_host : !c->ctx->ops->pages_from_host)
-    return pkv_fail(c->ctx, PKV_ERR_UNSUPPORTED,
+    return pkv__fail(c->ctx, PKV_ERR_UNSUPPORTED,
                     "backend '%s' cannot move pages %s the host tier",
                     c->ctx->ops->name, out_dir ? "to" : "from");
   return PKV_OK;
 }
 
 pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_status st = check_args(c, seqs, n, true);
   if (st != PKV_OK) return st;
   pkv_seq **ss = pkv__malloc((size_t)n * sizeof *ss);
-  if (!ss) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
+  if (!ss) return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
   int64_t k;
   st = resolve(c, seqs, n, false, ss, &k);
   /* A copy-on-write copy still pending must land before its page is read
    * for the host. */
-  if (st == PKV_OK && c->cow_n > 0) st = pkv_cache_flush_copies(c);
+  if (st == PKV_OK && c->cow_n > 0) st = pkv__cache_flush_copies(c);
   if (st == PKV_OK && k > c->host_nfree)
-    st = pkv_fail(c->ctx, PKV_ERR_NO_HOST_PAGES,
+    st = pkv__fail(c->ctx, PKV_ERR_NO_HOST_PAGES,
                   "swap_out needs %lld host pages; %lld free of %lld",
                   (long long)k, (long long)c->host_nfree,
                   (long long)c->desc.num_host_pages);
@@ -93,7 +93,7 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
              !(pknown[i] = pkv__malloc(np));
     }
     if (fail)
-      st = pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
+      st = pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
                     (long long)k);
   }
   if (st == PKV_OK) {
@@ -117,7 +117,7 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
     c->host_nfree -= k;
     for (int32_t i = 0; i < n; i++) {
       pkv_seq *s = ss[i];
-      pkv_seq_account(c, s, -1);
+      pkv__seq_account(c, s, -1);
       /* Token ids travel with the sequence, so that its chain can go on
        * after it comes back. */
       const int32_t ps = c->geom.page_size;
@@ -127,7 +127,7 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
         if (pknown[i][j])
           memcpy(ptok[i] + j * ps, g->tokens, (size_t)ps * sizeof(int32_t));
       }
-      for (int64_t j = s->npages; j-- > 0;) pkv_pool_unref(&c->pool, s->pages[j]);
+      for (int64_t j = s->npages; j-- > 0;) pkv__pool_unref(&c->pool, s->pages[j]);
       s->host_pages = per[i];
       s->host_tokens = ptok[i];
       s->host_known = pknown[i];
@@ -159,7 +159,7 @@ static bool can_take_all(const pkv_pool *p0, pkv_seq **ss, int32_t n,
   for (int32_t i = 0; i < n; i++) {
     int32_t cls = ss[i]->cls;
     for (int64_t j = 0; j < ss[i]->npages; j++) {
-      if (!pkv_pool_can_take(&p, cls, 1)) {
+      if (!pkv__pool_can_take(&p, cls, 1)) {
         *fail_cls = cls;
         *fail_need = ss[i]->npages;
         return false;
@@ -180,20 +180,20 @@ static bool can_take_all(const pkv_pool *p0, pkv_seq **ss, int32_t n,
 }
 
 pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_status st = check_args(c, seqs, n, false);
   if (st != PKV_OK) return st;
   pkv_seq **ss = pkv__malloc((size_t)n * sizeof *ss);
-  if (!ss) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
+  if (!ss) return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
   int64_t k;
   st = resolve(c, seqs, n, true, ss, &k);
   /* A pending copy may target a page freed since: it must land before the
    * host data does, not after. */
-  if (st == PKV_OK && c->cow_n > 0) st = pkv_cache_flush_copies(c);
+  if (st == PKV_OK && c->cow_n > 0) st = pkv__cache_flush_copies(c);
   int32_t fcls = 0;
   int64_t fneed = 0;
   if (st == PKV_OK && !can_take_all(&c->pool, ss, n, &fcls, &fneed))
-    st = pkv_cache_no_pages(c, fcls, fneed, "swap_in");
+    st = pkv__cache_no_pages(c, fcls, fneed, "swap_in");
   if (st == PKV_OK) st = check_backend(c, false);
   int32_t *dev = NULL, **toks = NULL;
   int64_t *host = NULL;
@@ -204,21 +204,21 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
     bool fail = !dev || !host || !toks;
     int64_t t = 0;
     for (int32_t i = 0; !fail && i < n; i++) {
-      fail = !pkv_seq_grow(ss[i], ss[i]->npages);
+      fail = !pkv__seq_grow(ss[i], ss[i]->npages);
       for (int64_t j = 0; !fail && j < ss[i]->npages; j++, t++)
         if (ss[i]->host_known[j])
           fail = !(toks[t] = pkv__malloc((size_t)c->geom.page_size *
                                     sizeof(int32_t)));
     }
     if (fail)
-      st = pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
+      st = pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
                     (long long)k);
   }
   if (st == PKV_OK) {
     int64_t t = 0;
     for (int32_t i = 0; i < n; i++)
       for (int64_t j = 0; j < ss[i]->npages; j++, t++) {
-        dev[t] = pkv_pool_take(&c->pool, ss[i]->cls);
+        dev[t] = pkv__pool_take(&c->pool, ss[i]->cls);
         host[t] = ss[i]->host_pages[j];
       }
     pkv_host_move_args a = {.geom = &c->geom,
@@ -231,7 +231,7 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
     if (k > 0) st = c->ctx->ops->pages_from_host(c->ctx, &a);
     if (st != PKV_OK) {
       /* The taken pages go back (cached pages evicted for them stay gone). */
-      for (int64_t j = k; j-- > 0;) pkv_pool_unref(&c->pool, dev[j]);
+      for (int64_t j = k; j-- > 0;) pkv__pool_unref(&c->pool, dev[j]);
     }
   }
   if (st == PKV_OK) {
@@ -258,7 +258,7 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
       s->host_known = NULL;
       s->swapped = false;
       s->version++;
-      pkv_seq_account(c, s, +1);
+      pkv__seq_account(c, s, +1);
     }
     c->swaps_in += n;
   }
@@ -272,10 +272,10 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
 
 int pkv_seq_is_swapped(const pkv_cache *c, pkv_seq_id id) {
   if (!c) {
-    pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+    pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
     return -1;
   }
   pkv_seq *s;
-  if (pkv_cache_find_seq(c, id, "seq", &s) != PKV_OK) return -1;
+  if (pkv__cache_find_seq(c, id, "seq", &s) != PKV_OK) return -1;
   return s->swapped ? 1 : 0;
 }

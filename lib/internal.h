@@ -36,37 +36,37 @@ struct pkv_buffer {
 };
 
 /* Records a message for ctx (or the calling thread when ctx is NULL) and
- * returns st, so that callers can write `return pkv_fail(ctx, ...)`. */
-pkv_status pkv_fail(const pkv_context *ctx, pkv_status st, const char *fmt, ...)
+ * returns st, so that callers can write `return pkv__fail(ctx, ...)`. */
+pkv_status pkv__fail(const pkv_context *ctx, pkv_status st, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-pkv_status pkv_vfail(const pkv_context *ctx, pkv_status st, const char *fmt,
+pkv_status pkv__vfail(const pkv_context *ctx, pkv_status st, const char *fmt,
                      va_list ap);
 /* Clears the message (called on entry by nothing: messages persist until the
  * next error, as errno does). */
-void pkv_clear_error(const pkv_context *ctx);
+void pkv__clear_error(const pkv_context *ctx);
 /* Copies ctx's message to the calling thread's (before ctx is freed). */
-void pkv_error_to_thread(const pkv_context *ctx);
+void pkv__error_to_thread(const pkv_context *ctx);
 
 /* Checked size arithmetic: false on overflow. */
-static inline bool pkv_mul_size(size_t a, size_t b, size_t *out) {
+static inline bool pkv__mul_size(size_t a, size_t b, size_t *out) {
   if (a != 0 && b > (size_t)-1 / a) return false;
   *out = a * b;
   return true;
 }
-static inline bool pkv_mul_i64(int64_t a, int64_t b, int64_t *out) {
+static inline bool pkv__mul_i64(int64_t a, int64_t b, int64_t *out) {
   return !__builtin_mul_overflow(a, b, out);
 }
-static inline bool pkv_add_i64(int64_t a, int64_t b, int64_t *out) {
+static inline bool pkv__add_i64(int64_t a, int64_t b, int64_t *out) {
   return !__builtin_add_overflow(a, b, out);
 }
 
 /* Buffer helpers for the library's own device arrays. A view buffer is
  * created around native memory the cache owns. */
-pkv_status pkv_buffer_make_view(pkv_context *ctx, void *native, size_t bytes,
+pkv_status pkv__buffer_make_view(pkv_context *ctx, void *native, size_t bytes,
                                 pkv_buffer **out);
-void pkv_buffer_free_view(pkv_buffer *buf);
+void pkv__buffer_free_view(pkv_buffer *buf);
 
 #endif

@@ -24,12 +24,12 @@ void pkv_attn_params_init(pkv_attn_params *p, int32_t num_q_heads) {
 static pkv_status check_buffer(pkv_context *ctx, const pkv_buffer *buf,
                                const char *name, size_t need,
                                const char *shape) {
-  if (!buf) return pkv_fail(ctx, PKV_ERR_NULL, "%s is NULL", name);
+  if (!buf) return pkv__fail(ctx, PKV_ERR_NULL, "%s is NULL", name);
   if (buf->ctx != ctx)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "%s belongs to another context than the cache's", name);
   if (buf->bytes < need)
-    return pkv_fail(ctx, PKV_ERR_SIZE,
+    return pkv__fail(ctx, PKV_ERR_SIZE,
                     "%s holds %zu bytes but %s needs %zu bytes", name,
                     buf->bytes, shape, need);
   return PKV_OK;
@@ -41,9 +41,9 @@ static pkv_status rows_bytes(pkv_context *ctx, int64_t rows, int32_t heads,
                              int32_t dim, size_t esz, const char *what,
                              size_t *out) {
   size_t n;
-  if (rows < 0 || !pkv_mul_size((size_t)rows, (size_t)heads, &n) ||
-      !pkv_mul_size(n, (size_t)dim, &n) || !pkv_mul_size(n, esz, &n))
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+  if (rows < 0 || !pkv__mul_size((size_t)rows, (size_t)heads, &n) ||
+      !pkv__mul_size(n, (size_t)dim, &n) || !pkv__mul_size(n, esz, &n))
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "%s = %lld tokens x %d heads x %d dims x %zu bytes "
                     "overflows size_t",
                     what, (long long)rows, heads, dim, esz);
@@ -54,7 +54,7 @@ static pkv_status rows_bytes(pkv_context *ctx, int64_t rows, int32_t heads,
 static pkv_status check_layer(pkv_context *ctx, const pkv_cache_geometry *g,
                               int32_t layer) {
   if (layer < 0 || layer >= g->num_layers)
-    return pkv_fail(ctx, PKV_ERR_RANGE,
+    return pkv__fail(ctx, PKV_ERR_RANGE,
                     "layer %d out of range: the cache has %d layers (0..%d)",
                     layer, g->num_layers, g->num_layers - 1);
   return PKV_OK;
@@ -62,7 +62,7 @@ static pkv_status check_layer(pkv_context *ctx, const pkv_cache_geometry *g,
 
 static pkv_status need_op(pkv_context *ctx, const void *fn, const char *op) {
   if (!fn)
-    return pkv_fail(ctx, PKV_ERR_UNSUPPORTED,
+    return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
                     "the %s backend does not implement %s", ctx->ops->name, op);
   return PKV_OK;
 }
@@ -72,8 +72,8 @@ static pkv_status need_op(pkv_context *ctx, const void *fn, const char *op) {
 static pkv_status check_kv_inputs(pkv_context *ctx, const pkv_cache_geometry *g,
                                   const pkv_buffer *k, const pkv_buffer *v,
                                   int64_t n, const char *n_name) {
-  if (!k) return pkv_fail(ctx, PKV_ERR_NULL, "k is NULL");
-  if (!v) return pkv_fail(ctx, PKV_ERR_NULL, "v is NULL");
+  if (!k) return pkv__fail(ctx, PKV_ERR_NULL, "k is NULL");
+  if (!v) return pkv__fail(ctx, PKV_ERR_NULL, "v is NULL");
   size_t need;
   pkv_status st = rows_bytes(ctx, n, g->num_kv_heads, g->head_dim,
                              pkv_dtype_size(g->dtype), n_name, &need);
@@ -101,7 +101,7 @@ static pkv_status write_kv(pkv_context *ctx, pkv_cache *cache,
 
 pkv_status pkv_write_kv(pkv_batch *batch, int32_t layer, pkv_buffer *k,
                         pkv_buffer *v) {
-  if (!batch) return pkv_fail(NULL, PKV_ERR_NULL, "batch is NULL");
+  if (!batch) return pkv__fail(NULL, PKV_ERR_NULL, "batch is NULL");
   pkv_cache *cache = pkv_batch_cache(batch);
   pkv_context *ctx = pkv_cache_context(cache);
   pkv_cache_geometry g;
@@ -112,7 +112,7 @@ pkv_status pkv_write_kv(pkv_batch *batch, int32_t layer, pkv_buffer *k,
   pkv_batch_device dev;
   if (pkv_batch_get_view(batch, &view) != PKV_OK ||
       pkv_batch_get_device(batch, &dev) != PKV_OK)
-    return pkv_fail(ctx, PKV_ERR_STATE,
+    return pkv__fail(ctx, PKV_ERR_STATE,
                     "batch has not been built: call pkv_batch_build first");
   if ((st = check_kv_inputs(ctx, &g, k, v, view.num_tokens,
                              "batch num_tokens")) != PKV_OK)
@@ -120,7 +120,7 @@ pkv_status pkv_write_kv(pkv_batch *batch, int32_t layer, pkv_buffer *k,
   const int64_t limit = g.num_pages * (int64_t)g.page_size;
   for (int64_t i = 0; i < view.num_tokens; i++)
     if (view.slot_mapping[i] >= limit)
-      return pkv_fail(ctx, PKV_ERR_RANGE,
+      return pkv__fail(ctx, PKV_ERR_RANGE,
                       "batch slot_mapping[%lld] = %lld is past the pool's "
                       "%lld token slots",
                       (long long)i, (long long)view.slot_mapping[i],
@@ -135,18 +135,18 @@ pkv_status pkv_write_kv(pkv_batch *batch, int32_t layer, pkv_buffer *k,
 
 pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer, pkv_buffer *k,
                               pkv_buffer *v, pkv_buffer *slots, int64_t n) {
-  if (!cache) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!cache) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_context *ctx = pkv_cache_context(cache);
   pkv_cache_geometry g;
   pkv_status st = pkv_cache_get_geometry(cache, &g);
   if (st != PKV_OK) return st;
   if ((st = check_layer(ctx, &g, layer)) != PKV_OK) return st;
   if (n < 0)
-    return pkv_fail(ctx, PKV_ERR_INVALID, "n = %lld is negative", (long long)n);
+    return pkv__fail(ctx, PKV_ERR_INVALID, "n = %lld is negative", (long long)n);
   if ((st = check_kv_inputs(ctx, &g, k, v, n, "n")) != PKV_OK) return st;
   size_t need;
-  if (!pkv_mul_size((size_t)n, sizeof(int64_t), &need))
-    return pkv_fail(ctx, PKV_ERR_OVERFLOW,
+  if (!pkv__mul_size((size_t)n, sizeof(int64_t), &need))
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "slots: n = %lld int64 entries overflows size_t",
                     (long long)n);
   char shape[64];
@@ -165,30 +165,30 @@ pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer, pkv_buffer *k,
 static pkv_status check_params(pkv_context *ctx, const pkv_cache_geometry *g,
                                const pkv_attn_params *p) {
   if (p->num_q_heads <= 0 || p->num_q_heads % g->num_kv_heads != 0)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "params->num_q_heads = %d must be a positive multiple of "
                     "the cache's num_kv_heads = %d",
                     p->num_q_heads, g->num_kv_heads);
   if (!isfinite(p->scale) || p->scale < 0.0f)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "params->scale = %g must be finite and >= 0 (0 = "
                     "1/sqrt(head_dim))",
                     (double)p->scale);
   if (p->causal != 0 && p->causal != 1)
-    return pkv_fail(ctx, PKV_ERR_INVALID, "params->causal = %d must be 0 or 1",
+    return pkv__fail(ctx, PKV_ERR_INVALID, "params->causal = %d must be 0 or 1",
                     p->causal);
   if (p->window_left < -1)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "params->window_left = %d must be >= -1 (-1 = no window)",
                     p->window_left);
   if (!isfinite(p->softcap) || p->softcap < 0.0f)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "params->softcap = %g must be finite and >= 0 (0 = off)",
                     (double)p->softcap);
   if (p->alibi_slopes)
     for (int32_t h = 0; h < p->num_q_heads; h++)
       if (!isfinite(p->alibi_slopes[h]))
-        return pkv_fail(ctx, PKV_ERR_INVALID,
+        return pkv__fail(ctx, PKV_ERR_INVALID,
                         "params->alibi_slopes[%d] = %g is not finite", h,
                         (double)p->alibi_slopes[h]);
   return PKV_OK;
@@ -197,12 +197,12 @@ static pkv_status check_params(pkv_context *ctx, const pkv_cache_geometry *g,
 pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
                          const pkv_attn_params *params, pkv_buffer *q,
                          pkv_buffer *out, pkv_buffer *lse) {
-  if (!batch) return pkv_fail(NULL, PKV_ERR_NULL, "batch is NULL");
+  if (!batch) return pkv__fail(NULL, PKV_ERR_NULL, "batch is NULL");
   pkv_cache *cache = pkv_batch_cache(batch);
   pkv_context *ctx = pkv_cache_context(cache);
-  if (!params) return pkv_fail(ctx, PKV_ERR_NULL, "params is NULL");
-  if (!q) return pkv_fail(ctx, PKV_ERR_NULL, "q is NULL");
-  if (!out) return pkv_fail(ctx, PKV_ERR_NULL, "out is NULL");
+  if (!params) return pkv__fail(ctx, PKV_ERR_NULL, "params is NULL");
+  if (!q) return pkv__fail(ctx, PKV_ERR_NULL, "q is NULL");
+  if (!out) return pkv__fail(ctx, PKV_ERR_NULL, "out is NULL");
   pkv_cache_geometry g;
   pkv_status st = pkv_cache_get_geometry(cache, &g);
   if (st != PKV_OK) return st;
@@ -212,7 +212,7 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
   pkv_batch_device dev;
   if (pkv_batch_get_view(batch, &view) != PKV_OK ||
       pkv_batch_get_device(batch, &dev) != PKV_OK)
-    return pkv_fail(ctx, PKV_ERR_STATE,
+    return pkv__fail(ctx, PKV_ERR_STATE,
                     "batch has not been built: call pkv_batch_build first");
 
   const int32_t nq = params->num_q_heads;
@@ -242,7 +242,7 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
   pkv_buffer *kp = NULL, *vp = NULL, *alibi = NULL;
   if ((st = pkv_cache_kv(cache, layer, &kp, &vp)) != PKV_OK) return st;
   if (params->alibi_slopes &&
-      (st = pkv_batch_alibi_buffer(batch, params->alibi_slopes, nq, &alibi)) !=
+      (st = pkv__batch_alibi_buffer(batch, params->alibi_slopes, nq, &alibi)) !=
           PKV_OK)
     return st;
 

@@ -5,7 +5,7 @@
 
 #include <stdlib.h>
 
-bool pkv_pool_init(pkv_pool *p, int64_t num_pages, int32_t page_size,
+bool pkv__pool_init(pkv_pool *p, int64_t num_pages, int32_t page_size,
                    int32_t num_classes) {
   p->pg = pkv__calloc((size_t)num_pages, sizeof *p->pg);
   if (!p->pg) return false;
@@ -24,33 +24,33 @@ bool pkv_pool_init(pkv_pool *p, int64_t num_pages, int32_t page_size,
   return true;
 }
 
-void pkv_pool_fini(pkv_pool *p) {
+void pkv__pool_fini(pkv_pool *p) {
   if (!p->pg) return;
   for (int64_t i = 0; i < p->n; i++) pkv__free(p->pg[i].tokens);
   pkv__free(p->pg);
   p->pg = NULL;
 }
 
-int64_t pkv_pool_unused_reserve(const pkv_pool *p, int32_t cls) {
+int64_t pkv__pool_unused_reserve(const pkv_pool *p, int32_t cls) {
   int64_t u = p->reserved[cls] - p->in_use[cls];
   return u > 0 ? u : 0;
 }
 
-int64_t pkv_pool_quota(const pkv_pool *p, int32_t cls) {
+int64_t pkv__pool_quota(const pkv_pool *p, int32_t cls) {
   int64_t q = p->nfree + p->ncached;
   for (int32_t d = 0; d < p->ncls; d++)
-    if (d != cls) q -= pkv_pool_unused_reserve(p, d);
+    if (d != cls) q -= pkv__pool_unused_reserve(p, d);
   return q > 0 ? q : 0;
 }
 
-int64_t pkv_pool_reclaimable(const pkv_pool *p, int32_t cls) {
+int64_t pkv__pool_reclaimable(const pkv_pool *p, int32_t cls) {
   int64_t r = p->nfree;
   for (int32_t d = 0; d <= cls; d++) r += p->ncached_cls[d];
   return r;
 }
 
-bool pkv_pool_can_take(const pkv_pool *p, int32_t cls, int64_t k) {
-  return k <= pkv_pool_quota(p, cls) && k <= pkv_pool_reclaimable(p, cls);
+bool pkv__pool_can_take(const pkv_pool *p, int32_t cls, int64_t k) {
+  return k <= pkv__pool_quota(p, cls) && k <= pkv__pool_reclaimable(p, cls);
 }
 
 static void lru_unlink(pkv_pool *p, int32_t page) {
@@ -100,7 +100,7 @@ static void make_live(pkv_pool *p, int32_t page, int32_t cls) {
   p->in_use[cls]++;
 }
 
-int32_t pkv_pool_take(pkv_pool *p, int32_t cls) {
+int32_t pkv__pool_take(pkv_pool *p, int32_t cls) {
   int32_t page = p->free_head;
   if (page >= 0) {
     p->free_head = p->pg[page].next;
@@ -127,7 +127,7 @@ int32_t pkv_pool_take(pkv_pool *p, int32_t cls) {
   return page;
 }
 
-void pkv_pool_ref(pkv_pool *p, int32_t page, int32_t cls) {
+void pkv__pool_ref(pkv_pool *p, int32_t page, int32_t cls) {
   pkv_page *g = &p->pg[page];
   if (g->ref++ == 0) {
     lru_unlink(p, page);
@@ -135,7 +135,7 @@ void pkv_pool_ref(pkv_pool *p, int32_t page, int32_t cls) {
   }
 }
 
-void pkv_pool_unref(pkv_pool *p, int32_t page) {
+void pkv__pool_unref(pkv_pool *p, int32_t page) {
   pkv_page *g = &p->pg[page];
   if (--g->ref > 0) return;
   p->nlive--;
@@ -144,7 +144,7 @@ void pkv_pool_unref(pkv_pool *p, int32_t page) {
   else to_free_list(p, page);
 }
 
-void pkv_pool_maybe_free(pkv_pool *p, int32_t page) {
+void pkv__pool_maybe_free(pkv_pool *p, int32_t page) {
   pkv_page *g = &p->pg[page];
   if (g->state != PKV_PAGE_CACHED || g->entry || g->holds > 0) return;
   lru_unlink(p, page);

@@ -2,7 +2,7 @@
 /* The page pool: per-page state and refcounts, the free list, the LRU lists
  * of cached pages (one per priority class) and the per-class accounting.
  * Every operation here is O(1) per page and cannot fail: callers check
- * pkv_pool_can_take() (and reserve host memory) before mutating. */
+ * pkv__pool_can_take() (and reserve host memory) before mutating. */
 #ifndef PKV_POOL_H
 #define PKV_POOL_H
 
@@ -43,29 +43,29 @@ typedef struct pkv_pool {
   void *ud;
 } pkv_pool;
 
-bool pkv_pool_init(pkv_pool *p, int64_t num_pages, int32_t page_size,
+bool pkv__pool_init(pkv_pool *p, int64_t num_pages, int32_t page_size,
                    int32_t num_classes);
-void pkv_pool_fini(pkv_pool *p);
+void pkv__pool_fini(pkv_pool *p);
 
 /* Unused part of a class's reservation. */
-int64_t pkv_pool_unused_reserve(const pkv_pool *p, int32_t cls);
+int64_t pkv__pool_unused_reserve(const pkv_pool *p, int32_t cls);
 /* Pages class cls may still make live (quota rule, see control-plane.md). */
-int64_t pkv_pool_quota(const pkv_pool *p, int32_t cls);
+int64_t pkv__pool_quota(const pkv_pool *p, int32_t cls);
 /* Free pages plus cached pages class cls may evict. */
-int64_t pkv_pool_reclaimable(const pkv_pool *p, int32_t cls);
+int64_t pkv__pool_reclaimable(const pkv_pool *p, int32_t cls);
 /* Whether class cls may take k fresh pages now. */
-bool pkv_pool_can_take(const pkv_pool *p, int32_t cls, int64_t k);
+bool pkv__pool_can_take(const pkv_pool *p, int32_t cls, int64_t k);
 
 /* Takes one page for class cls: the free list first, else evicts the least
  * recently used cached page of the lowest class <= cls. The page is live
  * with refcount 1, known = 1, no tokens. */
-int32_t pkv_pool_take(pkv_pool *p, int32_t cls);
+int32_t pkv__pool_take(pkv_pool *p, int32_t cls);
 /* +1 reference; a cached page becomes live, charged to cls. */
-void pkv_pool_ref(pkv_pool *p, int32_t page, int32_t cls);
+void pkv__pool_ref(pkv_pool *p, int32_t page, int32_t cls);
 /* -1 reference; at 0 the page becomes cached when it is indexed or held by
  * a session, else free. */
-void pkv_pool_unref(pkv_pool *p, int32_t page);
+void pkv__pool_unref(pkv_pool *p, int32_t page);
 /* A cached page that lost its last reason to be cached becomes free. */
-void pkv_pool_maybe_free(pkv_pool *p, int32_t page);
+void pkv__pool_maybe_free(pkv_pool *p, int32_t page);
 
 #endif

@@ -47,9 +47,9 @@ static void unlink_entry(pkv_cache *c, pkv_pentry *e) {
   if (e->nprev) {
     e->nprev->nnext = e->nnext;
   } else if (e->nnext) {
-    pkv_hmap_put(&x->namespaces, e->ns, e->nnext);
+    pkv__hmap_put(&x->namespaces, e->ns, e->nnext);
   } else {
-    pkv_hmap_del(&x->namespaces, e->ns);
+    pkv__hmap_del(&x->namespaces, e->ns);
   }
   if (e->nnext) e->nnext->nprev = e->nprev;
   x->count--;
@@ -57,12 +57,12 @@ static void unlink_entry(pkv_cache *c, pkv_pentry *e) {
   pkv__free(e);
 }
 
-void pkv_prefix_forget(pkv_cache *c, int32_t page) {
+void pkv__prefix_forget(pkv_cache *c, int32_t page) {
   pkv_pentry *e = c->pool.pg[page].entry;
   if (e) unlink_entry(c, e);
 }
 
-void pkv_prefix_free(pkv_cache *c) {
+void pkv__prefix_free(pkv_cache *c) {
   pkv_prefix_index *x = &c->prefix;
   for (size_t b = 0; b < x->nbuckets; b++) {
     for (pkv_pentry *e = x->buckets[b], *nx; e; e = nx) {
@@ -73,13 +73,13 @@ void pkv_prefix_free(pkv_cache *c) {
   pkv__free(x->buckets);
   x->buckets = NULL;
   x->nbuckets = 0;
-  pkv_hmap_free(&x->namespaces);
+  pkv__hmap_free(&x->namespaces);
 }
 
 /* Room for one more entry; false when memory is short. */
 static bool index_reserve(pkv_cache *c, uint64_t ns) {
   pkv_prefix_index *x = &c->prefix;
-  if (!pkv_hmap_get(&x->namespaces, ns) && !pkv_hmap_reserve(&x->namespaces, 1))
+  if (!pkv__hmap_get(&x->namespaces, ns) && !pkv__hmap_reserve(&x->namespaces, 1))
     return false;
   if ((size_t)x->count + 1 <= x->nbuckets) return true;
   size_t nb = x->nbuckets ? x->nbuckets * 2 : 1024;
@@ -116,10 +116,10 @@ static pkv_pentry *insert(pkv_cache *c, int32_t page, XXH128_hash_t key,
   e->bnext = x->buckets[b];
   if (e->bnext) e->bnext->bprev = e;
   x->buckets[b] = e;
-  pkv_pentry *head = pkv_hmap_get(&x->namespaces, ns);
+  pkv_pentry *head = pkv__hmap_get(&x->namespaces, ns);
   e->nnext = head;
   if (head) head->nprev = e;
-  pkv_hmap_put(&x->namespaces, ns, e);
+  pkv__hmap_put(&x->namespaces, ns, e);
   x->count++;
   c->pool.pg[page].entry = e;
   return e;
@@ -132,7 +132,7 @@ static bool chain_alive(const pkv_cache *c, const pkv_seq *s) {
   return g->gen == s->chain_gen && g->entry != NULL;
 }
 
-void pkv_prefix_index_seq(pkv_cache *c, pkv_seq *s) {
+void pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s) {
   const int32_t ps = c->geom.page_size;
   while (s->chain_ok && s->chain_pages < s->npages &&
          (s->chain_pages + 1) * ps <= s->committed) {
@@ -159,42 +159,42 @@ void pkv_prefix_index_seq(pkv_cache *c, pkv_seq *s) {
 }
 
 pkv_status pkv_seq_commit(pkv_cache *c, pkv_seq_id id, int64_t computed) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_seq *s;
-  pkv_status st = pkv_cache_find_seq(c, id, "seq", &s);
+  pkv_status st = pkv__cache_find_seq(c, id, "seq", &s);
   if (st != PKV_OK) return st;
   if (computed < 0 || computed > s->len)
-    return pkv_fail(c->ctx, PKV_ERR_RANGE,
+    return pkv__fail(c->ctx, PKV_ERR_RANGE,
                     "computed %lld is outside 0..%lld (the length of seq %lld)",
                     (long long)computed, (long long)s->len, (long long)id);
   if (s->swapped)
-    return pkv_fail(c->ctx, PKV_ERR_STATE, "seq %lld is swapped out",
+    return pkv__fail(c->ctx, PKV_ERR_STATE, "seq %lld is swapped out",
                     (long long)id);
   if (computed > s->committed) s->committed = computed;
-  pkv_prefix_index_seq(c, s);
+  pkv__prefix_index_seq(c, s);
   return PKV_OK;
 }
 
 pkv_status pkv_seq_match_prefix(pkv_cache *c, pkv_seq_id id,
                                 const int32_t *tokens, int64_t n,
                                 int64_t *reused) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!reused) return pkv_fail(c->ctx, PKV_ERR_NULL, "reused is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!reused) return pkv__fail(c->ctx, PKV_ERR_NULL, "reused is NULL");
   if (n < 0)
-    return pkv_fail(c->ctx, PKV_ERR_INVALID, "n %lld is negative",
+    return pkv__fail(c->ctx, PKV_ERR_INVALID, "n %lld is negative",
                     (long long)n);
-  if (!tokens && n > 0) return pkv_fail(c->ctx, PKV_ERR_NULL, "tokens is NULL");
+  if (!tokens && n > 0) return pkv__fail(c->ctx, PKV_ERR_NULL, "tokens is NULL");
   pkv_seq *s;
-  pkv_status st = pkv_cache_find_seq(c, id, "seq", &s);
+  pkv_status st = pkv__cache_find_seq(c, id, "seq", &s);
   if (st != PKV_OK) return st;
   if (s->len != 0 || s->npages != 0 || s->swapped || !s->chain_ok ||
       s->chain_pages != 0)
-    return pkv_fail(c->ctx, PKV_ERR_STATE,
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
                     "seq %lld is not a fresh empty sequence (length %lld): "
                     "match a prefix before appending",
                     (long long)id, (long long)s->len);
   const int32_t ps = c->geom.page_size;
-  int64_t quota = pkv_pool_quota(&c->pool, s->cls), cost = 0, m = 0;
+  int64_t quota = pkv__pool_quota(&c->pool, s->cls), cost = 0, m = 0;
   int32_t parent = -1;
   XXH128_hash_t key = {0, 0};
   while ((m + 1) * ps <= n) {
@@ -205,8 +205,8 @@ pkv_status pkv_seq_match_prefix(pkv_cache *c, pkv_seq_id id,
     /* A cached page becomes live again: it counts against the class. */
     int64_t more = c->pool.pg[e->page].ref == 0;
     if (cost + more > quota) break;
-    if (!pkv_seq_grow(s, m + 1))
-      return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "page list of seq %lld",
+    if (!pkv__seq_grow(s, m + 1))
+      return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "page list of seq %lld",
                       (long long)id);
     s->pages[m++] = e->page;
     cost += more;
@@ -214,7 +214,7 @@ pkv_status pkv_seq_match_prefix(pkv_cache *c, pkv_seq_id id,
     key = k;
   }
   c->prefix_lookups++;
-  for (int64_t i = 0; i < m; i++) pkv_pool_ref(&c->pool, s->pages[i], s->cls);
+  for (int64_t i = 0; i < m; i++) pkv__pool_ref(&c->pool, s->pages[i], s->cls);
   s->npages = m;
   s->len = m * ps;
   s->committed = s->len;
@@ -225,18 +225,18 @@ pkv_status pkv_seq_match_prefix(pkv_cache *c, pkv_seq_id id,
     s->chain_key = key;
   }
   c->prefix_hit_tokens += s->len;
-  pkv_seq_account(c, s, +1);
+  pkv__seq_account(c, s, +1);
   *reused = s->len;
   return PKV_OK;
 }
 
 pkv_status pkv_namespace_drop(pkv_cache *c, uint64_t ns) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_pentry *e;
-  while ((e = pkv_hmap_get(&c->prefix.namespaces, ns)) != NULL) {
+  while ((e = pkv__hmap_get(&c->prefix.namespaces, ns)) != NULL) {
     int32_t page = e->page;
     unlink_entry(c, e);
-    pkv_pool_maybe_free(&c->pool, page);
+    pkv__pool_maybe_free(&c->pool, page);
   }
   return PKV_OK;
 }

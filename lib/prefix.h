@@ -17,11 +17,11 @@ struct pkv_pentry {
 };
 
 /* The page is being evicted or invalidated: drop its entry. */
-void pkv_prefix_forget(pkv_cache *c, int32_t page);
-void pkv_prefix_free(pkv_cache *c);
+void pkv__prefix_forget(pkv_cache *c, int32_t page);
+void pkv__prefix_free(pkv_cache *c);
 /* Indexes the sequence's full committed pages not yet considered. May
  * leave pages unindexed when memory is short (never an error: indexing is
  * an optimisation). */
-void pkv_prefix_index_seq(pkv_cache *c, pkv_seq *s);
+void pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s);
 
 #endif

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void pkv_seq_account(pkv_cache *c, const pkv_seq *s, int sign) {
+void pkv__seq_account(pkv_cache *c, const pkv_seq *s, int sign) {
   if (s->swapped) return;
   c->tokens_stored += sign * s->len;
   c->waste_slots += sign * (s->npages * c->geom.page_size - s->len);
@@ -29,7 +29,7 @@ static void class_unlink(pkv_cache *c, pkv_seq *s) {
   else c->cls_tail[s->cls] = s->cprev;
 }
 
-bool pkv_seq_grow(pkv_seq *s, int64_t need) {
+bool pkv__seq_grow(pkv_seq *s, int64_t need) {
   if (need <= s->cap) return true;
   int64_t cap = s->cap ? s->cap : 4;
   while (cap < need) cap *= 2;
@@ -43,10 +43,10 @@ bool pkv_seq_grow(pkv_seq *s, int64_t need) {
 /* A new sequence, registered and admitted; NULL when memory is short. */
 static pkv_seq *new_seq(pkv_cache *c, int32_t cls, uint64_t ns,
                         int64_t npages) {
-  if (!pkv_hmap_reserve(&c->seqs, 1)) return NULL;
+  if (!pkv__hmap_reserve(&c->seqs, 1)) return NULL;
   pkv_seq *s = pkv__calloc(1, sizeof *s);
   if (!s) return NULL;
-  if (npages > 0 && !pkv_seq_grow(s, npages)) {
+  if (npages > 0 && !pkv__seq_grow(s, npages)) {
     pkv__free(s);
     return NULL;
   }
@@ -56,20 +56,20 @@ static pkv_seq *new_seq(pkv_cache *c, int32_t cls, uint64_t ns,
   s->admit = ++c->admit_counter;
   s->chain_ok = true;
   s->chain_page = -1;
-  pkv_hmap_put(&c->seqs, (uint64_t)s->id, s);
+  pkv__hmap_put(&c->seqs, (uint64_t)s->id, s);
   class_link(c, s);
   return s;
 }
 
-pkv_seq *pkv_seq_new_internal(pkv_cache *c, int32_t cls, uint64_t ns,
+pkv_seq *pkv__seq_new_internal(pkv_cache *c, int32_t cls, uint64_t ns,
                               int64_t npages) {
   return new_seq(c, cls, ns, npages);
 }
 
-pkv_status pkv_seq_check_desc(const pkv_cache *c, const pkv_seq_desc *desc) {
+pkv_status pkv__seq_check_desc(const pkv_cache *c, const pkv_seq_desc *desc) {
   if (desc && (desc->priority_class < 0 ||
                desc->priority_class >= c->desc.num_classes))
-    return pkv_fail(c->ctx, PKV_ERR_RANGE,
+    return pkv__fail(c->ctx, PKV_ERR_RANGE,
                     "desc->priority_class %d is outside 0..%d",
                     desc->priority_class, c->desc.num_classes - 1);
   return PKV_OK;
@@ -77,33 +77,33 @@ pkv_status pkv_seq_check_desc(const pkv_cache *c, const pkv_seq_desc *desc) {
 
 pkv_status pkv_seq_open(pkv_cache *c, const pkv_seq_desc *desc,
                         pkv_seq_id *out) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!out) return pkv_fail(c->ctx, PKV_ERR_NULL, "out is NULL");
-  pkv_status st = pkv_seq_check_desc(c, desc);
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!out) return pkv__fail(c->ctx, PKV_ERR_NULL, "out is NULL");
+  pkv_status st = pkv__seq_check_desc(c, desc);
   if (st != PKV_OK) return st;
   pkv_seq *s = new_seq(c, desc ? desc->priority_class : 0,
                        desc ? desc->namespace_id : 0, 0);
-  if (!s) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "sequence allocation");
+  if (!s) return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "sequence allocation");
   *out = s->id;
   return PKV_OK;
 }
 
 pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
                           const int32_t *token_ids, int64_t *slots_out) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_seq *s;
-  pkv_status st = pkv_cache_find_seq(c, id, "seq", &s);
+  pkv_status st = pkv__cache_find_seq(c, id, "seq", &s);
   if (st != PKV_OK) return st;
   if (n < 0)
-    return pkv_fail(c->ctx, PKV_ERR_INVALID, "n %lld is negative",
+    return pkv__fail(c->ctx, PKV_ERR_INVALID, "n %lld is negative",
                     (long long)n);
   if (s->swapped)
-    return pkv_fail(c->ctx, PKV_ERR_STATE,
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
                     "seq %lld is swapped out to the host tier: swap it in "
                     "before appending",
                     (long long)id);
   if (n > INT32_MAX - s->len)
-    return pkv_fail(c->ctx, PKV_ERR_OVERFLOW,
+    return pkv__fail(c->ctx, PKV_ERR_OVERFLOW,
                     "seq %lld length %lld + n %lld exceeds %d (seq_lens are "
                     "int32)",
                     (long long)id, (long long)s->len, (long long)n, INT32_MAX);
@@ -114,12 +114,12 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
   int64_t k = n > room ? pkv_pages_for(n - room, ps) : 0;
   int32_t last = off ? s->pages[s->npages - 1] : -1;
   int cow = last >= 0 && c->pool.pg[last].ref > 1;
-  if (!pkv_pool_can_take(&c->pool, s->cls, k + cow))
-    return pkv_cache_no_pages(c, s->cls, k + cow, "append");
+  if (!pkv__pool_can_take(&c->pool, s->cls, k + cow))
+    return pkv__cache_no_pages(c, s->cls, k + cow, "append");
 
   /* Everything that can fail, before any mutation. */
-  if (!pkv_seq_grow(s, s->npages + k) || (cow && !pkv_cow_reserve(c, 1)))
-    return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "page list of seq %lld",
+  if (!pkv__seq_grow(s, s->npages + k) || (cow && !pkv__cow_reserve(c, 1)))
+    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "page list of seq %lld",
                     (long long)id);
   int64_t ntok = token_ids ? k + cow : 0;
   int32_t **tok = NULL;
@@ -131,15 +131,15 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
     if (fail) {
       for (int64_t i = 0; tok && i < ntok; i++) pkv__free(tok[i]);
       pkv__free(tok);
-      return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY,
+      return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY,
                       "token id storage for %lld pages", (long long)ntok);
     }
   }
 
-  pkv_seq_account(c, s, -1);
+  pkv__seq_account(c, s, -1);
   int64_t t = 0;
   if (cow) {
-    int32_t dst = pkv_pool_take(&c->pool, s->cls);
+    int32_t dst = pkv__pool_take(&c->pool, s->cls);
     pkv_page *src = &c->pool.pg[last], *d = &c->pool.pg[dst];
     d->known = src->known;
     if (src->tokens && tok) {
@@ -148,12 +148,12 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
     } else if (src->tokens) {
       d->known = 0; /* no storage reserved: ids are unknown from here */
     }
-    pkv_cow_push(c, last, dst);
+    pkv__cow_push(c, last, dst);
     s->pages[s->npages - 1] = dst;
     s->version++;
   }
   for (int64_t i = 0; i < k; i++) {
-    int32_t p = pkv_pool_take(&c->pool, s->cls);
+    int32_t p = pkv__pool_take(&c->pool, s->cls);
     if (tok) c->pool.pg[p].tokens = tok[t++];
     s->pages[s->npages++] = p;
   }
@@ -174,25 +174,25 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
     i += m;
   }
   s->len += n;
-  pkv_seq_account(c, s, +1);
+  pkv__seq_account(c, s, +1);
   return PKV_OK;
 }
 
 /* Drops the sequence's references, deepest page first so that its pages
  * enter the LRU list in eviction order. */
-void pkv_seq_drop_pages(pkv_cache *c, pkv_seq *s) {
+void pkv__seq_drop_pages(pkv_cache *c, pkv_seq *s) {
   if (s->swapped) {
     for (int64_t i = 0; i < s->npages; i++)
       c->host_free[c->host_nfree++] = s->host_pages[i];
   } else {
-    for (int64_t i = s->npages; i-- > 0;) pkv_pool_unref(&c->pool, s->pages[i]);
+    for (int64_t i = s->npages; i-- > 0;) pkv__pool_unref(&c->pool, s->pages[i]);
   }
 }
 
-void pkv_seq_destroy_internal(pkv_cache *c, pkv_seq *s) {
-  pkv_seq_account(c, s, -1);
+void pkv__seq_destroy_internal(pkv_cache *c, pkv_seq *s) {
+  pkv__seq_account(c, s, -1);
   class_unlink(c, s);
-  pkv_hmap_del(&c->seqs, (uint64_t)s->id);
+  pkv__hmap_del(&c->seqs, (uint64_t)s->id);
   pkv__free(s->pages);
   pkv__free(s->host_pages);
   pkv__free(s->host_tokens);
@@ -201,20 +201,20 @@ void pkv_seq_destroy_internal(pkv_cache *c, pkv_seq *s) {
 }
 
 pkv_status pkv_seq_release(pkv_cache *c, pkv_seq_id id) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_seq *s;
-  pkv_status st = pkv_cache_find_seq(c, id, "seq", &s);
+  pkv_status st = pkv__cache_find_seq(c, id, "seq", &s);
   if (st != PKV_OK) return st;
-  pkv_seq_drop_pages(c, s);
-  pkv_seq_destroy_internal(c, s);
+  pkv__seq_drop_pages(c, s);
+  pkv__seq_destroy_internal(c, s);
   return PKV_OK;
 }
 
 pkv_status pkv_seq_length(const pkv_cache *c, pkv_seq_id id, int64_t *len) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!len) return pkv_fail(c->ctx, PKV_ERR_NULL, "len is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!len) return pkv__fail(c->ctx, PKV_ERR_NULL, "len is NULL");
   pkv_seq *s;
-  pkv_status st = pkv_cache_find_seq(c, id, "seq", &s);
+  pkv_status st = pkv__cache_find_seq(c, id, "seq", &s);
   if (st != PKV_OK) return st;
   *len = s->len;
   return PKV_OK;
@@ -222,19 +222,19 @@ pkv_status pkv_seq_length(const pkv_cache *c, pkv_seq_id id, int64_t *len) {
 
 pkv_status pkv_seq_pages(const pkv_cache *c, pkv_seq_id id, int32_t *pages,
                          int64_t capacity, int64_t *count) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!count) return pkv_fail(c->ctx, PKV_ERR_NULL, "count is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!count) return pkv__fail(c->ctx, PKV_ERR_NULL, "count is NULL");
   if (capacity < 0)
-    return pkv_fail(c->ctx, PKV_ERR_INVALID, "capacity %lld is negative",
+    return pkv__fail(c->ctx, PKV_ERR_INVALID, "capacity %lld is negative",
                     (long long)capacity);
   if (capacity > 0 && !pages)
-    return pkv_fail(c->ctx, PKV_ERR_NULL, "pages is NULL with capacity %lld",
+    return pkv__fail(c->ctx, PKV_ERR_NULL, "pages is NULL with capacity %lld",
                     (long long)capacity);
   pkv_seq *s;
-  pkv_status st = pkv_cache_find_seq(c, id, "seq", &s);
+  pkv_status st = pkv__cache_find_seq(c, id, "seq", &s);
   if (st != PKV_OK) return st;
   if (s->swapped)
-    return pkv_fail(c->ctx, PKV_ERR_STATE,
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
                     "seq %lld is swapped out: it has no device pages",
                     (long long)id);
   int64_t m = s->npages < capacity ? s->npages : capacity;
@@ -244,20 +244,20 @@ pkv_status pkv_seq_pages(const pkv_cache *c, pkv_seq_id id, int32_t *pages,
 }
 
 pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq_id parent, pkv_seq_id *child) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!child) return pkv_fail(c->ctx, PKV_ERR_NULL, "child is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!child) return pkv__fail(c->ctx, PKV_ERR_NULL, "child is NULL");
   pkv_seq *p;
-  pkv_status st = pkv_cache_find_seq(c, parent, "parent", &p);
+  pkv_status st = pkv__cache_find_seq(c, parent, "parent", &p);
   if (st != PKV_OK) return st;
   if (p->swapped)
-    return pkv_fail(c->ctx, PKV_ERR_STATE,
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
                     "parent %lld is swapped out: swap it in before forking",
                     (long long)parent);
   pkv_seq *s = new_seq(c, p->cls, p->ns, p->npages);
-  if (!s) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "sequence allocation");
+  if (!s) return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "sequence allocation");
   for (int64_t i = 0; i < p->npages; i++) {
     s->pages[i] = p->pages[i];
-    pkv_pool_ref(&c->pool, p->pages[i], p->cls);
+    pkv__pool_ref(&c->pool, p->pages[i], p->cls);
   }
   s->npages = p->npages;
   s->len = p->len;
@@ -267,22 +267,22 @@ pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq_id parent, pkv_seq_id *child) {
   s->chain_page = p->chain_page;
   s->chain_gen = p->chain_gen;
   s->chain_key = p->chain_key;
-  pkv_seq_account(c, s, +1);
+  pkv__seq_account(c, s, +1);
   *child = s->id;
   return PKV_OK;
 }
 
 pkv_status pkv_seq_truncate_front(pkv_cache *c, pkv_seq_id id,
                                   int64_t max_tokens, int64_t *dropped) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_seq *s;
-  pkv_status st = pkv_cache_find_seq(c, id, "seq", &s);
+  pkv_status st = pkv__cache_find_seq(c, id, "seq", &s);
   if (st != PKV_OK) return st;
   if (max_tokens < 0)
-    return pkv_fail(c->ctx, PKV_ERR_INVALID, "max_tokens %lld is negative",
+    return pkv__fail(c->ctx, PKV_ERR_INVALID, "max_tokens %lld is negative",
                     (long long)max_tokens);
   if (s->swapped)
-    return pkv_fail(c->ctx, PKV_ERR_STATE,
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
                     "seq %lld is swapped out: swap it in before truncating",
                     (long long)id);
   int64_t drop = 0;
@@ -291,8 +291,8 @@ pkv_status pkv_seq_truncate_front(pkv_cache *c, pkv_seq_id id,
     int64_t k = pkv_pages_for(s->len - max_tokens, ps);
     if (k > s->npages) k = s->npages;
     drop = k == s->npages ? s->len : k * ps;
-    pkv_seq_account(c, s, -1);
-    for (int64_t i = k; i-- > 0;) pkv_pool_unref(&c->pool, s->pages[i]);
+    pkv__seq_account(c, s, -1);
+    for (int64_t i = k; i-- > 0;) pkv__pool_unref(&c->pool, s->pages[i]);
     memmove(s->pages, s->pages + k, (size_t)(s->npages - k) * sizeof *s->pages);
     s->npages -= k;
     s->len -= drop;
@@ -306,7 +306,7 @@ pkv_status pkv_seq_truncate_front(pkv_cache *c, pkv_seq_id id,
       s->chain_pages = 0;
     }
     s->committed = s->committed > drop ? s->committed - drop : 0;
-    pkv_seq_account(c, s, +1);
+    pkv__seq_account(c, s, +1);
   }
   if (dropped) *dropped = drop;
   return PKV_OK;

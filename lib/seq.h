@@ -43,16 +43,16 @@ struct pkv_seq {
 };
 
 /* Internal sequence helpers (seq.c). */
-pkv_status pkv_seq_check_desc(const pkv_cache *c, const pkv_seq_desc *desc);
+pkv_status pkv__seq_check_desc(const pkv_cache *c, const pkv_seq_desc *desc);
 /* Registers a new empty sequence with room for npages pages; NULL when
  * memory is short (nothing changed then). */
-pkv_seq *pkv_seq_new_internal(pkv_cache *c, int32_t cls, uint64_t ns,
+pkv_seq *pkv__seq_new_internal(pkv_cache *c, int32_t cls, uint64_t ns,
                               int64_t npages);
 /* Room for `need` pages in the page list; false when memory is short. */
-bool pkv_seq_grow(pkv_seq *s, int64_t need);
+bool pkv__seq_grow(pkv_seq *s, int64_t need);
 /* Gives back the sequence's device (or host) pages, deepest first. */
-void pkv_seq_drop_pages(pkv_cache *c, pkv_seq *s);
+void pkv__seq_drop_pages(pkv_cache *c, pkv_seq *s);
 /* Unregisters and frees the sequence (its pages already dropped). */
-void pkv_seq_destroy_internal(pkv_cache *c, pkv_seq *s);
+void pkv__seq_destroy_internal(pkv_cache *c, pkv_seq *s);
 
 #endif

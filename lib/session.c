@@ -21,25 +21,25 @@ static void session_drop(pkv_cache *c, pkv_session *r) {
     pkv_page *g = &c->pool.pg[r->pages[i]];
     if (g->gen != r->gens[i]) continue;
     g->holds--;
-    pkv_pool_maybe_free(&c->pool, r->pages[i]);
+    pkv__pool_maybe_free(&c->pool, r->pages[i]);
   }
   session_free(r);
 }
 
-void pkv_session_free_all(pkv_cache *c) {
+void pkv__session_free_all(pkv_cache *c) {
   for (size_t i = 0; i < c->sessions.cap; i++)
     if (c->sessions.vals[i]) session_free(c->sessions.vals[i]);
-  pkv_hmap_free(&c->sessions);
+  pkv__hmap_free(&c->sessions);
 }
 
 pkv_status pkv_seq_close_session(pkv_cache *c, pkv_seq_id id,
                                  uint64_t session_key) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_seq *s;
-  pkv_status st = pkv_cache_find_seq(c, id, "seq", &s);
+  pkv_status st = pkv__cache_find_seq(c, id, "seq", &s);
   if (st != PKV_OK) return st;
   if (s->swapped)
-    return pkv_fail(c->ctx, PKV_ERR_STATE,
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
                     "seq %lld is swapped out: swap it in or release it",
                     (long long)id);
   pkv_session *r = pkv__calloc(1, sizeof *r);
@@ -49,9 +49,9 @@ pkv_status pkv_seq_close_session(pkv_cache *c, pkv_seq_id id,
     r->gens = pkv__malloc(np * sizeof *r->gens);
   }
   if (!r || !r->pages || !r->gens ||
-      !pkv_hmap_reserve(&c->sessions, 1)) {
+      !pkv__hmap_reserve(&c->sessions, 1)) {
     if (r) session_free(r);
-    return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "session record for seq %lld",
+    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "session record for seq %lld",
                     (long long)id);
   }
   r->key = session_key;
@@ -69,10 +69,10 @@ pkv_status pkv_seq_close_session(pkv_cache *c, pkv_seq_id id,
     r->gens[i] = c->pool.pg[s->pages[i]].gen;
     c->pool.pg[s->pages[i]].holds++;
   }
-  pkv_session *old = pkv_hmap_get(&c->sessions, session_key);
-  pkv_hmap_put(&c->sessions, session_key, r);
-  pkv_seq_drop_pages(c, s);
-  pkv_seq_destroy_internal(c, s);
+  pkv_session *old = pkv__hmap_get(&c->sessions, session_key);
+  pkv__hmap_put(&c->sessions, session_key, r);
+  pkv__seq_drop_pages(c, s);
+  pkv__seq_destroy_internal(c, s);
   if (old) session_drop(c, old);
   return PKV_OK;
 }
@@ -80,14 +80,14 @@ pkv_status pkv_seq_close_session(pkv_cache *c, pkv_seq_id id,
 pkv_status pkv_session_open(pkv_cache *c, uint64_t session_key,
                             const pkv_seq_desc *desc, pkv_seq_id *out,
                             int64_t *tokens) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!out) return pkv_fail(c->ctx, PKV_ERR_NULL, "out is NULL");
-  if (!tokens) return pkv_fail(c->ctx, PKV_ERR_NULL, "tokens is NULL");
-  pkv_status st = pkv_seq_check_desc(c, desc);
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!out) return pkv__fail(c->ctx, PKV_ERR_NULL, "out is NULL");
+  if (!tokens) return pkv__fail(c->ctx, PKV_ERR_NULL, "tokens is NULL");
+  pkv_status st = pkv__seq_check_desc(c, desc);
   if (st != PKV_OK) return st;
-  pkv_session *r = pkv_hmap_get(&c->sessions, session_key);
+  pkv_session *r = pkv__hmap_get(&c->sessions, session_key);
   if (!r)
-    return pkv_fail(c->ctx, PKV_ERR_NOT_FOUND,
+    return pkv__fail(c->ctx, PKV_ERR_NOT_FOUND,
                     "session_key %llu names no closed session",
                     (unsigned long long)session_key);
   int32_t cls = desc ? desc->priority_class : 0;
@@ -95,18 +95,18 @@ pkv_status pkv_session_open(pkv_cache *c, uint64_t session_key,
   /* Leading pages not evicted since the close; reviving a cached one counts
    * against the class quota, which may cut the run short like an eviction
    * (the engine recomputes the rest, as it would after one). */
-  int64_t m = 0, cost = 0, quota = pkv_pool_quota(&c->pool, cls);
+  int64_t m = 0, cost = 0, quota = pkv__pool_quota(&c->pool, cls);
   while (m < r->npages && c->pool.pg[r->pages[m]].gen == r->gens[m]) {
     int64_t more = c->pool.pg[r->pages[m]].ref == 0;
     if (cost + more > quota) break;
     cost += more;
     m++;
   }
-  pkv_seq *s = pkv_seq_new_internal(c, cls, r->ns, m);
-  if (!s) return pkv_fail(c->ctx, PKV_ERR_NO_MEMORY, "sequence allocation");
+  pkv_seq *s = pkv__seq_new_internal(c, cls, r->ns, m);
+  if (!s) return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "sequence allocation");
   for (int64_t i = 0; i < m; i++) {
     s->pages[i] = r->pages[i];
-    pkv_pool_ref(&c->pool, r->pages[i], cls);
+    pkv__pool_ref(&c->pool, r->pages[i], cls);
   }
   s->npages = m;
   s->len = r->len < m * ps ? r->len : m * ps;
@@ -129,8 +129,8 @@ pkv_status pkv_session_open(pkv_cache *c, uint64_t session_key,
       s->chain_key = g->entry->key;
     }
   }
-  pkv_seq_account(c, s, +1);
-  pkv_hmap_del(&c->sessions, session_key);
+  pkv__seq_account(c, s, +1);
+  pkv__hmap_del(&c->sessions, session_key);
   session_drop(c, r);
   *out = s->id;
   *tokens = s->len;

@@ -19,6 +19,6 @@ typedef struct pkv_session {
   XXH128_hash_t chain_key;
 } pkv_session;
 
-void pkv_session_free_all(pkv_cache *c);
+void pkv__session_free_all(pkv_cache *c);
 
 #endif

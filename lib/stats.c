@@ -5,8 +5,8 @@
 #include <string.h>
 
 pkv_status pkv_cache_stats(const pkv_cache *c, pkv_stats *out) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!out) return pkv_fail(c->ctx, PKV_ERR_NULL, "out is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!out) return pkv__fail(c->ctx, PKV_ERR_NULL, "out is NULL");
   const pkv_pool *p = &c->pool;
   memset(out, 0, sizeof *out);
   out->pages_total = p->n;
@@ -38,10 +38,10 @@ pkv_status pkv_cache_stats(const pkv_cache *c, pkv_stats *out) {
 
 pkv_status pkv_page_get_info(const pkv_cache *c, int32_t page,
                              pkv_page_info *out) {
-  if (!c) return pkv_fail(NULL, PKV_ERR_NULL, "cache is NULL");
-  if (!out) return pkv_fail(c->ctx, PKV_ERR_NULL, "out is NULL");
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (!out) return pkv__fail(c->ctx, PKV_ERR_NULL, "out is NULL");
   if (page < 0 || page >= c->pool.n)
-    return pkv_fail(c->ctx, PKV_ERR_RANGE, "page %d is outside 0..%lld", page,
+    return pkv__fail(c->ctx, PKV_ERR_RANGE, "page %d is outside 0..%lld", page,
                     (long long)c->pool.n - 1);
   const pkv_page *g = &c->pool.pg[page];
   out->state = g->state;

@@ -61,48 +61,48 @@ static inline pkv_ocl *pkv_ocl_of(pkv_context *ctx) {
 }
 
 /* "CL_OUT_OF_RESOURCES" for -5; "CL_UNKNOWN_ERROR" for unknown codes. */
-const char *pkv_ocl_error_name(cl_int err);
-/* pkv_fail(ctx, PKV_ERR_DEVICE, "<call>: <CL name> (<code>)"). */
-pkv_status pkv_ocl_fail(const pkv_context *ctx, const char *call, cl_int err);
+const char *pkv__ocl_error_name(cl_int err);
+/* pkv__fail(ctx, PKV_ERR_DEVICE, "<call>: <CL name> (<code>)"). */
+pkv_status pkv__ocl_fail(const pkv_context *ctx, const char *call, cl_int err);
 
 /* Devices (ocl_device.c). */
-pkv_status pkv_ocl_list_devices(pkv_device_info *out, int capacity, int *count);
-pkv_status pkv_ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
+pkv_status pkv__ocl_list_devices(pkv_device_info *out, int capacity, int *count);
+pkv_status pkv__ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
                                  cl_device_id *device);
-void pkv_ocl_fill_info(cl_platform_id platform, cl_device_id device, int index,
+void pkv__ocl_fill_info(cl_platform_id platform, cl_device_id device, int index,
                        pkv_device_info *info);
 /* Index of a device in the flat listing, -1 when absent. */
-int pkv_ocl_device_index(cl_device_id device);
+int pkv__ocl_device_index(cl_device_id device);
 
 /* Programs (ocl_program.c): the program for (head_dim, dtype), built on
  * first use and kept for the context's life. */
-pkv_status pkv_ocl_program_get(pkv_context *ctx, int head_dim, int dtype,
+pkv_status pkv__ocl_program_get(pkv_context *ctx, int head_dim, int dtype,
                                pkv_ocl_program **out);
-void pkv_ocl_programs_release(pkv_ocl *o);
+void pkv__ocl_programs_release(pkv_ocl *o);
 
 /* On-disk binary cache (ocl_bincache.c). key is 16 bytes. A missing,
  * corrupt or foreign entry yields NULL; nothing is ever trusted unchecked. */
-unsigned char *pkv_ocl_bincache_load(const char *dir, const unsigned char *key,
+unsigned char *pkv__ocl_bincache_load(const char *dir, const unsigned char *key,
                                      size_t *size);
 /* Writes atomically (temporary file + rename); failures are ignored: the
  * cache only saves time. */
-void pkv_ocl_bincache_store(const char *dir, const unsigned char *key,
+void pkv__ocl_bincache_store(const char *dir, const unsigned char *key,
                             const unsigned char *data, size_t size);
 /* Path of a key's entry, for tests. */
-void pkv_ocl_bincache_path(const char *dir, const unsigned char *key,
+void pkv__ocl_bincache_path(const char *dir, const unsigned char *key,
                            char *path, size_t cap);
 
 /* Kernel sources embedded at build time (generated opencl_kernels.c). */
-extern const char *const pkv_ocl_kernel_sources[];
-extern const char *const pkv_ocl_kernel_files[];
-extern const int pkv_ocl_kernel_count;
+extern const char *const pkv__ocl_kernel_sources[];
+extern const char *const pkv__ocl_kernel_files[];
+extern const int pkv__ocl_kernel_count;
 
 /* Operations (ocl_ops.c). */
-pkv_status pkv_ocl_write_kv(pkv_context *ctx, const pkv_write_args *a);
-pkv_status pkv_ocl_attention(pkv_context *ctx, const pkv_attn_args *a);
-pkv_status pkv_ocl_copy_pages(pkv_context *ctx, const pkv_copy_args *a);
-pkv_status pkv_ocl_pages_to_host(pkv_context *ctx, const pkv_host_move_args *a);
-pkv_status pkv_ocl_pages_from_host(pkv_context *ctx,
+pkv_status pkv__ocl_write_kv(pkv_context *ctx, const pkv_write_args *a);
+pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a);
+pkv_status pkv__ocl_copy_pages(pkv_context *ctx, const pkv_copy_args *a);
+pkv_status pkv__ocl_pages_to_host(pkv_context *ctx, const pkv_host_move_args *a);
+pkv_status pkv__ocl_pages_from_host(pkv_context *ctx,
                                    const pkv_host_move_args *a);
 
 #endif

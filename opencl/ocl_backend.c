@@ -34,30 +34,30 @@ static pkv_status adopt_native(pkv_context *ctx, pkv_ocl *o) {
   cl_context c = (cl_context)ctx->desc.native_context;
   cl_command_queue q = (cl_command_queue)ctx->desc.native_queue;
   if (!c || !q)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->native_context and desc->native_queue must be "
                     "given together for OpenCL (got %s context, %s queue)",
                     c ? "a" : "no", q ? "a" : "no");
   cl_context qc = NULL;
   cl_int err = clGetCommandQueueInfo(q, CL_QUEUE_CONTEXT, sizeof qc, &qc, NULL);
   if (err != CL_SUCCESS)
-    return pkv_ocl_fail(ctx, "clGetCommandQueueInfo(CL_QUEUE_CONTEXT)", err);
+    return pkv__ocl_fail(ctx, "clGetCommandQueueInfo(CL_QUEUE_CONTEXT)", err);
   if (qc != c)
-    return pkv_fail(ctx, PKV_ERR_INVALID,
+    return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->native_queue does not belong to desc->native_context");
   err = clGetCommandQueueInfo(q, CL_QUEUE_DEVICE, sizeof o->device, &o->device,
                               NULL);
   if (err != CL_SUCCESS)
-    return pkv_ocl_fail(ctx, "clGetCommandQueueInfo(CL_QUEUE_DEVICE)", err);
+    return pkv__ocl_fail(ctx, "clGetCommandQueueInfo(CL_QUEUE_DEVICE)", err);
   err = clGetDeviceInfo(o->device, CL_DEVICE_PLATFORM, sizeof o->platform,
                         &o->platform, NULL);
   if (err != CL_SUCCESS)
-    return pkv_ocl_fail(ctx, "clGetDeviceInfo(CL_DEVICE_PLATFORM)", err);
+    return pkv__ocl_fail(ctx, "clGetDeviceInfo(CL_DEVICE_PLATFORM)", err);
   if ((err = clRetainContext(c)) != CL_SUCCESS)
-    return pkv_ocl_fail(ctx, "clRetainContext", err);
+    return pkv__ocl_fail(ctx, "clRetainContext", err);
   if ((err = clRetainCommandQueue(q)) != CL_SUCCESS) {
     clReleaseContext(c);
-    return pkv_ocl_fail(ctx, "clRetainCommandQueue", err);
+    return pkv__ocl_fail(ctx, "clRetainCommandQueue", err);
   }
   o->context = c;
   o->queue = q;
@@ -65,24 +65,24 @@ static pkv_status adopt_native(pkv_context *ctx, pkv_ocl *o) {
 }
 
 static pkv_status create_own(pkv_context *ctx, pkv_ocl *o) {
-  pkv_status st = pkv_ocl_choose_device(ctx, &o->platform, &o->device);
+  pkv_status st = pkv__ocl_choose_device(ctx, &o->platform, &o->device);
   if (st != PKV_OK) return st;
   cl_int err;
   cl_context_properties props[] = {CL_CONTEXT_PLATFORM,
                                    (cl_context_properties)o->platform, 0};
   o->context = clCreateContext(props, 1, &o->device, NULL, NULL, &err);
-  if (err != CL_SUCCESS) return pkv_ocl_fail(ctx, "clCreateContext", err);
+  if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clCreateContext", err);
   o->queue = clCreateCommandQueue(o->context, o->device, 0, &err);
   if (err != CL_SUCCESS) {
     clReleaseContext(o->context);
     o->context = NULL;
-    return pkv_ocl_fail(ctx, "clCreateCommandQueue", err);
+    return pkv__ocl_fail(ctx, "clCreateCommandQueue", err);
   }
   return PKV_OK;
 }
 
 static void release_all(pkv_ocl *o) {
-  pkv_ocl_programs_release(o);
+  pkv__ocl_programs_release(o);
   if (o->part_o) clReleaseMemObject(o->part_o);
   if (o->part_ml) clReleaseMemObject(o->part_ml);
   if (o->alibi_buf) clReleaseMemObject(o->alibi_buf);
@@ -94,7 +94,7 @@ static void release_all(pkv_ocl *o) {
 
 static pkv_status ocl_init(pkv_context *ctx) {
   pkv_ocl *o = pkv__calloc(1, sizeof *o);
-  if (!o) return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "OpenCL backend state");
+  if (!o) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "OpenCL backend state");
   ctx->impl = o;
   pkv_status st = (ctx->desc.native_context || ctx->desc.native_queue)
                       ? adopt_native(ctx, o)
@@ -102,14 +102,14 @@ static pkv_status ocl_init(pkv_context *ctx) {
   if (st == PKV_OK) {
     cl_int err;
     o->dummy = clCreateBuffer(o->context, CL_MEM_READ_WRITE, 64, NULL, &err);
-    if (err != CL_SUCCESS) st = pkv_ocl_fail(ctx, "clCreateBuffer", err);
+    if (err != CL_SUCCESS) st = pkv__ocl_fail(ctx, "clCreateBuffer", err);
   }
   if (st != PKV_OK) {
     release_all(o);
     ctx->impl = NULL;
     return st;
   }
-  pkv_ocl_fill_info(o->platform, o->device, pkv_ocl_device_index(o->device),
+  pkv__ocl_fill_info(o->platform, o->device, pkv__ocl_device_index(o->device),
                     &ctx->info);
   if (ctx->info.index < 0) ctx->info.index = 0;
   if (clGetPlatformInfo(o->platform, CL_PLATFORM_NAME, sizeof o->platform_name,
@@ -136,7 +136,7 @@ static pkv_status ocl_mem_alloc(pkv_context *ctx, size_t bytes, void **native) {
   cl_int err;
   cl_mem m = clCreateBuffer(pkv_ocl_of(ctx)->context, CL_MEM_READ_WRITE, bytes,
                             NULL, &err);
-  if (err != CL_SUCCESS) return pkv_ocl_fail(ctx, "clCreateBuffer", err);
+  if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clCreateBuffer", err);
   *native = m;
   return PKV_OK;
 }
@@ -152,7 +152,7 @@ static pkv_status ocl_mem_upload(pkv_context *ctx, void *native, size_t offset,
   cl_int err = clEnqueueWriteBuffer(pkv_ocl_of(ctx)->queue, (cl_mem)native,
                                     CL_TRUE, offset, bytes, src, 0, NULL, NULL);
   return err == CL_SUCCESS ? PKV_OK
-                           : pkv_ocl_fail(ctx, "clEnqueueWriteBuffer", err);
+                           : pkv__ocl_fail(ctx, "clEnqueueWriteBuffer", err);
 }
 
 static pkv_status ocl_mem_download(pkv_context *ctx, void *native,
@@ -160,7 +160,7 @@ static pkv_status ocl_mem_download(pkv_context *ctx, void *native,
   cl_int err = clEnqueueReadBuffer(pkv_ocl_of(ctx)->queue, (cl_mem)native,
                                    CL_TRUE, offset, bytes, dst, 0, NULL, NULL);
   return err == CL_SUCCESS ? PKV_OK
-                           : pkv_ocl_fail(ctx, "clEnqueueReadBuffer", err);
+                           : pkv__ocl_fail(ctx, "clEnqueueReadBuffer", err);
 }
 
 static pkv_status ocl_mem_copy(pkv_context *ctx, void *dst, size_t dst_offset,
@@ -173,7 +173,7 @@ static pkv_status ocl_mem_copy(pkv_context *ctx, void *dst, size_t dst_offset,
      * through a temporary buffer (memmove semantics, as on the CPU). */
     cl_mem tmp = clCreateBuffer(pkv_ocl_of(ctx)->context, CL_MEM_READ_WRITE,
                                 bytes, NULL, &err);
-    if (err != CL_SUCCESS) return pkv_ocl_fail(ctx, "clCreateBuffer", err);
+    if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clCreateBuffer", err);
     err = clEnqueueCopyBuffer(q, (cl_mem)src, tmp, src_offset, 0, bytes, 0,
                               NULL, NULL);
     if (err == CL_SUCCESS)
@@ -185,18 +185,18 @@ static pkv_status ocl_mem_copy(pkv_context *ctx, void *dst, size_t dst_offset,
                               dst_offset, bytes, 0, NULL, NULL);
   }
   return err == CL_SUCCESS ? PKV_OK
-                           : pkv_ocl_fail(ctx, "clEnqueueCopyBuffer", err);
+                           : pkv__ocl_fail(ctx, "clEnqueueCopyBuffer", err);
 }
 
 static pkv_status ocl_synchronize(pkv_context *ctx) {
   cl_int err = clFinish(pkv_ocl_of(ctx)->queue);
-  return err == CL_SUCCESS ? PKV_OK : pkv_ocl_fail(ctx, "clFinish", err);
+  return err == CL_SUCCESS ? PKV_OK : pkv__ocl_fail(ctx, "clFinish", err);
 }
 
-const pkv_backend_ops pkv_opencl_backend = {
+const pkv_backend_ops pkv__opencl_backend = {
     .kind = PKV_BACKEND_OPENCL,
     .name = "opencl",
-    .list_devices = pkv_ocl_list_devices,
+    .list_devices = pkv__ocl_list_devices,
     .init = ocl_init,
     .fini = ocl_fini,
     .mem_alloc = ocl_mem_alloc,
@@ -205,9 +205,9 @@ const pkv_backend_ops pkv_opencl_backend = {
     .mem_download = ocl_mem_download,
     .mem_copy = ocl_mem_copy,
     .synchronize = ocl_synchronize,
-    .write_kv = pkv_ocl_write_kv,
-    .attention = pkv_ocl_attention,
-    .copy_pages = pkv_ocl_copy_pages,
-    .pages_to_host = pkv_ocl_pages_to_host,
-    .pages_from_host = pkv_ocl_pages_from_host,
+    .write_kv = pkv__ocl_write_kv,
+    .attention = pkv__ocl_attention,
+    .copy_pages = pkv__ocl_copy_pages,
+    .pages_to_host = pkv__ocl_pages_to_host,
+    .pages_from_host = pkv__ocl_pages_from_host,
 };

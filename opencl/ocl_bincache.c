@@ -22,7 +22,7 @@
 #define HEADER_BYTES 40
 #define MAX_PAYLOAD ((uint64_t)1 << 30)
 
-void pkv_ocl_bincache_path(const char *dir, const unsigned char *key,
+void pkv__ocl_bincache_path(const char *dir, const unsigned char *key,
                            char *path, size_t cap) {
   char hex[33];
   for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", key[i]);
@@ -38,10 +38,10 @@ static uint64_t get_u64(const unsigned char *p) {
   return v;
 }
 
-unsigned char *pkv_ocl_bincache_load(const char *dir, const unsigned char *key,
+unsigned char *pkv__ocl_bincache_load(const char *dir, const unsigned char *key,
                                      size_t *size) {
   char path[1200];
-  pkv_ocl_bincache_path(dir, key, path, sizeof path);
+  pkv__ocl_bincache_path(dir, key, path, sizeof path);
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
   unsigned char h[HEADER_BYTES];
@@ -80,12 +80,12 @@ static int make_dirs(const char *dir) {
   return 0;
 }
 
-void pkv_ocl_bincache_store(const char *dir, const unsigned char *key,
+void pkv__ocl_bincache_store(const char *dir, const unsigned char *key,
                             const unsigned char *data, size_t size) {
   if (!data || size == 0 || make_dirs(dir) != 0) return;
   char path[1200], tmp[1300];
   static _Thread_local unsigned counter;
-  pkv_ocl_bincache_path(dir, key, path, sizeof path);
+  pkv__ocl_bincache_path(dir, key, path, sizeof path);
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
   FILE *f = fopen(tmp, "wb");
   if (!f) return;

@@ -34,14 +34,14 @@ static pkv_status enumerate(const pkv_context *ctx, entry *e, int *n) {
   cl_int err = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
   if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (err == CL_SUCCESS && np == 0))
     return PKV_OK;
-  if (err != CL_SUCCESS) return pkv_ocl_fail(ctx, "clGetPlatformIDs", err);
+  if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clGetPlatformIDs", err);
   if (np > MAX_PLATFORMS) np = MAX_PLATFORMS;
   for (cl_uint p = 0; p < np; p++) {
     cl_device_id devs[MAX_DEVICES];
     cl_uint nd = 0;
     err = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, MAX_DEVICES, devs, &nd);
     if (err == CL_DEVICE_NOT_FOUND) continue;
-    if (err != CL_SUCCESS) return pkv_ocl_fail(ctx, "clGetDeviceIDs", err);
+    if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clGetDeviceIDs", err);
     if (nd > MAX_DEVICES) nd = MAX_DEVICES;
     for (cl_uint d = 0; d < nd && *n < MAX_DEVICES; d++) {
       e[*n].platform = plats[p];
@@ -109,7 +109,7 @@ static int wave_size(cl_device_id d) {
   return 1;
 }
 
-void pkv_ocl_fill_info(cl_platform_id platform, cl_device_id d, int index,
+void pkv__ocl_fill_info(cl_platform_id platform, cl_device_id d, int index,
                        pkv_device_info *info) {
   memset(info, 0, sizeof *info);
   info->backend = PKV_BACKEND_OPENCL;
@@ -141,19 +141,19 @@ void pkv_ocl_fill_info(cl_platform_id platform, cl_device_id d, int index,
   info->wave_size = wave_size(d);
 }
 
-pkv_status pkv_ocl_list_devices(pkv_device_info *out, int capacity,
+pkv_status pkv__ocl_list_devices(pkv_device_info *out, int capacity,
                                 int *count) {
   entry e[MAX_DEVICES];
   int n = 0;
   pkv_status st = enumerate(NULL, e, &n);
   if (st != PKV_OK) return st;
   for (int i = 0; i < n && i < capacity; i++)
-    pkv_ocl_fill_info(e[i].platform, e[i].device, i, &out[i]);
+    pkv__ocl_fill_info(e[i].platform, e[i].device, i, &out[i]);
   *count = n;
   return PKV_OK;
 }
 
-int pkv_ocl_device_index(cl_device_id device) {
+int pkv__ocl_device_index(cl_device_id device) {
   entry e[MAX_DEVICES];
   int n = 0;
   if (enumerate(NULL, e, &n) != PKV_OK) return -1;
@@ -186,14 +186,14 @@ static int parse_index(const char *s, int *out) {
   return 1;
 }
 
-pkv_status pkv_ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
+pkv_status pkv__ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
                                  cl_device_id *device) {
   entry all[MAX_DEVICES], e[MAX_DEVICES];
   int nall = 0, n = 0;
   pkv_status st = enumerate(ctx, all, &nall);
   if (st != PKV_OK) return st;
   if (nall == 0)
-    return pkv_fail(ctx, PKV_ERR_NO_BACKEND,
+    return pkv__fail(ctx, PKV_ERR_NO_BACKEND,
                     "no OpenCL device: no platform or no device found "
                     "(is an ICD such as pocl-opencl-icd installed?)");
 
@@ -213,10 +213,10 @@ pkv_status pkv_ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
   }
   if (n == 0) {
     if (pname)
-      return pkv_fail(ctx, PKV_ERR_NOT_FOUND,
+      return pkv__fail(ctx, PKV_ERR_NOT_FOUND,
                       "PKV_OPENCL_PLATFORM='%s' matches no OpenCL platform "
                       "name", pname);
-    return pkv_fail(ctx, PKV_ERR_RANGE,
+    return pkv__fail(ctx, PKV_ERR_RANGE,
                     "OpenCL platform %d out of range or without devices "
                     "(%s)", pidx,
                     ctx->desc.platform >= 0 ? "desc->platform"
@@ -238,7 +238,7 @@ pkv_status pkv_ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
   int pick = -1;
   if (didx >= 0) {
     if (didx >= n)
-      return pkv_fail(ctx, PKV_ERR_RANGE,
+      return pkv__fail(ctx, PKV_ERR_RANGE,
                       "%s %d out of range: %d OpenCL device%s", src, didx, n,
                       n == 1 ? "" : "s");
     pick = didx;
@@ -250,7 +250,7 @@ pkv_status pkv_ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
       if (contains_ci(nm, dname)) pick = i;
     }
     if (pick < 0)
-      return pkv_fail(ctx, PKV_ERR_NOT_FOUND,
+      return pkv__fail(ctx, PKV_ERR_NOT_FOUND,
                       "%s '%s' matches no OpenCL device name", src, dname);
   } else {
     for (int i = 0; i < n && pick < 0; i++) {

@@ -2,7 +2,7 @@
 /* OpenCL error codes as names, so that every message says what failed. */
 #include "ocl.h"
 
-const char *pkv_ocl_error_name(cl_int err) {
+const char *pkv__ocl_error_name(cl_int err) {
   switch (err) {
 #define E(x) case x: return #x;
     E(CL_SUCCESS)
@@ -70,7 +70,7 @@ const char *pkv_ocl_error_name(cl_int err) {
   }
 }
 
-pkv_status pkv_ocl_fail(const pkv_context *ctx, const char *call, cl_int err) {
-  return pkv_fail(ctx, PKV_ERR_DEVICE, "%s: %s (%d)", call,
-                  pkv_ocl_error_name(err), (int)err);
+pkv_status pkv__ocl_fail(const pkv_context *ctx, const char *call, cl_int err) {
+  return pkv__fail(ctx, PKV_ERR_DEVICE, "%s: %s (%d)", call,
+                  pkv__ocl_error_name(err), (int)err);
 }

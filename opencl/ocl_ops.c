@@ -28,13 +28,13 @@ static pkv_status launch(pkv_context *ctx, const args *a, const char *name,
                          cl_uint dims, const size_t *global,
                          const size_t *local) {
   if (a->err != CL_SUCCESS)
-    return pkv_fail(ctx, PKV_ERR_DEVICE, "clSetKernelArg(%s, %u): %s (%d)",
-                    name, a->i - 1, pkv_ocl_error_name(a->err), (int)a->err);
+    return pkv__fail(ctx, PKV_ERR_DEVICE, "clSetKernelArg(%s, %u): %s (%d)",
+                    name, a->i - 1, pkv__ocl_error_name(a->err), (int)a->err);
   cl_int err = clEnqueueNDRangeKernel(pkv_ocl_of(ctx)->queue, a->k, dims, NULL,
                                       global, local, 0, NULL, NULL);
   if (err != CL_SUCCESS)
-    return pkv_fail(ctx, PKV_ERR_DEVICE, "clEnqueueNDRangeKernel(%s): %s (%d)",
-                    name, pkv_ocl_error_name(err), (int)err);
+    return pkv__fail(ctx, PKV_ERR_DEVICE, "clEnqueueNDRangeKernel(%s): %s (%d)",
+                    name, pkv__ocl_error_name(err), (int)err);
   return PKV_OK;
 }
 
@@ -46,18 +46,18 @@ static pkv_status scratch(pkv_context *ctx, cl_mem *buf, size_t *have,
   cl_int err;
   cl_mem m = clCreateBuffer(pkv_ocl_of(ctx)->context, CL_MEM_READ_WRITE, need,
                             NULL, &err);
-  if (err != CL_SUCCESS) return pkv_ocl_fail(ctx, "clCreateBuffer", err);
+  if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clCreateBuffer", err);
   if (*buf) clReleaseMemObject(*buf);
   *buf = m;
   *have = need;
   return PKV_OK;
 }
 
-pkv_status pkv_ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
+pkv_status pkv__ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   const pkv_cache_geometry *g = a->geom;
   if (a->n <= 0) return PKV_OK;
   pkv_ocl_program *p;
-  pkv_status st = pkv_ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
+  pkv_status st = pkv__ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
   if (st != PKV_OK) return st;
   cl_mem kp = mem(a->k_pool), vp = mem(a->v_pool), k = mem(a->k),
          v = mem(a->v), slots = mem(a->slots);
@@ -72,12 +72,12 @@ pkv_status pkv_ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   return launch(ctx, &x, "pkv_write_kv", 1, &global, &local);
 }
 
-pkv_status pkv_ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
+pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
   pkv_ocl *o = pkv_ocl_of(ctx);
   const pkv_cache_geometry *g = a->geom;
   if (a->num_tokens <= 0 || a->num_seqs <= 0) return PKV_OK;
   pkv_ocl_program *p;
-  pkv_status st = pkv_ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
+  pkv_status st = pkv__ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
   if (st != PKV_OK) return st;
 
   cl_int flags = 0;
@@ -93,7 +93,7 @@ pkv_status pkv_ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
       cl_int err = clEnqueueWriteBuffer(o->queue, o->alibi_buf, CL_TRUE, 0,
                                         bytes, a->h_alibi, 0, NULL, NULL);
       if (err != CL_SUCCESS)
-        return pkv_ocl_fail(ctx, "clEnqueueWriteBuffer", err);
+        return pkv__ocl_fail(ctx, "clEnqueueWriteBuffer", err);
       alibi = o->alibi_buf;
     }
   }
@@ -164,14 +164,14 @@ static pkv_status temp_ints(pkv_context *ctx, const int32_t *h, size_t n,
   *out = clCreateBuffer(pkv_ocl_of(ctx)->context,
                         CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                         n * sizeof(int32_t), (void *)h, &err);
-  return err == CL_SUCCESS ? PKV_OK : pkv_ocl_fail(ctx, "clCreateBuffer", err);
+  return err == CL_SUCCESS ? PKV_OK : pkv__ocl_fail(ctx, "clCreateBuffer", err);
 }
 
-pkv_status pkv_ocl_copy_pages(pkv_context *ctx, const pkv_copy_args *a) {
+pkv_status pkv__ocl_copy_pages(pkv_context *ctx, const pkv_copy_args *a) {
   const pkv_cache_geometry *g = a->geom;
   if (a->n <= 0 || a->num_pools <= 0) return PKV_OK;
   pkv_ocl_program *p;
-  pkv_status st = pkv_ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
+  pkv_status st = pkv__ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
   if (st != PKV_OK) return st;
   cl_mem pairs = NULL, own = NULL;
   if (a->pairs) {
@@ -210,21 +210,21 @@ static pkv_status move(pkv_context *ctx, const pkv_host_move_args *a,
   const pkv_cache_geometry *g = a->geom;
   if (a->n <= 0 || a->num_pools <= 0) return PKV_OK;
   pkv_ocl_program *p;
-  pkv_status st = pkv_ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
+  pkv_status st = pkv__ocl_program_get(ctx, g->head_dim, (int)g->dtype, &p);
   if (st != PKV_OK) return st;
   const size_t row = g->page_bytes * (size_t)a->num_pools; /* one host page */
   const int64_t per_round = chunk_pages(a);
   int64_t cap = a->n < per_round ? a->n : per_round;
   unsigned char *host = pkv__malloc((size_t)cap * row);
   if (!host)
-    return pkv_fail(ctx, PKV_ERR_NO_MEMORY, "host staging of %zu bytes",
+    return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "host staging of %zu bytes",
                     (size_t)cap * row);
   cl_int err;
   cl_mem staging = clCreateBuffer(o->context, CL_MEM_READ_WRITE,
                                   (size_t)cap * row, NULL, &err);
   if (err != CL_SUCCESS) {
     pkv__free(host);
-    return pkv_ocl_fail(ctx, "clCreateBuffer", err);
+    return pkv__ocl_fail(ctx, "clCreateBuffer", err);
   }
   cl_long wpp = (cl_long)(g->page_bytes / 16);
   cl_int np = a->num_pools;
@@ -240,7 +240,7 @@ static pkv_status move(pkv_context *ctx, const pkv_host_move_args *a,
                a->host_base + (size_t)a->h_host_pages[i0 + i] * row, row);
       err = clEnqueueWriteBuffer(o->queue, staging, CL_TRUE, 0, bytes, host, 0,
                                  NULL, NULL);
-      if (err != CL_SUCCESS) st = pkv_ocl_fail(ctx, "clEnqueueWriteBuffer", err);
+      if (err != CL_SUCCESS) st = pkv__ocl_fail(ctx, "clEnqueueWriteBuffer", err);
     }
     size_t local[2] = {64, 1};
     size_t global[2] = {round_up((size_t)wpp, 64), (size_t)cnt};
@@ -256,7 +256,7 @@ static pkv_status move(pkv_context *ctx, const pkv_host_move_args *a,
     if (st == PKV_OK && to_host) {
       err = clEnqueueReadBuffer(o->queue, staging, CL_TRUE, 0, bytes, host, 0,
                                 NULL, NULL);
-      if (err != CL_SUCCESS) st = pkv_ocl_fail(ctx, "clEnqueueReadBuffer", err);
+      if (err != CL_SUCCESS) st = pkv__ocl_fail(ctx, "clEnqueueReadBuffer", err);
       for (int64_t i = 0; i < cnt && st == PKV_OK; i++)
         memcpy(a->host_base + (size_t)a->h_host_pages[i0 + i] * row,
                host + (size_t)i * row, row);
@@ -266,19 +266,19 @@ static pkv_status move(pkv_context *ctx, const pkv_host_move_args *a,
   /* The staging buffers must outlive the scatter kernels: wait for them. */
   if (!to_host && st == PKV_OK) {
     err = clFinish(o->queue);
-    if (err != CL_SUCCESS) st = pkv_ocl_fail(ctx, "clFinish", err);
+    if (err != CL_SUCCESS) st = pkv__ocl_fail(ctx, "clFinish", err);
   }
   clReleaseMemObject(staging);
   pkv__free(host);
   return st;
 }
 
-pkv_status pkv_ocl_pages_to_host(pkv_context *ctx,
+pkv_status pkv__ocl_pages_to_host(pkv_context *ctx,
                                  const pkv_host_move_args *a) {
   return move(ctx, a, 1);
 }
 
-pkv_status pkv_ocl_pages_from_host(pkv_context *ctx,
+pkv_status pkv__ocl_pages_from_host(pkv_context *ctx,
                                    const pkv_host_move_args *a) {
   return move(ctx, a, 0);
 }

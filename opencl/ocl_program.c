@@ -75,9 +75,9 @@ static void cache_key(pkv_context *ctx, const char *options,
                            o->device_version, o->platform_name, options};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
       XXH3_128bits_update(st, parts[i], strlen(parts[i]) + 1);
-    for (int i = 0; i < pkv_ocl_kernel_count; i++)
-      XXH3_128bits_update(st, pkv_ocl_kernel_sources[i],
-                          strlen(pkv_ocl_kernel_sources[i]) + 1);
+    for (int i = 0; i < pkv__ocl_kernel_count; i++)
+      XXH3_128bits_update(st, pkv__ocl_kernel_sources[i],
+                          strlen(pkv__ocl_kernel_sources[i]) + 1);
     h = XXH3_128bits_digest(st);
     XXH3_freeState(st);
   }
@@ -106,7 +106,7 @@ static pkv_status build_failure(pkv_context *ctx, cl_program prog,
       pkv__free(full);
     }
   }
-  return pkv_fail(ctx, PKV_ERR_BUILD,
+  return pkv__fail(ctx, PKV_ERR_BUILD,
                   "clBuildProgram: CL_BUILD_PROGRAM_FAILURE for the kernels "
                   "with options '%s'; build log: %s",
                   options, log[0] ? log : "(empty)");
@@ -116,7 +116,7 @@ static cl_program from_cache(pkv_context *ctx, const unsigned char *key,
                              const char *options) {
   pkv_ocl *o = pkv_ocl_of(ctx);
   size_t size = 0;
-  unsigned char *bin = pkv_ocl_bincache_load(o->cache_dir, key, &size);
+  unsigned char *bin = pkv__ocl_bincache_load(o->cache_dir, key, &size);
   if (!bin) return NULL;
   cl_int err, status = CL_SUCCESS;
   const unsigned char *bins[1] = {bin};
@@ -146,7 +146,7 @@ static void to_cache(pkv_context *ctx, cl_program prog,
   unsigned char *bins[1] = {bin};
   if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) ==
       CL_SUCCESS)
-    pkv_ocl_bincache_store(o->cache_dir, key, bin, size);
+    pkv__ocl_bincache_store(o->cache_dir, key, bin, size);
   pkv__free(bin);
 }
 
@@ -157,8 +157,8 @@ static pkv_status make_kernels(pkv_context *ctx, pkv_ocl_program *p) {
     if (err != CL_SUCCESS) {
       for (int j = 0; j < k; j++) clReleaseKernel(p->kernels[j]);
       memset(p->kernels, 0, sizeof p->kernels);
-      return pkv_fail(ctx, PKV_ERR_DEVICE, "clCreateKernel(%s): %s (%d)",
-                      kernel_names[k], pkv_ocl_error_name(err), (int)err);
+      return pkv__fail(ctx, PKV_ERR_DEVICE, "clCreateKernel(%s): %s (%d)",
+                      kernel_names[k], pkv__ocl_error_name(err), (int)err);
     }
   }
   return PKV_OK;
@@ -191,16 +191,16 @@ static pkv_status build(pkv_context *ctx, int head_dim, int dtype,
   }
   cl_int err;
   p->program = clCreateProgramWithSource(
-      o->context, (cl_uint)pkv_ocl_kernel_count,
-      (const char **)pkv_ocl_kernel_sources, NULL, &err);
+      o->context, (cl_uint)pkv__ocl_kernel_count,
+      (const char **)pkv__ocl_kernel_sources, NULL, &err);
   if (err != CL_SUCCESS)
-    return pkv_ocl_fail(ctx, "clCreateProgramWithSource", err);
+    return pkv__ocl_fail(ctx, "clCreateProgramWithSource", err);
   err = clBuildProgram(p->program, 1, &o->device, options, NULL, NULL);
   pkv_status st = PKV_OK;
   if (err == CL_BUILD_PROGRAM_FAILURE)
     st = build_failure(ctx, p->program, options);
   else if (err != CL_SUCCESS)
-    st = pkv_ocl_fail(ctx, "clBuildProgram", err);
+    st = pkv__ocl_fail(ctx, "clBuildProgram", err);
   if (st == PKV_OK) st = make_kernels(ctx, p);
   if (st != PKV_OK) {
     clReleaseProgram(p->program);
@@ -211,7 +211,7 @@ static pkv_status build(pkv_context *ctx, int head_dim, int dtype,
   return PKV_OK;
 }
 
-pkv_status pkv_ocl_program_get(pkv_context *ctx, int head_dim, int dtype,
+pkv_status pkv__ocl_program_get(pkv_context *ctx, int head_dim, int dtype,
                                pkv_ocl_program **out) {
   pkv_ocl *o = pkv_ocl_of(ctx);
   for (int i = 0; i < o->num_programs; i++)
@@ -220,7 +220,7 @@ pkv_status pkv_ocl_program_get(pkv_context *ctx, int head_dim, int dtype,
       return PKV_OK;
     }
   if (o->num_programs == PKV_OCL_MAX_PROGRAMS)
-    return pkv_fail(ctx, PKV_ERR_UNSUPPORTED,
+    return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
                     "more than %d (head_dim, dtype) programs in one context",
                     PKV_OCL_MAX_PROGRAMS);
   double t0 = now_s();
@@ -231,7 +231,7 @@ pkv_status pkv_ocl_program_get(pkv_context *ctx, int head_dim, int dtype,
   return PKV_OK;
 }
 
-void pkv_ocl_programs_release(pkv_ocl *o) {
+void pkv__ocl_programs_release(pkv_ocl *o) {
   for (int i = 0; i < o->num_programs; i++) {
     for (int k = 0; k < PKV_K_COUNT; k++)
       if (o->programs[i].kernels[k]) clReleaseKernel(o->programs[i].kernels[k]);

@@ -46,14 +46,14 @@ static const char *dt_name(pkv_dtype d) {
 
 /* The value as the cache stores it. */
 static float round_dt(pkv_dtype dt, float f) {
-  if (dt == PKV_DTYPE_F16) return pkv_f16_to_f32(pkv_f32_to_f16(f));
-  if (dt == PKV_DTYPE_BF16) return pkv_bf16_to_f32(pkv_f32_to_bf16(f));
+  if (dt == PKV_DTYPE_F16) return pkv_f16_to_f32(pkv__f32_to_f16(f));
+  if (dt == PKV_DTYPE_BF16) return pkv_bf16_to_f32(pkv__f32_to_bf16(f));
   return f;
 }
 
 static void *encode(pkv_dtype dt, const float *src, size_t n) {
   void *p = malloc(n * pkv_dtype_size(dt) + 1);
-  pkv_from_f32(dt, src, p, n);
+  pkv__from_f32(dt, src, p, n);
   return p;
 }
 
@@ -68,7 +68,7 @@ static void fill_nan(pkv_buffer *b, pkv_dtype dt) {
   size_t esz = pkv_dtype_size(dt), n = pkv_buffer_size(b) / esz;
   float nan = NAN;
   unsigned char one[4], *tmp = malloc(n * esz + 1);
-  pkv_from_f32(dt, &nan, one, 1);
+  pkv__from_f32(dt, &nan, one, 1);
   for (size_t i = 0; i < n; i++) memcpy(tmp + i * esz, one, esz);
   pkv_buffer_upload(b, 0, tmp, n * esz);
   free(tmp);
@@ -314,7 +314,7 @@ static void run_case(const tcase *c) {
     float *lse = malloc(((size_t)ntok * nq + 1) * sizeof(float));
     pkv_buffer_download(obuf, 0, ob, qn * esz + spare);
     pkv_buffer_download(lbuf, 0, lse, ((size_t)ntok * nq + 1) * sizeof(float));
-    pkv_to_f32(c->dt, ob, of, qn);
+    pkv__to_f32(c->dt, ob, of, qn);
     double tol_abs = c->dt == PKV_DTYPE_F32 ? 1e-4 : 1.5e-2;
     double tol_rel = c->dt == PKV_DTYPE_F32 ? 0 : 1e-2;
     double max_err = 0, max_lse_err = 0;
@@ -350,7 +350,7 @@ static void run_case(const tcase *c) {
     unsigned char *nanrow = malloc(spare);
     float nan = NAN;
     for (int32_t d = 0; d < c->dim; d++)
-      pkv_from_f32(c->dt, &nan, nanrow + (size_t)d * esz, 1);
+      pkv__from_f32(c->dt, &nan, nanrow + (size_t)d * esz, 1);
     int tail_ok = memcmp(ob + qn * esz, nanrow, spare) == 0 &&
                   isnan(lse[(size_t)ntok * nq]);
     ok(bad == 0 && nonfinite == 0 && tail_ok,

@@ -49,30 +49,30 @@ static void fill_random(unsigned char *p, size_t n) {
 }
 
 static void test_conversions(void) {
-  is_int(pkv_f32_to_f16(1.0f), 0x3c00, "f16: 1.0");
-  is_int(pkv_f32_to_f16(-2.0f), 0xc000, "f16: -2.0");
-  is_int(pkv_f32_to_f16(65504.0f), 0x7bff, "f16: largest finite");
-  is_int(pkv_f32_to_f16(65519.0f), 0x7bff, "f16: 65519 rounds down");
-  is_int(pkv_f32_to_f16(65520.0f), 0x7c00, "f16: 65520 rounds to Inf");
-  is_int(pkv_f32_to_f16(INFINITY), 0x7c00, "f16: Inf");
-  is_int(pkv_f32_to_f16(-INFINITY), 0xfc00, "f16: -Inf");
-  uint16_t hn = pkv_f32_to_f16(NAN);
+  is_int(pkv__f32_to_f16(1.0f), 0x3c00, "f16: 1.0");
+  is_int(pkv__f32_to_f16(-2.0f), 0xc000, "f16: -2.0");
+  is_int(pkv__f32_to_f16(65504.0f), 0x7bff, "f16: largest finite");
+  is_int(pkv__f32_to_f16(65519.0f), 0x7bff, "f16: 65519 rounds down");
+  is_int(pkv__f32_to_f16(65520.0f), 0x7c00, "f16: 65520 rounds to Inf");
+  is_int(pkv__f32_to_f16(INFINITY), 0x7c00, "f16: Inf");
+  is_int(pkv__f32_to_f16(-INFINITY), 0xfc00, "f16: -Inf");
+  uint16_t hn = pkv__f32_to_f16(NAN);
   ok((hn & 0x7c00) == 0x7c00 && (hn & 0x3ff), "f16: NaN stays NaN (0x%04x)",
      hn);
-  is_int(pkv_f32_to_f16(ldexpf(1.0f, -24)), 0x0001, "f16: smallest subnormal");
-  is_int(pkv_f32_to_f16(ldexpf(1.0f, -25)), 0x0000,
+  is_int(pkv__f32_to_f16(ldexpf(1.0f, -24)), 0x0001, "f16: smallest subnormal");
+  is_int(pkv__f32_to_f16(ldexpf(1.0f, -25)), 0x0000,
          "f16: half the smallest subnormal ties to even (0)");
-  is_int(pkv_f32_to_f16(ldexpf(3.0f, -25)), 0x0002,
+  is_int(pkv__f32_to_f16(ldexpf(3.0f, -25)), 0x0002,
          "f16: 1.5 subnormal quanta tie to even (2)");
-  is_int(pkv_f32_to_f16(1.0f + ldexpf(1.0f, -11)), 0x3c00,
+  is_int(pkv__f32_to_f16(1.0f + ldexpf(1.0f, -11)), 0x3c00,
          "f16: 1 + half ulp ties to even");
-  is_int(pkv_f32_to_f16(1.0f + ldexpf(3.0f, -11)), 0x3c02,
+  is_int(pkv__f32_to_f16(1.0f + ldexpf(3.0f, -11)), 0x3c02,
          "f16: 1 + 1.5 ulp ties to even (up)");
   int bad = 0;
   for (uint32_t h = 0; h < 65536; h++) {
     float f = pkv_f16_to_f32((uint16_t)h);
     if (isnan(f) ? ((h & 0x7c00) != 0x7c00 || !(h & 0x3ff))
-                 : pkv_f32_to_f16(f) != h)
+                 : pkv__f32_to_f16(f) != h)
       bad++;
   }
   is_int(bad, 0, "f16: every one of the 65536 values round-trips");
@@ -80,24 +80,24 @@ static void test_conversions(void) {
          pkv_f16_to_f32(0x7bff) == 65504.0f && isinf(pkv_f16_to_f32(0xfc00)),
      "f16 -> f32: subnormal, max, -Inf");
 
-  is_int(pkv_f32_to_bf16(1.0f), 0x3f80, "bf16: 1.0");
-  is_int(pkv_f32_to_bf16(1.0f + ldexpf(1.0f, -8)), 0x3f80,
+  is_int(pkv__f32_to_bf16(1.0f), 0x3f80, "bf16: 1.0");
+  is_int(pkv__f32_to_bf16(1.0f + ldexpf(1.0f, -8)), 0x3f80,
          "bf16: 1 + half ulp ties to even");
-  is_int(pkv_f32_to_bf16(1.0f + ldexpf(3.0f, -8)), 0x3f82,
+  is_int(pkv__f32_to_bf16(1.0f + ldexpf(3.0f, -8)), 0x3f82,
          "bf16: 1 + 1.5 ulp ties to even (up)");
-  is_int(pkv_f32_to_bf16(INFINITY), 0x7f80, "bf16: Inf");
-  ok(isnan(pkv_bf16_to_f32(pkv_f32_to_bf16(NAN))), "bf16: NaN stays NaN");
+  is_int(pkv__f32_to_bf16(INFINITY), 0x7f80, "bf16: Inf");
+  ok(isnan(pkv_bf16_to_f32(pkv__f32_to_bf16(NAN))), "bf16: NaN stays NaN");
   uint32_t nb = 0x7f800001u; /* a NaN whose payload lies in the dropped bits */
   float fn;
   memcpy(&fn, &nb, 4);
-  ok(isnan(pkv_bf16_to_f32(pkv_f32_to_bf16(fn))),
+  ok(isnan(pkv_bf16_to_f32(pkv__f32_to_bf16(fn))),
      "bf16: a low-payload NaN does not become Inf");
-  is_int(pkv_f32_to_bf16(3.3895313892515355e38f), 0x7f7f, "bf16: largest finite");
+  is_int(pkv__f32_to_bf16(3.3895313892515355e38f), 0x7f7f, "bf16: largest finite");
   ok(pkv_bf16_to_f32(0xc040) == -3.0f, "bf16 -> f32: -3");
 }
 
 static void test_alloc(pkv_context *ctx) {
-  const pkv_backend_ops *ops = &pkv_cpu_backend;
+  const pkv_backend_ops *ops = &pkv__cpu_backend;
   void *small = NULL, *big = NULL;
   ok(ops->mem_alloc(ctx, 100, &small) == PKV_OK && small &&
          ((uintptr_t)small & 63) == 0,
@@ -159,7 +159,7 @@ static void test_copy_pages(pkv_context *ctx, pkv_layout layout) {
   }
   int32_t pairs[3][2] = {{1, 5}, {2, 3}, {7, 0}};
   pkv_copy_args a = {&g, pools, np, &pairs[0][0], NULL, 3};
-  ok(pkv_cpu_backend.copy_pages(ctx, &a) == PKV_OK, "%s: copy_pages runs", ln);
+  ok(pkv__cpu_backend.copy_pages(ctx, &a) == PKV_OK, "%s: copy_pages runs", ln);
   int good = 1;
   for (int b = 0; b < np; b++) {
     for (int32_t p = 0; p < 8; p++) {
@@ -188,7 +188,7 @@ static void test_host_moves(pkv_context *ctx, pkv_layout layout) {
   int32_t dev[2] = {3, 6};
   int64_t hp[2] = {2, 0};
   pkv_host_move_args a = {&g, pools, np, dev, hp, 2, host};
-  ok(pkv_cpu_backend.pages_to_host(ctx, &a) == PKV_OK, "%s: pages_to_host runs",
+  ok(pkv__cpu_backend.pages_to_host(ctx, &a) == PKV_OK, "%s: pages_to_host runs",
      ln);
   int good = 1;
   for (int i = 0; i < 2; i++)
@@ -209,7 +209,7 @@ static void test_host_moves(pkv_context *ctx, pkv_layout layout) {
   memcpy(keep, pools[1]->native, g.layer_bytes);
   int32_t dev2[2] = {0, 7};
   pkv_host_move_args back = {&g, pools, np, dev2, hp, 2, host};
-  ok(pkv_cpu_backend.pages_from_host(ctx, &back) == PKV_OK,
+  ok(pkv__cpu_backend.pages_from_host(ctx, &back) == PKV_OK,
      "%s: pages_from_host runs", ln);
   good = 1;
   for (int i = 0; i < 2; i++)
@@ -258,7 +258,7 @@ static void test_write_kv(pkv_context *ctx, pkv_layout layout) {
 
   int64_t bad_slots[4] = {14, -1, 15, 7};
   pkv_write_args bad = {&g, pools[0], pools[1], k, v, slots, bad_slots, n};
-  pkv_status st = pkv_cpu_backend.write_kv(ctx, &bad);
+  pkv_status st = pkv__cpu_backend.write_kv(ctx, &bad);
   ok(st == PKV_ERR_RANGE && strstr(pkv_last_error(ctx), "slots[2]") &&
          memcmp(kb, pools[0]->native, g.layer_bytes) == 0 &&
          memcmp(vb, pools[1]->native, g.layer_bytes) == 0,
@@ -266,7 +266,7 @@ static void test_write_kv(pkv_context *ctx, pkv_layout layout) {
      ln, pkv_last_error(ctx));
 
   pkv_write_args a = {&g, pools[0], pools[1], k, v, slots, NULL, n};
-  ok(pkv_cpu_backend.write_kv(ctx, &a) == PKV_OK, "%s: write_kv runs", ln);
+  ok(pkv__cpu_backend.write_kv(ctx, &a) == PKV_OK, "%s: write_kv runs", ln);
   const float *kp = pools[0]->native, *vp = pools[1]->native;
   int good = 1;
   for (int64_t i = 0; i < n; i++) {
@@ -329,7 +329,7 @@ static void attention_args(pkv_context *c, const pkv_cache_geometry *g,
     if (lens[s] > a.max_kv_len) a.max_kv_len = lens[s];
     if (qind[s + 1] - qind[s] > a.max_q_len) a.max_q_len = qind[s + 1] - qind[s];
   }
-  if (pkv_cpu_backend.attention(c, &a) != PKV_OK) abort();
+  if (pkv__cpu_backend.attention(c, &a) != PKV_OK) abort();
 }
 
 static void fill_floats(pkv_buffer *b, float v, int random) {
@@ -401,9 +401,9 @@ int main(void) {
   pkv_context *ctx = NULL;
   if (pkv_context_create(&d, &ctx) != PKV_OK)
     plan_skip_all("no CPU context");
-  ok(ctx->ops == &pkv_cpu_backend && pkv_cpu_backend.write_kv &&
-         pkv_cpu_backend.attention && pkv_cpu_backend.copy_pages &&
-         pkv_cpu_backend.pages_to_host && pkv_cpu_backend.pages_from_host,
+  ok(ctx->ops == &pkv__cpu_backend && pkv__cpu_backend.write_kv &&
+         pkv__cpu_backend.attention && pkv__cpu_backend.copy_pages &&
+         pkv__cpu_backend.pages_to_host && pkv__cpu_backend.pages_from_host,
      "the CPU backend implements every operation");
   test_alloc(ctx);
   for (int l = 0; l < 2; l++) {

@@ -135,13 +135,13 @@ static void test_native_and_errors(void) {
 }
 
 static void test_error_names(pkv_context *ctx) {
-  ok(strcmp(pkv_ocl_error_name(CL_OUT_OF_RESOURCES), "CL_OUT_OF_RESOURCES") == 0,
+  ok(strcmp(pkv__ocl_error_name(CL_OUT_OF_RESOURCES), "CL_OUT_OF_RESOURCES") == 0,
      "CL error -5 is named CL_OUT_OF_RESOURCES");
-  ok(strcmp(pkv_ocl_error_name(CL_INVALID_KERNEL_ARGS), "CL_INVALID_KERNEL_ARGS") == 0,
+  ok(strcmp(pkv__ocl_error_name(CL_INVALID_KERNEL_ARGS), "CL_INVALID_KERNEL_ARGS") == 0,
      "CL error -52 is named CL_INVALID_KERNEL_ARGS");
   /* A head dim the kernels reject at compile time: the build log comes back. */
   pkv_ocl_program *p = NULL;
-  is_int(pkv_ocl_program_get(ctx, 72, 0, &p), PKV_ERR_BUILD, "bad build is PKV_ERR_BUILD");
+  is_int(pkv__ocl_program_get(ctx, 72, 0, &p), PKV_ERR_BUILD, "bad build is PKV_ERR_BUILD");
   ok(contains(pkv_last_error(ctx), "multiple of 16"), "message carries the build log: %.300s",
      pkv_last_error(ctx));
 }
@@ -169,7 +169,7 @@ static double start(const char *dir, unsigned flags, int *from_cache) {
   pkv_context *ctx = make_ctx(flags, dir);
   pkv_ocl_program *p = NULL;
   *from_cache = -1;
-  if (ctx && pkv_ocl_program_get(ctx, 128, PKV_DTYPE_F16, &p) == PKV_OK)
+  if (ctx && pkv__ocl_program_get(ctx, 128, PKV_DTYPE_F16, &p) == PKV_OK)
     *from_cache = p->from_binary_cache;
   else if (ctx)
     diag("build: %s", pkv_last_error(ctx));

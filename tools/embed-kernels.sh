@@ -21,19 +21,19 @@ trap 'rm -f "$tmp"' EXIT
     echo "  \"\";"
     i=$((i + 1))
   done
-  echo "const char *const pkv_ocl_kernel_sources[] = {"
+  echo "const char *const pkv__ocl_kernel_sources[] = {"
   i=0
   for f in "$@"; do
     echo "  src_$i,"
     i=$((i + 1))
   done
   echo "};"
-  echo "const char *const pkv_ocl_kernel_files[] = {"
+  echo "const char *const pkv__ocl_kernel_files[] = {"
   for f in "$@"; do
     echo "  \"$(basename "$f")\","
   done
   echo "};"
-  echo "const int pkv_ocl_kernel_count = $#;"
+  echo "const int pkv__ocl_kernel_count = $#;"
 } >"$tmp"
 mv "$tmp" "$out"
 trap - EXIT
