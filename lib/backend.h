@@ -61,6 +61,20 @@ typedef struct pkv_host_move_args {
   unsigned char *host_base;
 } pkv_host_move_args;
 
+/* What a backend can run on its device: cache creation refuses a geometry
+ * outside it with PKV_ERR_UNSUPPORTED before any memory is allocated. The
+ * library fills every member with "anything the API accepts" before it
+ * asks, so a backend sets only its limits. */
+#define PKV_CAPS_MAX_HEAD_DIMS 16
+typedef struct pkv_backend_caps {
+  uint32_t dtypes;          /* bit (1u << pkv_dtype) per K/V dtype */
+  int32_t num_head_dims;    /* 0: every head dim the API accepts */
+  int32_t head_dims[PKV_CAPS_MAX_HEAD_DIMS];
+  int32_t max_page_size;    /* tokens per page */
+} pkv_backend_caps;
+
+/* Members marked "optional" may be NULL; the library checks before each
+ * call (ops.c answers PKV_ERR_UNSUPPORTED naming the missing operation). */
 struct pkv_backend_ops {
   pkv_backend_kind kind;
   const char *name;
@@ -86,9 +100,12 @@ struct pkv_backend_ops {
   pkv_status (*copy_pages)(pkv_context *ctx, const pkv_copy_args *a);
   pkv_status (*pages_to_host)(pkv_context *ctx, const pkv_host_move_args *a);
   pkv_status (*pages_from_host)(pkv_context *ctx, const pkv_host_move_args *a);
+  /* optional: the device's limits (NULL: every geometry the API accepts) */
+  void (*caps)(pkv_context *ctx, pkv_backend_caps *out);
 };
 
-/* Backends compiled in; NULL when not. */
+/* Backends compiled in (with --disable-modules; in a module build these
+ * live in the modules and lib/module_loader.c finds them). */
 extern const pkv_backend_ops pkv__cpu_backend;
 #ifdef PKV_HAVE_OPENCL
 extern const pkv_backend_ops pkv__opencl_backend;
@@ -97,6 +114,15 @@ extern const pkv_backend_ops pkv__opencl_backend;
 extern const pkv_backend_ops pkv__hip_backend;
 #endif
 
+/* The backend of `kind`: compiled in, or loaded from its module on first
+ * use. NULL when there is none; pkv__backend_get says why. */
 const pkv_backend_ops *pkv__backend_ops_for(pkv_backend_kind kind);
+/* The same, failing with PKV_ERR_NO_BACKEND and a message (the dlerror()
+ * text of a module that did not load) on the calling thread. */
+pkv_status pkv__backend_get(pkv_backend_kind kind, const pkv_backend_ops **out);
+/* Refuses (PKV_ERR_UNSUPPORTED, message on ctx) a cache geometry that the
+ * context's backend cannot run, from its capability query. */
+pkv_status pkv__backend_check_caps(pkv_context *ctx, pkv_dtype dtype,
+                                   int32_t head_dim, int32_t page_size);
 
 #endif

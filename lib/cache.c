@@ -2,6 +2,7 @@
 /* Cache creation: validation of the description, the K/V pools of every
  * layer, the host tier; geometry queries. */
 #include "alloc.h"
+#include "backend.h"
 #include "cache.h"
 #include "prefix.h"
 #include "session.h"
@@ -192,6 +193,10 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
   pkv_cache_geometry g;
   int32_t ncls = 1;
   pkv_status st = check_desc(ctx, desc, &g, &ncls);
+  if (st != PKV_OK) return st;
+  /* what this device cannot run is refused before any allocation */
+  st = pkv__backend_check_caps(ctx, desc->dtype, desc->head_dim,
+                               desc->page_size);
   if (st != PKV_OK) return st;
 
   pkv_cache *c = pkv__calloc(1, sizeof *c);
