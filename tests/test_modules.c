@@ -7,10 +7,16 @@
  * Each scenario runs in a child process: a process loads each module once,
  * with the PKV_BACKEND_PATH it has at first use. The fake module
  * (tests/fake_backend.c) is built as backend-hip.so twice, once claiming
- * interface version 999. */
+ * interface version 999.
+ *
+ * Then each real module of the build tree (or of DIR, with --load DIR, as
+ * CI runs it on an install tree) is loaded alone: a module that does not
+ * load fails; one that loads but finds no device SKIPs with that reason. */
 #include "pagedkv.h"
 #include "tap.h"
 
+#include <dirent.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,8 +216,102 @@ static void never_cwd(void) {
      pkv_status_name(st));
 }
 
-int main(void) {
-  plan(28);
+/* ------------------------------------------------------------ real modules */
+static char load_file[1024];
+
+/* Whether the process maps a file under prefix (proof of which copy of a
+ * module was loaded, whatever else is installed). */
+static int mapped(const char *prefix) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[2048];
+  int found = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (strstr(line, prefix)) found = 1;
+  if (f) fclose(f);
+  return found;
+}
+
+static void load_one(void) {
+  const char *base = strrchr(load_file, '/') + 1;
+  pkv_backend_kind kind =
+      strstr(base, "opencl") ? PKV_BACKEND_OPENCL : PKV_BACKEND_HIP;
+  char real[PATH_MAX];
+  if (!realpath(load_file, real)) snprintf(real, sizeof real, "%s", load_file);
+  int avail = pkv_backend_available(kind);
+  ok(avail && mapped(real), "%s loads (from %s)%s%s", base, load_file,
+     avail ? "" : ": ", avail ? "" : pkv_last_error(NULL));
+  int n = 0;
+  pkv_device_info info;
+  memset(&info, 0, sizeof info);
+  pkv_status st = avail ? pkv_list_devices(kind, &info, 1, &n) : PKV_ERR_NO_BACKEND;
+  if (st == PKV_OK && n > 0) {
+    ok(1, "%s: %d device(s), the first '%s'", base, n, info.name);
+  } else {
+    char why[600];
+    snprintf(why, sizeof why, "%s loaded, no device (%s%s%.400s)", base,
+             pkv_status_name(st), st == PKV_OK ? "" : ": ",
+             st == PKV_OK ? "" : pkv_last_error(NULL));
+    skip(1, why);
+  }
+}
+
+/* Each module alone in a directory of its own (a symlink), so that the
+ * other GPU module cannot answer for it. */
+static void load_check(const char *file) {
+  char dir[300], link[600];
+  snprintf(dir, sizeof dir, "%s/pkv-modload.XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(dir)) {
+    skip(2, "mkdtemp failed");
+    return;
+  }
+  snprintf(link, sizeof link, "%s/%s", dir, strrchr(file, '/') + 1);
+  if (symlink(file, link) != 0) {
+    ok(0, "symlink %s", link);
+    skip(1, "no link");
+  } else {
+    snprintf(load_file, sizeof load_file, "%s", file);
+    scenario(dir, load_one);
+    remove(link);
+  }
+  rmdir(dir);
+}
+
+static int find_modules(const char *const *dirs, int ndirs, char files[][1024],
+                        int cap) {
+  int n = 0;
+  for (int d = 0; d < ndirs; d++) {
+    DIR *dh = opendir(dirs[d]);
+    struct dirent *e;
+    while (dh && (e = readdir(dh)) && n < cap) {
+      size_t l = strlen(e->d_name);
+      if (!strncmp(e->d_name, "backend-", 8) && l > 3 &&
+          !strcmp(e->d_name + l - 3, ".so"))
+        snprintf(files[n++], 1024, "%s/%s", dirs[d], e->d_name);
+    }
+    if (dh) closedir(dh);
+  }
+  return n;
+}
+
+int main(int argc, char **argv) {
+  char files[8][1024];
+  int nmods;
+  if (argc == 3 && !strcmp(argv[1], "--load")) {
+    const char *dirs[] = {argv[2]};
+    nmods = find_modules(dirs, 1, files, 8);
+    if (nmods == 0) {
+      printf("1..0 # SKIP no backend-*.so in %s\n", argv[2]);
+      return 0;
+    }
+    plan(2 * nmods);
+    for (int i = 0; i < nmods; i++) load_check(files[i]);
+    return done_testing();
+  }
+  const char *dirs[] = {PKV_BUILD_DIR "/opencl/.libs", PKV_BUILD_DIR "/hip/amd/.libs",
+                        PKV_BUILD_DIR "/hip/cuda/.libs"};
+  nmods = find_modules(dirs, 3, files, 8);
+  plan(28 + 2 * nmods);
   scenario(OK_DIR, good_module);
   scenario(ABI_DIR, wrong_abi);
 
@@ -234,5 +334,6 @@ int main(void) {
   }
   scenario("/nonexistent-pkv-modules", missing_module);
   scenario(".:tests/fakemod/ok/.libs:", never_cwd);
+  for (int i = 0; i < nmods; i++) load_check(files[i]);
   return done_testing();
 }
