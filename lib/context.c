@@ -108,7 +108,11 @@ pkv_status pkv_backend_from_name(const char *name, pkv_backend_kind *out) {
 }
 
 int pkv_backend_available(pkv_backend_kind kind) {
-  return pkv__backend_ops_for(kind) != NULL;
+  /* through pkv__backend_get, so that a module that does not load leaves
+   * its reason in pkv_last_error(NULL) */
+  const pkv_backend_ops *ops;
+  if ((int)kind <= PKV_BACKEND_AUTO || (int)kind >= PKV_BACKEND_COUNT) return 0;
+  return pkv__backend_get(kind, &ops) == PKV_OK;
 }
 
 pkv_status pkv_list_devices(pkv_backend_kind backend, pkv_device_info *out,

@@ -46,7 +46,7 @@ typedef enum pkv_status {
   PKV_ERR_NO_MEMORY = 5,     /* a host allocation failed */
   PKV_ERR_NO_PAGES = 6,      /* the page pool (or a class quota) is exhausted */
   PKV_ERR_UNSUPPORTED = 7,   /* valid request the backend/build cannot do */
-  PKV_ERR_NO_BACKEND = 8,    /* backend not compiled in or no device found */
+  PKV_ERR_NO_BACKEND = 8,    /* backend not built or not loadable, or no device */
   PKV_ERR_DEVICE = 9,        /* the device runtime reported an error */
   PKV_ERR_DUPLICATE = 10,    /* the same sequence twice in one batch, etc. */
   PKV_ERR_NOT_FOUND = 11,    /* unknown sequence id or session key */
@@ -84,7 +84,8 @@ typedef enum pkv_backend_kind {
 PKV_API const char *pkv_backend_name(pkv_backend_kind kind);
 /* Parses a backend name (case-insensitive). */
 PKV_API pkv_status pkv_backend_from_name(const char *name, pkv_backend_kind *out);
-/* 1 when the backend was compiled into this library, else 0. */
+/* 1 when the backend is built into this library or its module loads, else 0
+ * (then pkv_last_error(NULL) says why). */
 PKV_API int pkv_backend_available(pkv_backend_kind kind);
 
 typedef enum pkv_device_type {
@@ -110,7 +111,8 @@ typedef struct pkv_device_info {
 /* Lists the devices one backend sees. Writes at most `capacity` entries to
  * `out` (which may be NULL when capacity is 0) and the total in *count.
  * A backend that is compiled in but finds no device returns PKV_OK with
- * *count = 0; one not compiled in returns PKV_ERR_NO_BACKEND. */
+ * *count = 0; one not built, or whose module does not load, returns
+ * PKV_ERR_NO_BACKEND. */
 PKV_API pkv_status pkv_list_devices(pkv_backend_kind backend,
                                     pkv_device_info *out, int capacity,
                                     int *count);
