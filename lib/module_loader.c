@@ -148,9 +148,13 @@ static void load_slot(module_slot *s) {
   char why[PKV_MODULE_ERR_LEN / 2];
   memcpy(why, s->err, sizeof why);
   why[sizeof why - 1] = '\0';
-  snprintf(s->err, sizeof s->err,
-           "%s (searched PKV_BACKEND_PATH='%.200s' and %.200s)", why,
-           env ? env : "", PKV_MODULE_DIR);
+  if (env)
+    snprintf(s->err, sizeof s->err,
+             "%s (searched PKV_BACKEND_PATH='%.200s' and %.200s)", why, env,
+             PKV_MODULE_DIR);
+  else
+    snprintf(s->err, sizeof s->err, "%s (searched %.200s)", why,
+             PKV_MODULE_DIR);
 }
 
 #define ONCE_FN(slot)                                                         \

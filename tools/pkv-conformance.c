@@ -513,7 +513,9 @@ int main(int argc, char **argv) {
   const char *bname = pkv_backend_name(kind);
   int ndev = 0;
   if (!pkv_backend_available(kind)) {
-    printf("1..0 # SKIP no %s device: backend not built\n", bname);
+    /* not built, or its module did not load: say which, with the reason */
+    printf("1..0 # SKIP no %s device: backend not available: %s\n", bname,
+           pkv_last_error(NULL));
     return 0;
   }
   if (pkv_list_devices(kind, NULL, 0, &ndev) != PKV_OK || ndev == 0) {
