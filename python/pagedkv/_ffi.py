@@ -2,9 +2,9 @@
 """Loads libpagedkv through cffi (ABI mode) with the generated declarations.
 
 The library is found, in order: $PAGEDKV_LIBRARY (a file path: the tests
-point it at the build tree), then the libdir recorded at build time
-(_config.LIBDIR, i.e. $(libdir) of `make install`), then the dynamic
-loader's search path.
+point it at the build tree), then the soname recorded at build time in the
+libdir recorded then (_config.LIBDIR/_config.SONAME: $(libdir) of `make
+install`), then that soname on the dynamic loader's search path.
 """
 import glob
 import os
@@ -24,16 +24,17 @@ def _candidates():
     names = []
     try:
         from . import _config
-        libdir = _config.LIBDIR
-    except ImportError:
-        libdir = None
-    if libdir:
-        # the versioned soname first: the unversioned link is a -dev file
+        libdir, soname = _config.LIBDIR, getattr(_config, "SONAME", "")
+    except ImportError:  # a source tree that was never built
+        libdir, soname = None, ""
+    if libdir and soname:
+        names.append(os.path.join(libdir, soname))
+    elif libdir:
         names += sorted(glob.glob(os.path.join(libdir, "libpagedkv.so.[0-9]*")),
                         key=len)
-        names += [os.path.join(libdir, n)
-                  for n in ("libpagedkv.so", "libpagedkv.dylib")]
-    names += ["libpagedkv.so.0", "libpagedkv.so", "libpagedkv.dylib"]
+        names.append(os.path.join(libdir, "libpagedkv.dylib"))
+    # the loader's search path: the recorded soname, never another version
+    names.append(soname or "libpagedkv.so")
     return names
 
 
@@ -68,14 +69,17 @@ def new_struct(ctype, *init_args):
     header says: pkv_X_init_sized(x, sizeof) where it exists (the ABI rule:
     pkv_X_init is then a macro, which cffi cannot call), else pkv_X_init(x)
     where it is a function, else struct_size set by hand where the struct
-    has one. Extra init_args go to the initialiser after the pointer (e.g.
-    pkv_attn_params_init's num_q_heads); with the sized form they are set
-    by the caller afterwards."""
+    has one. Extra init_args go to the initialiser after the pointer (and
+    the size), as many as it takes (pkv_attn_params' num_q_heads)."""
     p = ffi.new(ctype + " *")
     if has(ctype + "_init_sized"):
-        getattr(lib, ctype + "_init_sized")(p, ffi.sizeof(ctype))
+        fn = getattr(lib, ctype + "_init_sized")
+        # (x, size) or, like pkv_attn_params, (x, size, num_q_heads)
+        extra = init_args[:len(ffi.typeof(fn).args) - 2]
+        fn(p, ffi.sizeof(ctype), *extra)
     elif has(ctype + "_init"):
-        getattr(lib, ctype + "_init")(p, *init_args)
+        fn = getattr(lib, ctype + "_init")
+        fn(p, *init_args[:len(ffi.typeof(fn).args) - 1])
     elif _has_field(ctype, "struct_size"):
         p.struct_size = ffi.sizeof(ctype)
     return p

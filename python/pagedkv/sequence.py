@@ -119,6 +119,20 @@ class Sequence(Handle):
                                                int(max_tokens), out))
         return int(out[0])
 
+    # -- speculative decoding (when the library has it) ---------------------
+    def truncate_back(self, n_tokens):
+        """Drops the last n_tokens tokens (rejected draft tokens),
+        all-or-nothing (pkv_seq_truncate_back)."""
+        _need("pkv_seq_truncate_back")
+        self._check(lib.pkv_seq_truncate_back(self._c(), self.id,
+                                              int(n_tokens)))
+
+    def reserve(self, n_tokens):
+        """Takes ahead the pages the next n_tokens appends need, so they
+        cannot fail with NoPagesError; 0 cancels (pkv_seq_reserve)."""
+        _need("pkv_seq_reserve")
+        self._check(lib.pkv_seq_reserve(self._c(), self.id, int(n_tokens)))
+
     # -- host tier --------------------------------------------------------
     @property
     def is_swapped(self):
@@ -132,6 +146,12 @@ class Sequence(Handle):
 
     def swap_in(self):
         self._cache.swap_in([self])
+
+
+def _need(name):
+    from ._ffi import has
+    if not has(name):
+        raise NotImplementedError("pagedkv: this libpagedkv has no %s" % name)
 
 
 def _int_array(cbuf, n, np_dtype):

@@ -180,4 +180,31 @@ def control_plane(t):
          "closing the context closes the cache, sequences, batch, views")
 
 
+@t.case
+def speculative(t):
+    if not (pagedkv.has("pkv_seq_truncate_back") and
+            pagedkv.has("pkv_seq_reserve")):
+        t.skip("libpagedkv has no pkv_seq_truncate_back/pkv_seq_reserve",
+               "speculative decoding: truncate_back, reserve")
+        return
+    with pagedkv.Context("cpu") as ctx:
+        cache = ctx.cache(num_layers=1, num_kv_heads=1, head_dim=64,
+                          page_size=4, num_pages=8)
+        s = cache.open_seq()
+        s.append(10)
+        free0 = cache.stats().pages_free
+        s.reserve(4)  # tokens 11..14 need a fourth page
+        free1 = cache.stats().pages_free
+        t.eq(free0 - free1, 1, "reserve(4) takes the one page ahead")
+        s.append(4)
+        t.eq(cache.stats().pages_free, free1,
+             "the reserved appends take no further page")
+        s.truncate_back(11)
+        t.eq((len(s), len(s.pages())), (3, 1),
+             "truncate_back(11) of 14 tokens keeps 3 tokens in 1 page")
+        t.raises(pagedkv.PagedKVError, lambda: s.truncate_back(4),
+                 "truncate_back past the start raises")
+        t.eq(len(s), 3, "... and changes nothing")
+
+
 t.done()

@@ -45,7 +45,7 @@ try:
     code = ("import pagedkv, sys\n"
             "from pagedkv import _config\n"
             "print(pagedkv.__file__); print(pagedkv.library_path)\n"
-            "print(_config.LIBDIR)\n"
+            "print(_config.LIBDIR); print(_config.SONAME)\n"
             "with pagedkv.Context('cpu') as ctx:\n"
             "    c = ctx.cache(num_layers=1, num_kv_heads=1, head_dim=64,\n"
             "                  page_size=4, num_pages=4)\n"
@@ -57,7 +57,7 @@ try:
                        capture_output=True, text=True, timeout=120,
                        cwd=tmp)
     out = r.stdout.split("\n")
-    if not t.ok(r.returncode == 0 and len(out) >= 4,
+    if not t.ok(r.returncode == 0 and len(out) >= 5,
                 "the installed package imports and runs"):
         t.diag(r.stdout + r.stderr)
         t.done()
@@ -65,15 +65,18 @@ try:
          "it is the installed copy: %s" % out[0])
     t.eq(out[1], libs[0], "it loads the installed library")
     t.eq(out[2], libdir, "_config.LIBDIR records $(libdir)")
-    t.eq(out[3], "2", "a cache works through the installed package")
+    t.eq(out[3], os.path.basename(libs[0]),
+         "_config.SONAME records the installed soname")
+    t.eq(out[4], "2", "a cache works through the installed package")
     # without PAGEDKV_LIBRARY the package looks in $(libdir) first
     del run_env["PAGEDKV_LIBRARY"]
     r = subprocess.run([sys.executable, "-c",
                         "from pagedkv import _ffi; print(_ffi.library_path)"],
                        env=run_env, capture_output=True, text=True,
                        timeout=120, cwd=tmp)
-    t.ok(libdir in r.stdout + r.stderr,
-         "without PAGEDKV_LIBRARY it tries $(libdir) first")
+    t.ok(os.path.join(libdir, os.path.basename(libs[0])) in
+         r.stdout + r.stderr,
+         "without PAGEDKV_LIBRARY it tries $(libdir)/<soname> first")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 t.done()
