@@ -31,10 +31,12 @@ _api = ctypes.pythonapi
 _api.PyCapsule_New.restype = ctypes.py_object
 _api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
                                ctypes.c_void_p]
+# The destructor gets the dying capsule as a raw pointer: it must not be
+# wrapped in a py_object (a new reference to an object being freed).
 _api.PyCapsule_IsValid.restype = ctypes.c_int
-_api.PyCapsule_IsValid.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_api.PyCapsule_IsValid.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
 _api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-_api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_api.PyCapsule_GetPointer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
 
 _DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
@@ -42,9 +44,8 @@ _DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 @_DESTRUCTOR
 def _capsule_destructor(capsule_ptr):
     # runs when the capsule dies; "used_dltensor" means a consumer took it
-    cap = ctypes.cast(capsule_ptr, ctypes.py_object)
-    if _api.PyCapsule_IsValid(cap, _NAME):
-        p = _api.PyCapsule_GetPointer(cap, _NAME)
+    if _api.PyCapsule_IsValid(capsule_ptr, _NAME):
+        p = _api.PyCapsule_GetPointer(capsule_ptr, _NAME)
         t = _dl.cast("DLManagedTensor *", p)
         if t.deleter != _dl.NULL:
             t.deleter(t)
