@@ -59,7 +59,11 @@ class Engine:
     def __init__(self, args):
         self.args = a = args
         torch.manual_seed(args.seed)
-        self.ctx = pagedkv.Context(args.backend)
+        stream = None
+        if args.backend in ("hip", "cuda") and torch.cuda.is_available():
+            # pagedkv's kernels run on torch's stream, ordered with its ops
+            stream = torch.cuda.current_stream()
+        self.ctx = pagedkv.Context(args.backend, stream=stream)
         self.dev = "cuda" if self.ctx.backend == pagedkv.HIP else "cpu"
         self.tdtype = pagedkv.interop.torch_dtype(args.dtype)
         self.cache = self.ctx.cache(
