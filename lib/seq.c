@@ -113,7 +113,7 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
   int64_t room = off ? ps - off : 0;
   int64_t k = n > room ? pkv_pages_for(n - room, ps) : 0;
   int32_t last = off ? s->pages[s->npages - 1] : -1;
-  int cow = last >= 0 && c->pool.pg[last].ref > 1;
+  int cow = last >= 0 && !pkv__page_writable(&c->pool, last);
   if (!pkv__pool_can_take(&c->pool, s->cls, k + cow))
     return pkv__cache_no_pages(c, s->cls, k + cow, "append");
 
@@ -150,7 +150,7 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
     }
     pkv__cow_push(c, last, dst);
     s->pages[s->npages - 1] = dst;
-    s->version++;
+    pkv__seq_remapped(c, s);
   }
   for (int64_t i = 0; i < k; i++) {
     int32_t p = pkv__pool_take(&c->pool, s->cls);
@@ -189,7 +189,14 @@ void pkv__seq_drop_pages(pkv_cache *c, pkv_seq *s) {
   }
 }
 
+void pkv__seq_remapped(pkv_cache *c, pkv_seq *s) {
+  s->version++;
+  c->map_gen++;
+}
+
 void pkv__seq_destroy_internal(pkv_cache *c, pkv_seq *s) {
+  /* Ids are never reused: a batch row naming this id finds it gone. */
+  c->map_gen++;
   pkv__seq_account(c, s, -1);
   class_unlink(c, s);
   pkv__hmap_del(&c->seqs, (uint64_t)s->id);
@@ -264,6 +271,7 @@ pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq_id parent, pkv_seq_id *child) {
   s->committed = p->committed;
   s->chain_pages = p->chain_pages;
   s->chain_ok = p->chain_ok;
+  s->detached = p->detached;
   s->chain_page = p->chain_page;
   s->chain_gen = p->chain_gen;
   s->chain_key = p->chain_key;
@@ -296,15 +304,14 @@ pkv_status pkv_seq_truncate_front(pkv_cache *c, pkv_seq_id id,
     memmove(s->pages, s->pages + k, (size_t)(s->npages - k) * sizeof *s->pages);
     s->npages -= k;
     s->len -= drop;
-    s->version++;
-    /* The remaining KV depends on the dropped context: it may extend its
-     * chain only from a page that was already indexed. */
-    if (s->chain_pages >= k && s->npages > 0) {
-      s->chain_pages -= k;
-    } else {
-      s->chain_ok = false;
-      s->chain_pages = 0;
-    }
+    pkv__seq_remapped(c, s);
+    /* The remaining KV, and all KV appended from now on, depends on the
+     * dropped context, which no chain key can name any more: the sequence
+     * leaves the index for good (pages already indexed stay matchable,
+     * they were computed with their whole prefix). */
+    s->detached = true;
+    s->chain_ok = false;
+    s->chain_pages = 0;
     s->committed = s->committed > drop ? s->committed - drop : 0;
     pkv__seq_account(c, s, +1);
   }

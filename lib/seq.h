@@ -34,6 +34,11 @@ struct pkv_seq {
   int64_t committed;
   int64_t chain_pages;
   bool chain_ok;
+  /* Set for good once a truncation dropped pages: the KV that remains (and
+   * every token appended later) was computed with context the chain no
+   * longer names, so none of it may ever be indexed. Forks and sessions
+   * inherit it. */
+  bool detached;
   int32_t chain_page;
   uint32_t chain_gen;
   XXH128_hash_t chain_key;
@@ -52,6 +57,9 @@ pkv_seq *pkv__seq_new_internal(pkv_cache *c, int32_t cls, uint64_t ns,
 bool pkv__seq_grow(pkv_seq *s, int64_t need);
 /* Gives back the sequence's device (or host) pages, deepest first. */
 void pkv__seq_drop_pages(pkv_cache *c, pkv_seq *s);
+/* The page list changed other than by appending pages: slots handed out
+ * before (batches built before) no longer name this sequence's tokens. */
+void pkv__seq_remapped(pkv_cache *c, pkv_seq *s);
 /* Unregisters and frees the sequence (its pages already dropped). */
 void pkv__seq_destroy_internal(pkv_cache *c, pkv_seq *s);
 
