@@ -43,6 +43,9 @@ typedef struct mseq {
   uint64_t hist[MAXLEN];
   uint32_t writer[MAXLEN]; /* 0: unwritten; 1: any (matched); else write id */
   uint64_t epoch;          /* bumped by anything that may remap its slots */
+  /* A truncation dropped context: K/V appended from then on is computed
+   * without it, so its history differs from any root history. */
+  int detached;
 } mseq;
 
 typedef struct msess {
@@ -238,7 +241,10 @@ static int append(mseq *m, int64_t n, int with_ids, int64_t *slots) {
   if (m->len + n > MAXLEN) return 0;
   int32_t t[MAXLEN];
   for (int64_t i = 0; i < n; i++)
-    t[i] = m->tok[m->len + i] = next_token(m, m->base_abs + m->len + i);
+    /* A truncated sequence draws the template from its own start: the
+     * tokens equal a root prompt's, the K/V does not. */
+    t[i] = m->tok[m->len + i] =
+        next_token(m, (m->detached ? 0 : m->base_abs) + m->len + i);
   pkv_status st = pkv_seq_append(c, m->id, n, with_ids ? t : NULL, slots);
   if (st == PKV_ERR_NO_PAGES) return 0;
   if (st != PKV_OK) {
@@ -246,6 +252,7 @@ static int append(mseq *m, int64_t n, int with_ids, int64_t *slots) {
     return 0;
   }
   uint64_t h = m->len ? m->hist[m->len - 1] : m->base_hist;
+  if (m->detached) h = mix(h, 0xdeadull);
   for (int64_t i = 0; i < n; i++) {
     h = m->hist[m->len + i] = mix(h, (uint64_t)t[i]);
     m->writer[m->len + i] = 0;
@@ -456,10 +463,9 @@ static void op_open_session(void) {
   m->epoch = 0;
 }
 
-static void op_truncate(void) {
-  mseq *m = pick(1);
-  if (!m || m->len == 0) return;
-  int64_t keep = rnd((uint32_t)m->len), dropped = -1;
+static void op_truncate_seq(mseq *m) {
+  if (m->len == 0) return;
+  int64_t keep = rnd(3) ? rnd((uint32_t)m->len) : 0, dropped = -1;
   if (pkv_seq_truncate_front(c, m->id, keep, &dropped) != PKV_OK ||
       dropped < 0 || dropped > m->len || m->len - dropped > keep ||
       (dropped % PS && dropped != m->len)) {
@@ -475,6 +481,12 @@ static void op_truncate(void) {
   m->len -= dropped;
   m->base_abs += dropped;
   m->epoch++;
+  m->detached = 1;
+}
+
+static void op_truncate(void) {
+  mseq *m = pick(1);
+  if (m) op_truncate_seq(m);
 }
 
 static void op_swap(int out) {
@@ -494,6 +506,74 @@ static void op_swap(int out) {
     mseq *x = find(ids[i]);
     x->swapped = out;
     x->epoch++;
+  }
+}
+
+/* Weighted-up interaction of bugs 1 and 2: a sequence forks and the
+ * parent closes into a session, so the child (and later the reopened
+ * parent) append next to pages a session holds. */
+static void op_fork_close(void) {
+  mseq *m = pick(1);
+  if (!m || ns_ == MAXS || computed(m) != m->len || m->len % PS == 0) return;
+  pkv_seq_id ch;
+  if (pkv_seq_fork(c, m->id, &ch) != PKV_OK) {
+    fail("%s: failed%lld%lld", "fork", 0, 0);
+    return;
+  }
+  mseq *x = &S[ns_++];
+  *x = *m;
+  x->id = ch;
+  x->epoch = 0;
+  uint32_t k = rnd(NSESS);
+  if (pkv_seq_close_session(c, m->id, k + 1) != PKV_OK) {
+    fail("%s: failed%lld%lld", "close_session", 0, 0);
+    return;
+  }
+  SS[k].used = 1;
+  SS[k].s = *m;
+  drop(m);
+}
+
+/* Weighted-up interaction of bug 4: truncate, extend, commit, so that the
+ * pages computed after the dropped context meet the index. */
+static void op_truncate_extend(void) {
+  mseq *m = pick(1);
+  if (!m || computed(m) != m->len) return;
+  pkv_seq_commit(c, m->id, m->len);
+  op_truncate_seq(m);
+  if (computed(m) != m->len) return;
+  if (m->len == 0 && rnd(2)) {
+    /* Emptied: a session round trip with no page (the m == 0 reopen). */
+    uint32_t k = rnd(NSESS);
+    if (pkv_seq_close_session(c, m->id, k + 1) != PKV_OK) return;
+    SS[k].used = 1;
+    SS[k].s = *m;
+    drop(m);
+    return;
+  }
+  int64_t n = 1 + rnd(3 * PS), slots[MAXLEN], from = m->len;
+  if (!append(m, n, 1, slots)) return;
+  const mseq *ps[MAXLEN];
+  int64_t rel[MAXLEN];
+  for (int64_t i = 0; i < n; i++) ps[i] = m, rel[i] = from + i;
+  uint32_t w = next_writer++;
+  stage_rows(ps, rel, n, w);
+  pkv_buffer_upload(sbuf, 0, slots, (size_t)n * sizeof(int64_t));
+  if (pkv_write_kv_slots(c, 0, kbuf, vbuf, sbuf, n) != PKV_OK) {
+    fail("%s: status%lld%lld", "write_slots", 0, 0);
+    return;
+  }
+  for (int64_t i = 0; i < n; i++) m->writer[from + i] = w;
+  if (pkv_seq_commit(c, m->id, m->len) != PKV_OK)
+    fail("%s: failed%lld%lld", "commit", 0, 0);
+  /* A session round trip now and then (the m == 0 reopen path). */
+  if (rnd(2) && ns_ < MAXS) {
+    uint32_t k = rnd(NSESS);
+    pkv_seq_id keep = m->id;
+    if (pkv_seq_close_session(c, keep, k + 1) != PKV_OK) return;
+    SS[k].used = 1;
+    SS[k].s = *m;
+    drop(m);
   }
 }
 
@@ -530,16 +610,18 @@ static void run_seed(uint64_t seed, int64_t ops) {
     uint32_t r = rnd(100);
     const char *name;
     if (r < 10) op_open(), name = "open/match";
-    else if (r < 22) op_append(), name = "append";
-    else if (r < 36) op_append_write_slots(), name = "append+write_slots";
-    else if (r < 46) op_build(), name = "build";
-    else if (r < 58) op_write_batch(), name = "write_kv";
-    else if (r < 65) op_commit(), name = "commit";
-    else if (r < 71) op_fork(), name = "fork";
-    else if (r < 76) op_release(), name = "release";
-    else if (r < 81) op_close_session(), name = "close_session";
-    else if (r < 86) op_open_session(), name = "session_open";
-    else if (r < 90) op_truncate(), name = "truncate";
+    else if (r < 18) op_append(), name = "append";
+    else if (r < 30) op_append_write_slots(), name = "append+write_slots";
+    else if (r < 38) op_build(), name = "build";
+    else if (r < 48) op_write_batch(), name = "write_kv";
+    else if (r < 54) op_commit(), name = "commit";
+    else if (r < 58) op_fork(), name = "fork";
+    else if (r < 63) op_release(), name = "release";
+    else if (r < 66) op_close_session(), name = "close_session";
+    else if (r < 74) op_open_session(), name = "session_open";
+    else if (r < 78) op_truncate(), name = "truncate";
+    else if (r < 83) op_fork_close(), name = "fork+close_session";
+    else if (r < 90) op_truncate_extend(), name = "truncate+extend+commit";
     else if (r < 93) op_swap(1), name = "swap_out";
     else if (r < 96) op_swap(0), name = "swap_in";
     else if (r < 97) {
