@@ -129,6 +129,8 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
           memcpy(ptok[i] + j * ps, g->tokens, (size_t)ps * sizeof(int32_t));
       }
       for (int64_t j = s->npages; j-- > 0;) pkv__pool_unref(&c->pool, s->pages[j]);
+      /* Reserved pages hold no data: they go back to the pool. */
+      while (s->nspare > 0) pkv__pool_unref(&c->pool, s->spare[--s->nspare]);
       s->host_pages = per[i];
       s->host_tokens = ptok[i];
       s->host_known = pknown[i];

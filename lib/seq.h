@@ -19,6 +19,10 @@ struct pkv_seq {
   int32_t *host_tokens;  /* token ids [npages][page_size] while swapped */
   uint8_t *host_known;   /* per page: ids known, while swapped */
   int64_t npages, cap;
+  /* Pages taken ahead by pkv_seq_reserve (live, refcount 1, not in the
+   * block table): appends use them before the pool. */
+  int32_t *spare;
+  int64_t nspare, spare_cap;
   /* Bumped whenever the page list changes other than by appending pages
    * (copy-on-write, truncation, swap-in): the batch builder compares it to
    * decide whether a block-table row must be rewritten. */

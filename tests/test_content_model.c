@@ -46,6 +46,7 @@ typedef struct mseq {
   /* A truncation dropped context: K/V appended from then on is computed
    * without it, so its history differs from any root history. */
   int detached;
+  int64_t resv; /* tokens pkv_seq_reserve guarantees to the next appends */
 } mseq;
 
 typedef struct msess {
@@ -246,6 +247,9 @@ static int append(mseq *m, int64_t n, int with_ids, int64_t *slots) {
     t[i] = m->tok[m->len + i] =
         next_token(m, (m->detached ? 0 : m->base_abs) + m->len + i);
   pkv_status st = pkv_seq_append(c, m->id, n, with_ids ? t : NULL, slots);
+  if (st == PKV_ERR_NO_PAGES && n <= m->resv)
+    fail("%s: %lld tokens of a reservation of %lld refused", "append", n,
+         m->resv);
   if (st == PKV_ERR_NO_PAGES) return 0;
   if (st != PKV_OK) {
     fail("%s: status %lld%lld", "append", st, 0);
@@ -259,6 +263,7 @@ static int append(mseq *m, int64_t n, int with_ids, int64_t *slots) {
   }
   m->len += n;
   m->epoch++;
+  m->resv = m->resv > n ? m->resv - n : 0;
   return 1;
 }
 
@@ -281,6 +286,7 @@ static void op_append_write_slots(void) {
         *x = *o;
         x->id = ch;
         x->epoch = 0;
+        x->resv = o->resv = 0;
         int64_t s2[MAXLEN];
         int64_t f2 = x->len;
         if (append(x, 1, 1, s2)) {
@@ -418,6 +424,7 @@ static void op_fork(void) {
   *x = *m;
   x->id = ch;
   x->epoch = 0;
+  x->resv = m->resv = 0; /* the shared last page may need a copy now */
 }
 
 static void op_release(void) {
@@ -461,6 +468,7 @@ static void op_open_session(void) {
   m->cls = d.priority_class;
   m->len = n;
   m->epoch = 0;
+  m->resv = 0;
 }
 
 static void op_truncate_seq(mseq *m) {
@@ -482,6 +490,7 @@ static void op_truncate_seq(mseq *m) {
   m->base_abs += dropped;
   m->epoch++;
   m->detached = 1;
+  m->resv = 0;
 }
 
 static void op_truncate(void) {
@@ -506,6 +515,7 @@ static void op_swap(int out) {
     mseq *x = find(ids[i]);
     x->swapped = out;
     x->epoch++;
+    x->resv = 0;
   }
 }
 
@@ -524,6 +534,7 @@ static void op_fork_close(void) {
   *x = *m;
   x->id = ch;
   x->epoch = 0;
+  x->resv = 0;
   uint32_t k = rnd(NSESS);
   if (pkv_seq_close_session(c, m->id, k + 1) != PKV_OK) {
     fail("%s: failed%lld%lld", "close_session", 0, 0);
@@ -577,6 +588,71 @@ static void op_truncate_extend(void) {
   }
 }
 
+/* Speculative decoding: drop rejected draft tokens from the end. */
+static void op_truncate_back(void) {
+  mseq *m = pick(1);
+  if (!m || m->len == 0) return;
+  int64_t n = rnd((uint32_t)(m->len < 2 * PS ? m->len : 2 * PS) + 1);
+  /* Committed first half the time, so that the cut may fall into an
+   * indexed page, which the next append must then copy. */
+  if (rnd(2)) pkv_seq_commit(c, m->id, computed(m));
+  if (pkv_seq_truncate_back(c, m->id, n) != PKV_OK) {
+    fail("%s: dropping %lld of %lld failed", "truncate_back", n, m->len);
+    return;
+  }
+  if (n == 0) return;
+  m->len -= n;
+  m->epoch++;
+  m->resv = 0;
+  /* The verified continuation differs from the rejected draft. */
+  m->tpl = (m->tpl + 1) % NTPL;
+}
+
+/* Lookahead reservation, then the draft tokens appended and written. */
+static void op_reserve(void) {
+  mseq *m = pick(1);
+  if (!m || computed(m) != m->len) return;
+  int64_t n = rnd(3 * PS + 1);
+  pkv_status st = pkv_seq_reserve(c, m->id, n);
+  if (st == PKV_ERR_NO_PAGES) return;
+  if (st != PKV_OK) {
+    fail("%s: status %lld for %lld", "reserve", st, n);
+    return;
+  }
+  m->resv = n;
+}
+
+/* One speculative step: reserve, append and write draft tokens, reject a
+ * random tail, commit what was accepted. */
+static void op_speculate(void) {
+  mseq *m = pick(1);
+  if (!m || computed(m) != m->len) return;
+  int64_t n = 1 + rnd(2 * PS), slots[MAXLEN], from = m->len;
+  if (pkv_seq_reserve(c, m->id, n) == PKV_OK) m->resv = n;
+  if (!append(m, n, 1, slots)) return;
+  const mseq *ps[MAXLEN];
+  int64_t rel[MAXLEN];
+  for (int64_t i = 0; i < n; i++) ps[i] = m, rel[i] = from + i;
+  uint32_t w = next_writer++;
+  stage_rows(ps, rel, n, w);
+  pkv_buffer_upload(sbuf, 0, slots, (size_t)n * sizeof(int64_t));
+  if (pkv_write_kv_slots(c, 0, kbuf, vbuf, sbuf, n) != PKV_OK) {
+    fail("%s: status%lld%lld", "write_slots", 0, 0);
+    return;
+  }
+  for (int64_t i = 0; i < n; i++) m->writer[from + i] = w;
+  int64_t reject = rnd((uint32_t)n + 1);
+  if (pkv_seq_truncate_back(c, m->id, reject) != PKV_OK) {
+    fail("%s: dropping %lld failed%lld", "truncate_back", reject, 0);
+    return;
+  }
+  m->len -= reject;
+  if (reject) m->epoch++, m->tpl = (m->tpl + 1) % NTPL;
+  m->resv = 0;
+  if (pkv_seq_commit(c, m->id, m->len) != PKV_OK)
+    fail("%s: failed%lld%lld", "commit", 0, 0);
+}
+
 static void run_seed(uint64_t seed, int64_t ops) {
   rng = seed * 0x9e3779b97f4a7c15ull + 1;
   ctx = cp_ctx();
@@ -621,13 +697,16 @@ static void run_seed(uint64_t seed, int64_t ops) {
     else if (r < 74) op_open_session(), name = "session_open";
     else if (r < 78) op_truncate(), name = "truncate";
     else if (r < 83) op_fork_close(), name = "fork+close_session";
-    else if (r < 90) op_truncate_extend(), name = "truncate+extend+commit";
-    else if (r < 93) op_swap(1), name = "swap_out";
-    else if (r < 96) op_swap(0), name = "swap_in";
-    else if (r < 97) {
+    else if (r < 87) op_truncate_extend(), name = "truncate+extend+commit";
+    else if (r < 90) op_speculate(), name = "reserve+append+truncate_back";
+    else if (r < 91) op_swap(1), name = "swap_out";
+    else if (r < 93) op_swap(0), name = "swap_in";
+    else if (r < 96) op_truncate_back(), name = "truncate_back";
+    else if (r < 97) op_reserve(), name = "reserve";
+    else if (r < 98) {
       pkv_namespace_drop(c, rnd(2));
       name = "namespace_drop";
-    } else if (r < 98) {
+    } else if (r < 99) {
       pkv_class_set_reserved(c, 1, rnd(8));
       name = "class resize";
     } else {
