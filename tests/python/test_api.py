@@ -181,6 +181,21 @@ def control_plane(t):
 
 
 @t.case
+def streams(t):
+    class FakeStream:  # what torch.cuda.Stream offers: .cuda_stream
+        cuda_stream = 0x1234
+    h = pagedkv.context._stream_handle(FakeStream())
+    t.eq(int(ffi.cast("uintptr_t", h)), 0x1234,
+         "a torch stream's cuda_stream becomes the native queue pointer")
+    t.eq(int(ffi.cast("uintptr_t", pagedkv.context._stream_handle(77))), 77,
+         "an int stream handle is taken as is")
+    fs = FakeStream()
+    with pagedkv.Context("cpu", stream=fs) as ctx:
+        t.ok(any(k is fs for k in ctx._keep),
+             "the context keeps the stream object alive")
+
+
+@t.case
 def speculative(t):
     if not (pagedkv.has("pkv_seq_truncate_back") and
             pagedkv.has("pkv_seq_reserve")):
