@@ -3,7 +3,7 @@
 import contextlib
 import types
 
-from . import _structs
+from . import _structs, interop
 from ._ffi import ffi, has, lib, new_struct
 from ._handle import Handle
 from .buffer import Buffer
@@ -116,6 +116,9 @@ class Batch(Handle):
     def write_kv(self, layer, k, v):
         """Writes the new tokens' K and V ([num_tokens][kv_heads][head_dim],
         cache dtype) into their slots of `layer`."""
+        dt = self._cache.geometry.dtype
+        interop.check_dtype(k, dt, "k")
+        interop.check_dtype(v, dt, "v")
         with as_buffers(self._ctx, k, v) as (kb, vb):
             self._check(lib.pkv_write_kv(self._h(), int(layer), kb._h(),
                                          vb._h()))
@@ -124,6 +127,11 @@ class Batch(Handle):
         """Paged attention of the batch's queries over `layer` into out
         (and f32 log-sum-exp into lse). params: scale, causal, window_left,
         softcap, alibi_slopes, and fields a newer header adds."""
+        dt = self._cache.geometry.dtype
+        interop.check_dtype(q, dt, "q")
+        interop.check_dtype(out, dt, "out")
+        if lse is not None:
+            interop.check_dtype(lse, interop.F32, "lse")
         p, keep = attn_params(num_q_heads, **params)
         with as_buffers(self._ctx, q, out, lse) as (qb, ob, lb):
             self._check(lib.pkv_attention(self._h(), int(layer), p, qb._h(),

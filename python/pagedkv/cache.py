@@ -231,6 +231,8 @@ class Cache(Handle):
         k, v, slots are Buffers or arrays the backend can wrap; a negative
         slot is skipped."""
         from .batch import as_buffers
+        interop.check_dtype(k, self.geometry.dtype, "k")
+        interop.check_dtype(v, self.geometry.dtype, "v")
         with as_buffers(self._ctx, k, v, slots) as (kb, vb, sb):
             if n is None:
                 n = sb.size // 8

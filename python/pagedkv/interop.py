@@ -57,6 +57,26 @@ def dtype_of(x):
     raise ValueError("pagedkv: cannot map %r to a pkv_dtype" % (x,))
 
 
+def check_dtype(x, dtype, what):
+    """Raises ValueError when array/tensor x does not hold elements of
+    pkv_dtype `dtype` (Buffers and raw bytes are taken as they are; bf16
+    data may come as numpy uint16)."""
+    xd = getattr(x, "dtype", None)
+    if xd is None:
+        return
+    want = dtype_of(dtype)
+    if np is not None and not is_tensor(x) and want == BF16 and \
+            np.dtype(xd) == np.dtype("uint16"):
+        return
+    try:
+        got = dtype_of(xd)
+    except ValueError:
+        got = None
+    if got != want:
+        raise ValueError("pagedkv: %s holds %s but the cache stores %s"
+                         % (what, xd, dtype_name(want)))
+
+
 def numpy_dtype(dtype):
     """The numpy dtype that holds elements of a pkv_dtype."""
     return np.dtype(_NUMPY_OF[dtype_of(dtype)])

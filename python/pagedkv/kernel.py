@@ -217,10 +217,12 @@ def cache_over(ctx, k_bufs, v_bufs, **desc):
                                   "pkv_cache_create_over")
     from .cache import Cache
     keep = []
+    dt = interop.dtype_of(desc.get("dtype", "f16"))  # pkv_cache_desc_init's
 
     def pool(x):
         if isinstance(x, Buffer):
             return x
+        interop.check_dtype(x, dt, "a pool")
         b = Buffer.wrap(ctx, x)
         ctx._children.discard(b)  # owned by the cache, freed after it
         keep.append(b)

@@ -73,6 +73,23 @@ t.raises(pagedkv.DuplicateError, lambda: b.build([s, s]),
 t.raises(pagedkv.NotFoundError, lambda: b.build([12345]),
          "an unknown sequence id: NotFoundError",
          lambda e: has_fields(e, pagedkv.NotFoundError, "PKV_ERR_NOT_FOUND"))
+try:
+    import numpy as np
+except ImportError:
+    np = None
+if np is None:
+    t.skip("numpy not importable", "an f32 array for an f16 cache")
+else:
+    c16 = ctx.cache(num_layers=1, num_kv_heads=1, head_dim=64, page_size=4,
+                    num_pages=4, dtype="f16")
+    s16 = c16.open_seq()
+    s16.append(2)
+    b16 = c16.batch()
+    b16.build([s16], [2])
+    f32 = np.zeros((2, 1, 64), np.float32)
+    t.raises(ValueError, lambda: b16.write_kv(0, f32, f32),
+             "f32 arrays handed to an f16 cache's write_kv: ValueError")
+    c16.close()
 small = ctx.buffer(8)
 t.raises(pagedkv.PagedKVError, lambda: small.upload(bytes(16)),
          "upload past the buffer's end raises a PagedKVError",

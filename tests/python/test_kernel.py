@@ -75,6 +75,32 @@ else:
         start += ql
     t.ok(err < 1e-5, "kv_attention over the test's own pool and CSR table, "
          "strided q: max |out - torch| = %.2g" % err)
+    # q and out in their own dtype (bf16) over the f32 pool, with sinks
+    has_sinks = pagedkv._ffi.has_field("pkv_attn_params", "sinks")
+    sinks = [0.5, -1.0, 2.0, 0.0] if has_sinks else None
+    qb = q.contiguous().to(torch.bfloat16)
+    ob = torch.zeros(nt, hq, d, dtype=torch.bfloat16)
+    extra = {"sinks": sinks} if has_sinks else {}
+    pagedkv.kv_attention(ctx, view, table, qb, ob, num_q_heads=hq, **extra)
+    err, start = 0.0, 0
+    for s, ql in enumerate(q_lens):
+        qq = qb[start:start + ql].float()
+        n, m = ql, lens[s]
+        kk = kseq[s].repeat_interleave(hq // hk, 1).transpose(0, 1)
+        vv = vseq[s].repeat_interleave(hq // hk, 1).transpose(0, 1)
+        sc = torch.matmul(qq.transpose(0, 1), kk.transpose(1, 2)) / math.sqrt(d)
+        i = torch.arange(n).unsqueeze(1) + (m - n)
+        sc = sc.masked_fill(torch.arange(m).unsqueeze(0) > i, float("-inf"))
+        if has_sinks:  # a per-head logit in the denominator only
+            sk = torch.tensor(sinks).view(hq, 1, 1).expand(hq, n, 1)
+            p = torch.softmax(torch.cat([sc, sk], -1), -1)[..., :m]
+        else:
+            p = torch.softmax(sc, -1)
+        ref = torch.matmul(p, vv).transpose(0, 1)
+        err = max(err, float((ob[start:start + ql].float() - ref).abs().max()))
+        start += ql
+    t.ok(err < 2e-2, "bf16 q/out over an f32 pool%s: max |out - torch| = %.2g"
+         % (" with attention sinks" if has_sinks else "", err))
     bad = pagedkv.KVTable.csr(ctx, np.cumsum([0] + q_lens), indptr,
                               [npages + 5] + sum(pages, [])[1:], last, ps)
     e = t.raises(pagedkv.PagedKVError,
@@ -83,6 +109,35 @@ else:
                  "a table naming a page outside the pool raises")
     if e is not None:
         t.diag(e.message)
+
+if not pagedkv.has("pkv_cache_create_over"):
+    t.skip("libpagedkv has no pkv_cache_create_over",
+           "a Cache over pools the caller allocated")
+else:
+    ctx2 = pagedkv.Context("cpu")
+    kp = [torch.zeros(8, 2, 4, 64) for _ in range(2)]
+    vp = [torch.zeros(8, 2, 4, 64) for _ in range(2)]
+    t.raises(ValueError,
+             lambda: pagedkv.cache_over(ctx2, kp, vp, num_layers=2,
+                                        num_kv_heads=2, head_dim=64,
+                                        page_size=4, num_pages=8, dtype="f16"),
+             "f32 pools for an f16 cache are refused")
+    cache = pagedkv.cache_over(ctx2, kp, vp, num_layers=2, num_kv_heads=2,
+                               head_dim=64, page_size=4, num_pages=8,
+                               dtype="f32")
+    s = cache.open_seq()
+    s.append(6)
+    b = cache.batch()
+    b.build([s], [6])
+    k = torch.randn(6, 2, 64)
+    b.write_kv(1, k, -k)
+    pages = s.pages()
+    t.ok(all(torch.equal(kp[1][int(pages[i // 4]), :, i % 4], k[i]) and
+             torch.equal(vp[1][int(pages[i // 4]), :, i % 4], -k[i])
+             for i in range(6)),
+         "write_kv lands in the caller's own torch pools (cache_over)")
+    ctx2.close()
+    t.ok(cache.closed and s.closed, "closing the context closes that cache")
 
 if not pagedkv.dlpack.available():
     t.skip("libpagedkv has no DLPack export (pkv_cache_export_dlpack)",
