@@ -57,7 +57,8 @@ typedef struct pkv_attn_args {
   pkv_buffer *q, *out, *lse;     /* lse may be NULL */
   pkv_dtype q_dtype, o_dtype;
   int64_t q_off, q_ts, q_hs, o_off, o_ts, o_hs; /* elements */
-  int32_t rows_aligned;          /* every K/V row 16-byte aligned */
+  int32_t rows_aligned;          /* every K/V row 16-byte aligned (a hint:
+                                    every backend runs misaligned rows) */
   int32_t num_q_heads;
   float scale, softcap;          /* softcap 0 = off */
   int32_t causal, window_left;   /* window_left < 0 = off */

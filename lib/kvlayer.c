@@ -152,8 +152,11 @@ pkv_status pkv__kv_view_resolve(pkv_context *ctx, const pkv_kv_view *in,
   g->token_stride = v->token_stride;
   g->page_bytes = (size_t)v->page_stride * esz;
   g->layer_bytes = (size_t)last * esz;
-  /* Vector kernels load rows 16 bytes at a time. An OpenCL cl_mem has no
-   * address to check (buffers are aligned by the runtime). */
+  /* Whether every row is 16-byte aligned, for the backends (an OpenCL
+   * cl_mem has no address to check; the runtime aligns buffers). Every
+   * backend runs misaligned rows: the CPU copies element-wise, OpenCL's
+   * vloadn needs element alignment only, and the HIP loads fall back to
+   * scalar loads for an address that is not 16-byte aligned. */
   uintptr_t base = ctx->kind == PKV_BACKEND_OPENCL
                        ? 0
                        : ((uintptr_t)v->k->native | (uintptr_t)v->v->native);
@@ -399,18 +402,6 @@ static pkv_status need_op(pkv_context *ctx, const void *fn, const char *op) {
   return PKV_OK;
 }
 
-/* HIP loads rows as 16-byte vectors; it has no scalar variant yet, so a
- * misaligned view is refused there (OpenCL's vloadn and the CPU need only
- * element alignment). */
-static pkv_status check_aligned(pkv_context *ctx, int aligned) {
-  if (!aligned && ctx->kind == PKV_BACKEND_HIP)
-    return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
-                    "view: a K/V row (pool base or a stride in bytes) is not "
-                    "16-byte aligned, and the HIP backend has no scalar "
-                    "variant");
-  return PKV_OK;
-}
-
 pkv_status pkv__kv_attention(pkv_context *ctx, const pkv_kv_view *view_in,
                             const pkv_kv_table *table_in,
                             const pkv_attn_params *params,
@@ -446,7 +437,6 @@ pkv_status pkv__kv_attention(pkv_context *ctx, const pkv_kv_view *view_in,
   if ((st = need_op(ctx, (const void *)ctx->ops->attention, "attention")) !=
       PKV_OK)
     return st;
-  if ((st = check_aligned(ctx, aligned)) != PKV_OK) return st;
   if (t.num_tokens == 0 || t.num_seqs == 0) return PKV_OK;
 
   pkv_attn_args a;
@@ -548,7 +538,6 @@ pkv_status pkv__kv_write(pkv_context *ctx, const pkv_kv_view *view_in,
   if ((st = need_op(ctx, (const void *)ctx->ops->write_kv, "write_kv")) !=
       PKV_OK)
     return st;
-  if ((st = check_aligned(ctx, aligned)) != PKV_OK) return st;
   if (n == 0) return PKV_OK;
   pkv_write_args a = {&g,     view.k, view.v,         k.buf,
                       v.buf,  slots,  host_slots,     n,
