@@ -3,6 +3,7 @@
  * in cpu_attention.c; this file holds memory, the K/V write and page moves. */
 #include "backend.h"
 #include "cpu_attention.h"
+#include "dtype_convert.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +156,17 @@ static pkv_status cpu_write_kv(pkv_context *ctx, const pkv_write_args *a) {
                    esz;
       size_t ks = (size_t)(a->k_off + i * kts + h * khs) * esz;
       size_t vs = (size_t)(a->v_off + i * vts + h * vhs) * esz;
+      if (a->convert) {
+        /* element by element through the shared rounding helpers */
+        const size_t ses = pkv_dtype_size(a->src_dtype);
+        for (int32_t d = 0; d < g->head_dim; d++) {
+          pkv_store_elem(g->dtype, kp + dst, d,
+                         pkv_load_elem(a->src_dtype, k + ks / esz * ses, d));
+          pkv_store_elem(g->dtype, vp + dst, d,
+                         pkv_load_elem(a->src_dtype, v + vs / esz * ses, d));
+        }
+        continue;
+      }
       memcpy(kp + dst, k + ks, row);
       memcpy(vp + dst, v + vs, row);
     }

@@ -337,6 +337,7 @@ static pkv_status hip_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   l.v_ts = vts;
   l.v_hs = vhs;
   l.num_pages = g->num_pages;
+  l.src_dtype = a->convert ? (int)a->src_dtype : (int)g->dtype;
   LAUNCH_CHECK(ctx, "launch of pkv_write_kv", ks->write_kv(&l));
   return PKV_OK;
 }

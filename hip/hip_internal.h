@@ -29,6 +29,7 @@ struct pkv_hip_launch {
   long long n;
   long long k_off, k_ts, k_hs, v_off, v_ts, v_hs; /* elements */
   long long num_pages;
+  int src_dtype;              /* dtype of k and v (the pool's: bit copy) */
   /* attention */
   const void *q;
   void *out;

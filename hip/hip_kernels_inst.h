@@ -22,12 +22,12 @@ static hipError_t PKV_KNAME(pkv_hip_write)(const pkv_hip_launch *a) {
   PKV_KNAME(pkv_write_kv)<<<(unsigned)((items + 63) / 64), 64, 0,
                             a->stream>>>(
       (pkv_bits_t *)a->k_pool, (pkv_bits_t *)a->v_pool,
-      (const pkv_bits_t *)a->k, (const pkv_bits_t *)a->v,
+      a->k, a->v,
       (const pkv_i64 *)a->slots, (pkv_i64)a->n, a->num_kv_heads, a->page_size,
       (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
       (pkv_i64)a->token_stride, (pkv_i64)a->k_off, (pkv_i64)a->k_ts,
       (pkv_i64)a->k_hs, (pkv_i64)a->v_off, (pkv_i64)a->v_ts, (pkv_i64)a->v_hs,
-      (pkv_i64)a->num_pages);
+      (pkv_i64)a->num_pages, a->src_dtype);
   return hipGetLastError();
 }
 

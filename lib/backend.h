@@ -23,6 +23,10 @@ typedef struct pkv_write_args {
   int64_t n;
   /* elements; a stride of 0 = contiguous [n][num_kv_heads][head_dim] */
   int64_t k_off, k_ts, k_hs, v_off, v_ts, v_hs;
+  /* 0: k and v are in the pool dtype, copied bitwise; 1: they are in
+   * src_dtype and converted (through f32, rounding to nearest even) */
+  int32_t convert;
+  pkv_dtype src_dtype;
 } pkv_write_args;
 
 /* The write's strides with the defaults resolved. */

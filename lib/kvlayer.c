@@ -516,11 +516,11 @@ pkv_status pkv__kv_write(pkv_context *ctx, const pkv_kv_view *view_in,
       (st = tensor_resolve(ctx, v_in, "v", n, g.num_kv_heads, g.head_dim, &v,
                            &v_off)) != PKV_OK)
     return st;
-  if (k.dtype != g.dtype || v.dtype != g.dtype)
-    return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
-                    "k/v dtype (%d, %d) must be the pool dtype %d: the write "
-                    "copies bits",
-                    (int)k.dtype, (int)v.dtype, (int)g.dtype);
+  if (k.dtype != v.dtype)
+    return pkv__fail(ctx, PKV_ERR_INVALID,
+                    "k->dtype = %d and v->dtype = %d differ: one conversion "
+                    "per write",
+                    (int)k.dtype, (int)v.dtype);
   if ((st = own_buffer(ctx, slots, "slots")) != PKV_OK) return st;
   if (!fits(slots->bytes, 0, (uint64_t)n, sizeof(int64_t)))
     return pkv__fail(ctx, PKV_ERR_SIZE,
@@ -542,7 +542,8 @@ pkv_status pkv__kv_write(pkv_context *ctx, const pkv_kv_view *view_in,
   pkv_write_args a = {&g,     view.k, view.v,         k.buf,
                       v.buf,  slots,  host_slots,     n,
                       k_off,  k.token_stride, k.head_stride, v_off,
-                      v.token_stride, v.head_stride};
+                      v.token_stride, v.head_stride,
+                      k.dtype != g.dtype, k.dtype};
   return ctx->ops->write_kv(ctx, &a);
 }
 

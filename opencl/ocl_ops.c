@@ -68,11 +68,12 @@ pkv_status pkv__ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   pkv__write_strides(a, &kts, &khs, &vts, &vhs);
   cl_long koff = a->k_off, kts_ = kts, khs_ = khs, voff = a->v_off,
           vts_ = vts, vhs_ = vhs, npages = g->num_pages;
+  cl_int src_dt = a->convert ? (cl_int)a->src_dtype : (cl_int)g->dtype;
   args x = {p->kernels[PKV_K_WRITE_KV], 0, CL_SUCCESS};
   ARG(x, kp); ARG(x, vp); ARG(x, k); ARG(x, v); ARG(x, slots); ARG(x, n);
   ARG(x, heads); ARG(x, page_size); ARG(x, ps); ARG(x, hs); ARG(x, ts);
   ARG(x, koff); ARG(x, kts_); ARG(x, khs_); ARG(x, voff); ARG(x, vts_);
-  ARG(x, vhs_); ARG(x, npages);
+  ARG(x, vhs_); ARG(x, npages); ARG(x, src_dt);
   size_t local = 64;
   size_t global = round_up((size_t)n * (size_t)heads * (size_t)(g->head_dim / 8), local);
   return launch(ctx, &x, "pkv_write_kv", 1, &global, &local);

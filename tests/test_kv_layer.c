@@ -408,6 +408,47 @@ static void write_case(pkv_context *c, const char *name) {
      "%s: a host slot past num_pages*page_size is PKV_ERR_RANGE naming it, "
      "nothing written: %s",
      name, pkv_last_error(c));
+
+  /* bf16 k/v into the f16 pool: converted through f32, nearest even */
+  size_t ne = (size_t)max_tokens * QKV_ROW;
+  float *f = malloc(ne * sizeof(float));
+  uint16_t *bf = malloc(ne * 2);
+  pkv_convert_to_f32(PKV_DTYPE_F16, qkv_h, f, ne);
+  for (size_t i = 0; i < ne; i++) f[i] = f[i] * 1.37f + 0.01f; /* off the f16 grid */
+  pkv_convert_from_f32(PKV_DTYPE_BF16, f, bf, ne);
+  pkv_convert_to_f32(PKV_DTYPE_BF16, bf, f, ne);
+  pkv_buffer *bb = up(c, bf, ne * 2);
+  int64_t s2[2] = {40, 41};
+  pkv_buffer_upload(sb, 0, s2, sizeof s2);
+  k.buf = vv.buf = bb;
+  k.dtype = vv.dtype = PKV_DTYPE_BF16;
+  st = pkv_kv_write(c, &v, sb, s2, 2, &k, &vv);
+  pkv_context_synchronize(c);
+  pkv_buffer_download(e.k, 0, kg, pb);
+  pkv_buffer_download(e.v, 0, vg, pb);
+  for (int i = 0; i < 2; i++) {
+    int64_t pg = s2[i] / PS, t = s2[i] % PS;
+    for (int h = 0; h < NKV; h++) {
+      int64_t dst = pg * e.l.ps + t * e.l.ts + h * e.l.hs;
+      pkv_convert_from_f32(PKV_DTYPE_F16, f + (size_t)i * QKV_ROW + (NQ + h) * D,
+                           e.kh + dst, D);
+      pkv_convert_from_f32(PKV_DTYPE_F16,
+                           f + (size_t)i * QKV_ROW + (NQ + NKV + h) * D,
+                           e.vh + dst, D);
+    }
+  }
+  ok(st == PKV_OK && memcmp(kg, e.kh, pb) == 0 && memcmp(vg, e.vh, pb) == 0,
+     "%s: pkv_kv_write converts bf16 k/v into the f16 pool (nearest even), "
+     "nothing else touched (%s)",
+     name, pkv_last_error(c));
+  vv.dtype = PKV_DTYPE_F16;
+  ok(pkv_kv_write(c, &v, sb, s2, 2, &k, &vv) == PKV_ERR_INVALID &&
+         strstr(pkv_last_error(c), "v->dtype"),
+     "%s: k and v of different dtypes are PKV_ERR_INVALID: %s", name,
+     pkv_last_error(c));
+  pkv_buffer_destroy(bb);
+  free(bf);
+  free(f);
   pkv_buffer_destroy(sb);
   free(kg);
   free(vg);
@@ -561,7 +602,7 @@ int main(void) {
     d.backend = PKV_BACKEND_OPENCL;
     if (pkv_context_create(&d, &ocl) != PKV_OK) ocl = NULL;
   }
-  plan(27 + (ocl ? 23 : 1));
+  plan(29 + (ocl ? 25 : 1));
   attention_cases(cpu, "cpu", 1);
   write_case(cpu, "cpu");
   bad_input(cpu, "cpu", 1);
