@@ -17,14 +17,15 @@
  * a caller built against an older, shorter struct gets the defaults for
  * the fields it does not know. */
 static pkv_status read_sized(pkv_context *ctx, void *dst, size_t dst_size,
-                             const void *src, const char *name) {
+                             const void *src, const char *name,
+                             const char *type) {
   size_t have;
   memcpy(&have, src, sizeof have);
   if (have < sizeof(size_t) + sizeof(void *))
     return pkv__fail(ctx, PKV_ERR_INVALID,
                     "%s->struct_size = %zu is too small: initialise it with "
                     "%s_init",
-                    name, have, name);
+                    name, have, type);
   memcpy(dst, src, have < dst_size ? have : dst_size);
   memcpy(dst, &dst_size, sizeof dst_size);
   return PKV_OK;
@@ -78,7 +79,7 @@ pkv_status pkv__kv_view_resolve(pkv_context *ctx, const pkv_kv_view *in,
                                 int *aligned) {
   if (!in) return pkv__fail(ctx, PKV_ERR_NULL, "view is NULL");
   pkv_kv_view_init(v);
-  pkv_status st = read_sized(ctx, v, sizeof *v, in, "pkv_kv_view");
+  pkv_status st = read_sized(ctx, v, sizeof *v, in, "view", "pkv_kv_view");
   if (st != PKV_OK) return st;
   if ((st = own_buffer(ctx, v->k, "view->k")) != PKV_OK ||
       (st = own_buffer(ctx, v->v, "view->v")) != PKV_OK)
@@ -174,8 +175,7 @@ static pkv_status tensor_resolve(pkv_context *ctx, const pkv_tensor *in,
   if (!in) return pkv__fail(ctx, PKV_ERR_NULL, "%s is NULL", name);
   pkv_tensor_init(t);
   char what[64];
-  snprintf(what, sizeof what, "pkv_tensor %s", name);
-  pkv_status st = read_sized(ctx, t, sizeof *t, in, name);
+  pkv_status st = read_sized(ctx, t, sizeof *t, in, name, "pkv_tensor");
   if (st != PKV_OK) return st;
   snprintf(what, sizeof what, "%s->buf", name);
   if ((st = own_buffer(ctx, t->buf, what)) != PKV_OK) return st;
@@ -297,7 +297,7 @@ static pkv_status table_resolve(pkv_context *ctx, const pkv_kv_table *in,
                                 const pkv_cache_geometry *g, pkv_kv_table *t) {
   if (!in) return pkv__fail(ctx, PKV_ERR_NULL, "table is NULL");
   pkv_kv_table_init(t);
-  pkv_status st = read_sized(ctx, t, sizeof *t, in, "pkv_kv_table");
+  pkv_status st = read_sized(ctx, t, sizeof *t, in, "table", "pkv_kv_table");
   if (st != PKV_OK) return st;
   if (t->kind != PKV_TABLE_DENSE && t->kind != PKV_TABLE_CSR)
     return pkv__fail(ctx, PKV_ERR_INVALID, "table->kind = %d is unknown",
