@@ -484,8 +484,8 @@ PKV_API pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
 /* Kernel-level layer (vendor-neutral block-table API)                  */
 /* ------------------------------------------------------------------ */
 
-/* PKV_EXPERIMENTAL_BEGIN
- * Attention and K/V writes over memory the caller owns: pools, block
+/* PKV_EXPERIMENTAL_BEGIN */
+/* Attention and K/V writes over memory the caller owns: pools, block
  * tables and activations, no pkv_cache needed. An engine with its own
  * block manager uses this layer alone; pkv_write_kv and pkv_attention are
  * built on it (one path to the kernels). See doc/integration.md.
