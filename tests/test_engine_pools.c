@@ -77,7 +77,7 @@ int main(void) {
   cd.backend = PKV_BACKEND_CPU;
   pkv_context *ctx = NULL;
   if (pkv_context_create(&cd, &ctx) != PKV_OK) plan_skip_all("no CPU context");
-  plan(17);
+  plan(18);
 
   pkv_cache_desc desc;
   desc_of(&desc, PKV_LAYOUT_NHD);
@@ -141,6 +141,41 @@ int main(void) {
      "attention over engine pools equals attention over the cache's own "
      "(%s)",
      pkv_last_error(ctx));
+
+  /* One path to the kernels: pkv_attention of the batch (with sinks) and
+   * pkv_kv_attention over the cache's view and the batch's CSR table give
+   * the same bits. */
+  {
+    float sk[NQ] = {0.5f, -1.0f, 2.0f, 0.0f}, oa[25 * NQ * D], ob[25 * NQ * D];
+    pkv_buffer *qq = NULL, *o = NULL;
+    pkv_buffer_create(ctx, sizeof q, &qq);
+    pkv_buffer_create(ctx, sizeof oa, &o);
+    pkv_buffer_upload(qq, 0, q, sizeof q);
+    pkv_attn_params p;
+    pkv_attn_params_init(&p, NQ);
+    p.sinks = sk;
+    pkv_status sa = pkv_attention(b1, 1, &p, qq, o, NULL);
+    pkv_buffer_download(o, 0, oa, sizeof oa);
+    pkv_kv_view view;
+    pkv_kv_table table;
+    pkv_tensor qt, ot;
+    pkv_kv_view_init(&view);
+    pkv_kv_table_init(&table);
+    pkv_tensor_init(&qt);
+    pkv_tensor_init(&ot);
+    qt.buf = qq;
+    ot.buf = o;
+    pkv_status sb = pkv_cache_kv_view(c, 1, &view);
+    if (sb == PKV_OK) sb = pkv_batch_get_table(b1, PKV_TABLE_CSR, &table);
+    if (sb == PKV_OK) sb = pkv_kv_attention(ctx, &view, &table, &p, &qt, &ot, NULL);
+    pkv_buffer_download(o, 0, ob, sizeof ob);
+    ok(sa == PKV_OK && sb == PKV_OK && memcmp(oa, ob, sizeof oa) == 0 &&
+           memcmp(oa, o1, sizeof oa) != 0,
+       "pkv_attention with sinks equals pkv_kv_attention over the cache's "
+       "view and the batch's CSR table, bitwise (and the sinks change it)");
+    pkv_buffer_destroy(qq);
+    pkv_buffer_destroy(o);
+  }
 
   /* the write landed in the engine's memory, where the geometry says */
   pkv_cache_geometry g;
