@@ -159,11 +159,17 @@ static pkv_status cpu_write_kv(pkv_context *ctx, const pkv_write_args *a) {
       if (a->convert) {
         /* element by element through the shared rounding helpers */
         const size_t ses = pkv_dtype_size(a->src_dtype);
+        /* fp8 pools store x / scale (the quotient rounded to f32, then
+         * to fp8 with saturation, as the device kernels do) */
+        const double kd = a->h_k_scales ? a->h_k_scales[h] : 1.0;
+        const double vd = a->h_v_scales ? a->h_v_scales[h] : 1.0;
         for (int32_t d = 0; d < g->head_dim; d++) {
           pkv_store_elem(g->dtype, kp + dst, d,
-                         pkv_load_elem(a->src_dtype, k + ks / esz * ses, d));
+                         pkv_load_elem(a->src_dtype, k + ks / esz * ses, d) /
+                             kd);
           pkv_store_elem(g->dtype, vp + dst, d,
-                         pkv_load_elem(a->src_dtype, v + vs / esz * ses, d));
+                         pkv_load_elem(a->src_dtype, v + vs / esz * ses, d) /
+                             vd);
         }
         continue;
       }
@@ -218,6 +224,12 @@ static pkv_status cpu_pages_from_host(pkv_context *ctx,
   return PKV_OK;
 }
 
+/* The reference runs every dtype, the quantized ones included. */
+static void cpu_caps(pkv_context *ctx, pkv_backend_caps *out) {
+  (void)ctx;
+  out->dtypes |= (1u << PKV_DTYPE_FP8_E4M3) | (1u << PKV_DTYPE_FP8_E5M2);
+}
+
 const pkv_backend_ops pkv__cpu_backend = {
     .kind = PKV_BACKEND_CPU,
     .name = "cpu",
@@ -235,4 +247,5 @@ const pkv_backend_ops pkv__cpu_backend = {
     .copy_pages = cpu_copy_pages,
     .pages_to_host = cpu_pages_to_host,
     .pages_from_host = cpu_pages_from_host,
+    .caps = cpu_caps,
 };

@@ -27,6 +27,9 @@ typedef struct pkv_write_args {
    * src_dtype and converted (through f32, rounding to nearest even) */
   int32_t convert;
   pkv_dtype src_dtype;
+  /* fp8 pools: host [num_kv_heads] scales (stored = x / scale); NULL =
+   * all 1 (and always NULL for f32/f16/bf16 pools) */
+  const float *h_k_scales, *h_v_scales;
 } pkv_write_args;
 
 /* The write's strides with the defaults resolved. */
@@ -69,6 +72,9 @@ typedef struct pkv_attn_args {
   const float *h_alibi;          /* host [num_q_heads] or NULL */
   pkv_buffer *alibi;             /* device copy, or NULL */
   const float *h_sinks;          /* host [num_q_heads] or NULL */
+  /* fp8 pools: host [num_kv_heads] scales (value = fp8 * scale); NULL =
+   * all 1 (and always NULL for f32/f16/bf16 pools) */
+  const float *h_k_scales, *h_v_scales;
 } pkv_attn_args;
 
 /* q/out strides with the defaults resolved (0 = contiguous
@@ -110,7 +116,9 @@ typedef struct pkv_host_move_args {
  * asks, so a backend sets only its limits. */
 #define PKV_CAPS_MAX_HEAD_DIMS 16
 typedef struct pkv_backend_caps {
-  uint32_t dtypes;          /* bit (1u << pkv_dtype) per K/V dtype */
+  uint32_t dtypes;          /* bit (1u << pkv_dtype) per K/V dtype; the
+                               quantized dtypes (fp8) are opt-in: the
+                               default has only f32, f16, bf16 */
   int32_t num_head_dims;    /* 0: every head dim the API accepts */
   int32_t head_dims[PKV_CAPS_MAX_HEAD_DIMS];
   int32_t max_page_size;    /* tokens per page */
@@ -165,6 +173,9 @@ const pkv_backend_ops *pkv__backend_ops_for(pkv_backend_kind kind);
 pkv_status pkv__backend_get(pkv_backend_kind kind, const pkv_backend_ops **out);
 /* Refuses (PKV_ERR_UNSUPPORTED, message on ctx) a cache geometry that the
  * context's backend cannot run, from its capability query. */
+/* Whether the backend stores and reads K/V in dtype (caps; the quantized
+ * dtypes only where the backend sets their bits). */
+int pkv__backend_has_dtype(pkv_context *ctx, pkv_dtype dtype);
 pkv_status pkv__backend_check_caps(pkv_context *ctx, pkv_dtype dtype,
                                    int32_t head_dim, int32_t page_size);
 

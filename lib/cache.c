@@ -4,6 +4,7 @@
 #include "alloc.h"
 #include "backend.h"
 #include "cache.h"
+#include "dtype_convert.h"
 #include "prefix.h"
 #include "session.h"
 
@@ -53,7 +54,9 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
   size_t esize = pkv_dtype_size(d->dtype);
   if (!esize)
     return pkv__fail(ctx, PKV_ERR_INVALID,
-                    "desc->dtype %d is unknown (f32, f16, bf16)", (int)d->dtype);
+                    "desc->dtype %d is unknown (f32, f16, bf16, fp8 e4m3, "
+                    "fp8 e5m2)",
+                    (int)d->dtype);
   if (d->layout != PKV_LAYOUT_HND && d->layout != PKV_LAYOUT_NHD)
     return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->layout %d is unknown (HND=0, NHD=1)", (int)d->layout);
@@ -173,6 +176,8 @@ static void free_cache(pkv_cache *c) {
     if (c->natives[i] && !c->external) c->ctx->ops->mem_free(c->ctx, c->natives[i]);
   pkv__free(c->pools);
   pkv__free(c->natives);
+  pkv__free(c->k_scales);
+  pkv__free(c->v_scales);
   pkv_buffer_destroy(c->cow_dev);
   pkv__free(c->cow_pairs);
   pkv__free(c->host_base);
@@ -251,7 +256,12 @@ static pkv_status create(pkv_context *ctx, const pkv_cache_desc *desc,
   for (int32_t k = 0; k < ncls; k++) c->pool.reserved[k] = desc->class_reserved[k];
   c->natives = pkv__calloc((size_t)c->num_pools, sizeof *c->natives);
   c->pools = pkv__calloc((size_t)c->num_pools, sizeof *c->pools);
-  if (!c->natives || !c->pools) {
+  const size_t nsc = (size_t)g.num_layers * (size_t)g.num_kv_heads;
+  c->k_scales = pkv__malloc(nsc * sizeof(float));
+  c->v_scales = pkv__malloc(nsc * sizeof(float));
+  for (size_t i = 0; c->k_scales && c->v_scales && i < nsc; i++)
+    c->k_scales[i] = c->v_scales[i] = 1.0f;
+  if (!c->natives || !c->pools || !c->k_scales || !c->v_scales) {
     free_cache(c);
     return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "pool tables");
   }
@@ -328,6 +338,54 @@ void pkv_cache_destroy(pkv_cache *c) {
 }
 
 pkv_context *pkv_cache_context(const pkv_cache *c) { return c ? c->ctx : NULL; }
+
+pkv_status pkv__check_scales(pkv_context *ctx, const float *s, int32_t n,
+                             const char *name) {
+  for (int32_t h = 0; s && h < n; h++)
+    if (!isfinite(s[h]) || !(s[h] > 0.0f))
+      return pkv__fail(ctx, PKV_ERR_SCALE,
+                       "%s[%d] = %g: a scale must be finite and > 0", name, h,
+                       (double)s[h]);
+  return PKV_OK;
+}
+
+pkv_status pkv_cache_set_kv_scales(pkv_cache *c, int32_t layer,
+                                   const float *k_scales,
+                                   const float *v_scales) {
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (layer < 0 || layer >= c->geom.num_layers)
+    return pkv__fail(c->ctx, PKV_ERR_RANGE, "layer %d is outside 0..%d", layer,
+                     c->geom.num_layers - 1);
+  if (!pkv__dtype_quantized(c->geom.dtype))
+    return pkv__fail(c->ctx, PKV_ERR_INVALID,
+                     "cache dtype %d is not fp8: it has no scales",
+                     (int)c->geom.dtype);
+  const int32_t n = c->geom.num_kv_heads;
+  pkv_status st;
+  /* both checked before either is stored: nothing changes on failure */
+  if ((st = pkv__check_scales(c->ctx, k_scales, n, "k_scales")) != PKV_OK ||
+      (st = pkv__check_scales(c->ctx, v_scales, n, "v_scales")) != PKV_OK)
+    return st;
+  if (k_scales)
+    memcpy(c->k_scales + (size_t)layer * n, k_scales, n * sizeof(float));
+  if (v_scales)
+    memcpy(c->v_scales + (size_t)layer * n, v_scales, n * sizeof(float));
+  return PKV_OK;
+}
+
+pkv_status pkv_cache_get_kv_scales(const pkv_cache *c, int32_t layer,
+                                   float *k_scales, float *v_scales) {
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  if (layer < 0 || layer >= c->geom.num_layers)
+    return pkv__fail(c->ctx, PKV_ERR_RANGE, "layer %d is outside 0..%d", layer,
+                     c->geom.num_layers - 1);
+  const int32_t n = c->geom.num_kv_heads;
+  if (k_scales)
+    memcpy(k_scales, c->k_scales + (size_t)layer * n, n * sizeof(float));
+  if (v_scales)
+    memcpy(v_scales, c->v_scales + (size_t)layer * n, n * sizeof(float));
+  return PKV_OK;
+}
 
 pkv_status pkv_cache_get_geometry(const pkv_cache *c, pkv_cache_geometry *out) {
   if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");

@@ -22,6 +22,9 @@ struct pkv_cache {
   int32_t num_pools;
   void **natives;        /* K0, V0, K1, V1, ... from ctx->ops->mem_alloc */
   pkv_buffer **pools;    /* views of the same */
+  /* fp8 scales [num_layers][num_kv_heads] of K and of V (all 1 at
+   * creation); allocated for every cache so the view can point at them */
+  float *k_scales, *v_scales;
   bool external;         /* natives are the engine's (create_over): not freed */
   pkv_pool pool;
 

@@ -40,12 +40,29 @@ pkv_status pkv__backend_get(pkv_backend_kind kind, const pkv_backend_ops **out) 
 }
 #endif
 
+/* f32, f16, bf16: what a backend without caps (or without a word on
+ * dtypes) runs. */
+#define PKV__FLOAT_DTYPES 0x7u
+
+int pkv__backend_has_dtype(pkv_context *ctx, pkv_dtype dtype) {
+  pkv_backend_caps c;
+  memset(&c, 0, sizeof c);
+  c.dtypes = PKV__FLOAT_DTYPES;
+  c.max_page_size = INT32_MAX;
+  if (ctx->ops->caps) ctx->ops->caps(ctx, &c);
+  return (unsigned)dtype < 32 && (c.dtypes & (1u << (unsigned)dtype)) != 0;
+}
+
 pkv_status pkv__backend_check_caps(pkv_context *ctx, pkv_dtype dtype,
                                    int32_t head_dim, int32_t page_size) {
+  if (!pkv__backend_has_dtype(ctx, dtype))
+    return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
+                     "desc->dtype %d is not supported by the %s backend",
+                     (int)dtype, ctx->ops->name);
   if (!ctx->ops->caps) return PKV_OK;
   pkv_backend_caps c;
   memset(&c, 0, sizeof c);
-  c.dtypes = ~0u;
+  c.dtypes = PKV__FLOAT_DTYPES;
   c.max_page_size = INT32_MAX;
   ctx->ops->caps(ctx, &c);
   if (!(c.dtypes & (1u << (unsigned)dtype)))

@@ -49,6 +49,51 @@ uint16_t pkv__f32_to_bf16(float f) {
   return (uint16_t)(x >> 16);
 }
 
+/* f32 -> an fp8 format with `mbits` mantissa bits and bias `bias`, whose
+ * largest finite magnitude is max_bits (the fp8 code without sign).
+ * Rounds to nearest even at the format's precision (subnormals included)
+ * by the FPU: adding a power of two whose f32 ulp equals the fp8 quantum
+ * of |x|'s binade makes the hardware round for us; then saturates. */
+static uint8_t to_fp8(float f, int mbits, int bias, uint8_t max_bits,
+                      uint8_t nan_bits) {
+  uint32_t x = f32_bits(f);
+  uint8_t sign = (uint8_t)((x >> 24) & 0x80u);
+  uint32_t a = x & 0x7fffffffu;
+  if (a > 0x7f800000u) return (uint8_t)(sign | nan_bits);
+  float av = bits_f32(a);
+  /* binade exponent of |x|, clamped to the smallest normal exponent so
+   * that subnormals share its quantum */
+  int e = (int)(a >> 23) - 127;
+  const int emin = 1 - bias;
+  if (a < 0x00800000u || e < emin) e = emin;
+  /* Inf and anything >= 2^20 (past both formats' max, and where the magic
+   * constant below would overflow) saturate */
+  if (e >= 20) return (uint8_t)(sign | max_bits);
+  /* quantum 2^(e - mbits); the magic constant 2^(e - mbits + 23) has that
+   * ulp in f32 */
+  float magic = bits_f32((uint32_t)(e - mbits + 23 + 127) << 23);
+  float r = (av + magic) - magic; /* |x| rounded to the fp8 grid (RNE) */
+  /* decode the rounded value into fields */
+  uint32_t rb = f32_bits(r);
+  if (rb == 0) return sign;
+  int re = (int)(rb >> 23) - 127;
+  uint32_t code;
+  if (re < emin) {
+    /* subnormal: r = m * 2^(emin - mbits) */
+    code = (uint32_t)(r * bits_f32((uint32_t)(127 - emin + mbits) << 23));
+  } else {
+    uint32_t m = (rb >> (23 - mbits)) & ((1u << mbits) - 1u);
+    int be = re + bias;
+    if (be > 31) be = 31;
+    code = ((uint32_t)be << mbits) | m;
+  }
+  if (code > max_bits) code = max_bits; /* saturate (also e4m3's NaN code) */
+  return (uint8_t)(sign | code);
+}
+
+uint8_t pkv__f32_to_e4m3(float f) { return to_fp8(f, 3, 7, 0x7e, 0x7f); }
+uint8_t pkv__f32_to_e5m2(float f) { return to_fp8(f, 2, 15, 0x7b, 0x7e); }
+
 void pkv__to_f32(pkv_dtype dtype, const void *src, float *dst, size_t n) {
   const uint16_t *s = src;
   switch (dtype) {
@@ -57,6 +102,14 @@ void pkv__to_f32(pkv_dtype dtype, const void *src, float *dst, size_t n) {
     break;
   case PKV_DTYPE_BF16:
     for (size_t i = 0; i < n; i++) dst[i] = pkv_bf16_to_f32(s[i]);
+    break;
+  case PKV_DTYPE_FP8_E4M3:
+    for (size_t i = 0; i < n; i++)
+      dst[i] = pkv_e4m3_to_f32(((const uint8_t *)src)[i]);
+    break;
+  case PKV_DTYPE_FP8_E5M2:
+    for (size_t i = 0; i < n; i++)
+      dst[i] = pkv_e5m2_to_f32(((const uint8_t *)src)[i]);
     break;
   default: memcpy(dst, src, n * sizeof(float)); break;
   }
@@ -71,6 +124,12 @@ void pkv__from_f32(pkv_dtype dtype, const float *src, void *dst, size_t n) {
   case PKV_DTYPE_BF16:
     for (size_t i = 0; i < n; i++) d[i] = pkv__f32_to_bf16(src[i]);
     break;
+  case PKV_DTYPE_FP8_E4M3:
+    for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = pkv__f32_to_e4m3(src[i]);
+    break;
+  case PKV_DTYPE_FP8_E5M2:
+    for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = pkv__f32_to_e5m2(src[i]);
+    break;
   default: memcpy(dst, src, n * sizeof(float)); break;
   }
 }
@@ -81,7 +140,8 @@ static pkv_status check_convert(pkv_dtype dtype, const void *src,
   if (n && !dst) return pkv__fail(NULL, PKV_ERR_NULL, "dst is NULL with n %zu", n);
   if (pkv_dtype_size(dtype) == 0)
     return pkv__fail(NULL, PKV_ERR_INVALID,
-                    "dtype %d is not f32 (0), f16 (1) or bf16 (2)", (int)dtype);
+                    "dtype %d is not f32 (0), f16 (1), bf16 (2), fp8 e4m3 (3) "
+                    "or fp8 e5m2 (4)", (int)dtype);
   return PKV_OK;
 }
 

@@ -58,6 +58,8 @@ const char *pkv_status_name(pkv_status s) {
   case PKV_ERR_BUILD: return "PKV_ERR_BUILD";
   case PKV_ERR_NO_HOST_PAGES: return "PKV_ERR_NO_HOST_PAGES";
   case PKV_ERR_NOT_EXPORTABLE: return "PKV_ERR_NOT_EXPORTABLE";
+  case PKV_ERR_SCALE: return "PKV_ERR_SCALE";
+  case PKV_ERR_QUANT_DTYPE: return "PKV_ERR_QUANT_DTYPE";
   }
   return "PKV_ERR_UNKNOWN";
 }

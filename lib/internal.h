@@ -69,4 +69,9 @@ pkv_status pkv__buffer_make_view(pkv_context *ctx, void *native, size_t bytes,
                                 pkv_buffer **out);
 void pkv__buffer_free_view(pkv_buffer *buf);
 
+/* Quantization scales s[0..n) are finite and > 0 (s NULL: all 1), else
+ * PKV_ERR_SCALE naming name[h]. */
+pkv_status pkv__check_scales(pkv_context *ctx, const float *s, int32_t n,
+                             const char *name);
+
 #endif

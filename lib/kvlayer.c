@@ -7,6 +7,7 @@
 #include "kvlayer.h"
 
 #include "batch.h"
+#include "dtype_convert.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -55,7 +56,8 @@ void pkv_kv_table_init_sized(pkv_kv_table *t, size_t size) {
 }
 
 static bool dtype_ok(pkv_dtype d) {
-  return d == PKV_DTYPE_F32 || d == PKV_DTYPE_F16 || d == PKV_DTYPE_BF16;
+  return d == PKV_DTYPE_F32 || d == PKV_DTYPE_F16 || d == PKV_DTYPE_BF16 ||
+         pkv__dtype_quantized(d);
 }
 
 static pkv_status own_buffer(pkv_context *ctx, const pkv_buffer *b,
@@ -106,6 +108,19 @@ pkv_status pkv__kv_view_resolve(pkv_context *ctx, const pkv_kv_view *in,
   if (!dtype_ok(v->dtype))
     return pkv__fail(ctx, PKV_ERR_INVALID, "view->dtype = %d is unknown",
                     (int)v->dtype);
+  if (pkv__dtype_quantized(v->dtype)) {
+    if (!pkv__backend_has_dtype(ctx, v->dtype))
+      return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
+                       "view->dtype %d is not supported by the %s backend",
+                       (int)v->dtype, ctx->ops->name);
+    if ((st = pkv__check_scales(ctx, v->k_scales, v->num_kv_heads,
+                                "view->k_scales")) != PKV_OK ||
+        (st = pkv__check_scales(ctx, v->v_scales, v->num_kv_heads,
+                                "view->v_scales")) != PKV_OK)
+      return st;
+  } else {
+    v->k_scales = v->v_scales = NULL; /* ignored for float pools */
+  }
   const int64_t D = v->head_dim;
   if (v->page_stride == 0 && v->head_stride == 0 && v->token_stride == 0) {
     v->token_stride = D;
@@ -424,6 +439,13 @@ pkv_status pkv__kv_attention(pkv_context *ctx, const pkv_kv_view *view_in,
       (st = tensor_resolve(ctx, out_in, "out", t.num_tokens, nq, g.head_dim,
                            &out, &o_off)) != PKV_OK)
     return st;
+  if (pkv__dtype_quantized(q.dtype) || pkv__dtype_quantized(out.dtype))
+    return pkv__fail(ctx, PKV_ERR_QUANT_DTYPE,
+                     "%s->dtype = %d is quantized: q and out must be f32, f16 "
+                     "or bf16 (with an fp8 cache, pass them to "
+                     "pkv_kv_attention in their own dtype)",
+                     pkv__dtype_quantized(q.dtype) ? "q" : "out",
+                     (int)(pkv__dtype_quantized(q.dtype) ? q.dtype : out.dtype));
   if (lse) {
     if ((st = own_buffer(ctx, lse, "lse")) != PKV_OK) return st;
     if (!fits(lse->bytes, 0, (uint64_t)t.num_tokens * (uint64_t)nq,
@@ -488,6 +510,8 @@ pkv_status pkv__kv_attention(pkv_context *ctx, const pkv_kv_view *view_in,
   a.h_alibi = params->alibi_slopes;
   a.alibi = params->alibi_slopes ? alibi_dev : NULL;
   a.h_sinks = params->sinks;
+  a.h_k_scales = view.k_scales;
+  a.h_v_scales = view.v_scales;
   return ctx->ops->attention(ctx, &a);
 }
 
@@ -521,6 +545,12 @@ pkv_status pkv__kv_write(pkv_context *ctx, const pkv_kv_view *view_in,
                     "k->dtype = %d and v->dtype = %d differ: one conversion "
                     "per write",
                     (int)k.dtype, (int)v.dtype);
+  if (pkv__dtype_quantized(k.dtype) && k.dtype != g.dtype)
+    return pkv__fail(ctx, PKV_ERR_INVALID,
+                     "k->dtype = %d is quantized but the view's is %d: "
+                     "quantized rows are copied bitwise into a pool of their "
+                     "own dtype only (convert from f32/f16/bf16 instead)",
+                     (int)k.dtype, (int)g.dtype);
   if ((st = own_buffer(ctx, slots, "slots")) != PKV_OK) return st;
   if (!fits(slots->bytes, 0, (uint64_t)n, sizeof(int64_t)))
     return pkv__fail(ctx, PKV_ERR_SIZE,
@@ -543,7 +573,8 @@ pkv_status pkv__kv_write(pkv_context *ctx, const pkv_kv_view *view_in,
                       v.buf,  slots,  host_slots,     n,
                       k_off,  k.token_stride, k.head_stride, v_off,
                       v.token_stride, v.head_stride,
-                      k.dtype != g.dtype, k.dtype};
+                      k.dtype != g.dtype, k.dtype,
+                      view.k_scales, view.v_scales};
   return ctx->ops->write_kv(ctx, &a);
 }
 
@@ -573,6 +604,10 @@ pkv_status pkv_cache_kv_view(pkv_cache *cache, int32_t layer, pkv_kv_view *out) 
   w.page_stride = g->page_stride;
   w.head_stride = g->head_stride;
   w.token_stride = g->token_stride;
+  if (pkv__dtype_quantized(g->dtype)) {
+    w.k_scales = cache->k_scales + (size_t)layer * g->num_kv_heads;
+    w.v_scales = cache->v_scales + (size_t)layer * g->num_kv_heads;
+  }
   return pkv__write_sized(cache->ctx, out, &w, sizeof w, "out");
 }
 

@@ -5,6 +5,7 @@
 #include "backend.h"
 #include "batch.h"
 #include "kvlayer.h"
+#include "dtype_convert.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -195,6 +196,12 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
   if ((st = check_layer(ctx, &g, layer)) != PKV_OK) return st;
   if ((st = pkv__check_attn_params(ctx, g.num_kv_heads, params)) != PKV_OK)
     return st;
+  if (pkv__dtype_quantized(g.dtype))
+    return pkv__fail(ctx, PKV_ERR_QUANT_DTYPE,
+                     "the cache dtype %d is quantized (fp8): pkv_attention "
+                     "takes q and out in the cache dtype; pass them in f32, "
+                     "f16 or bf16 to pkv_kv_attention over pkv_cache_kv_view",
+                     (int)g.dtype);
   pkv_batch_view view;
   pkv_batch_device dev;
   if (pkv_batch_get_view(batch, &view) != PKV_OK ||

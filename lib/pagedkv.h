@@ -54,8 +54,11 @@ typedef enum pkv_status {
   PKV_ERR_SIZE = 13,         /* a buffer is too small for the request */
   PKV_ERR_BUILD = 14,        /* a device program failed to build */
   PKV_ERR_NO_HOST_PAGES = 15, /* the host tier is exhausted */
-  PKV_ERR_NOT_EXPORTABLE = 16 /* the memory cannot be exported (DLPack of an
+  PKV_ERR_NOT_EXPORTABLE = 16, /* the memory cannot be exported (DLPack of an
                                  OpenCL buffer) */
+  PKV_ERR_SCALE = 17,        /* a quantization scale is 0, negative, NaN or Inf */
+  PKV_ERR_QUANT_DTYPE = 18   /* q/out given in a quantized dtype (fp8/int8):
+                                they need a separate f32/f16/bf16 dtype */
 } pkv_status;
 
 /* A static, human-readable name for a status ("PKV_ERR_NO_PAGES"). */
@@ -191,7 +194,13 @@ PKV_API void pkv_buffer_destroy(pkv_buffer *buf);
 typedef enum pkv_dtype {
   PKV_DTYPE_F32 = 0,
   PKV_DTYPE_F16 = 1,
-  PKV_DTYPE_BF16 = 2
+  PKV_DTYPE_BF16 = 2,
+  /* Quantized K/V storage (doc/quantized.md). Stored value = round(x /
+   * scale) with one scale per (layer, kv head) for K and one for V
+   * (pkv_cache_set_kv_scales; default 1). Only the pools use them: q and
+   * out stay f32/f16/bf16 (pkv_kv_attention's q/out dtypes). */
+  PKV_DTYPE_FP8_E4M3 = 3, /* OCP e4m3fn: max 448, no Inf, NaN 0x7f/0xff */
+  PKV_DTYPE_FP8_E5M2 = 4  /* OCP e5m2: max 57344, Inf and NaN as IEEE */
 } pkv_dtype;
 
 /* Bytes of one element; 0 for an unknown dtype. */
@@ -200,6 +209,9 @@ PKV_API size_t pkv_dtype_size(pkv_dtype dtype);
 /* Host conversion of n values between f32 and a storage dtype, with the
  * rounding the backends use (nearest even; NaN and Inf kept), so an engine
  * or tool can stage f32 data for an f16/bf16 cache and read results back.
+ * The fp8 dtypes convert unscaled (divide by the scale first): finite
+ * values beyond the format's largest finite value, and +-Inf, saturate to
+ * +-max (both fp8 formats, as the backends' writes do); NaN stays NaN.
  * NULL arrays with n > 0: PKV_ERR_NULL; unknown dtype: PKV_ERR_INVALID. */
 PKV_API pkv_status pkv_convert_from_f32(pkv_dtype dtype, const float *src,
                                         void *dst, size_t n);
@@ -256,6 +268,21 @@ typedef struct pkv_cache_geometry {
 
 PKV_API pkv_status pkv_cache_get_geometry(const pkv_cache *cache,
                                           pkv_cache_geometry *out);
+/* Scale factors of an fp8 cache for one layer: k_scales[h], v_scales[h]
+ * for each kv head h (num_kv_heads floats each; NULL = leave that side
+ * unchanged). Stored K = fp8(k / k_scale); attention reads fp8 * k_scale.
+ * Every cache starts with all scales 1; they may change at any time (pages
+ * already written keep their bytes, so they are read with the new scale).
+ * A scale of 0, negative, NaN or Inf: PKV_ERR_SCALE, nothing changes. On
+ * a cache whose dtype is not fp8: PKV_ERR_INVALID. */
+PKV_API pkv_status pkv_cache_set_kv_scales(pkv_cache *cache, int32_t layer,
+                                           const float *k_scales,
+                                           const float *v_scales);
+/* The current scales of one layer (either output may be NULL). */
+PKV_API pkv_status pkv_cache_get_kv_scales(const pkv_cache *cache,
+                                           int32_t layer, float *k_scales,
+                                           float *v_scales);
+
 /* The K and V pools of one layer as buffers owned by the cache (views:
  * pkv_buffer_destroy on them is a no-op). Either output may be NULL. */
 PKV_API pkv_status pkv_cache_kv(pkv_cache *cache, int32_t layer,
@@ -491,7 +518,8 @@ typedef struct pkv_attn_params {
 PKV_API void pkv_attn_params_init(pkv_attn_params *p, int32_t num_q_heads);
 
 /* Paged attention of the batch's queries over layer `layer`.
- * q, out: [num_tokens][num_q_heads][head_dim] in the cache dtype.
+ * q, out: [num_tokens][num_q_heads][head_dim] in the cache dtype (an fp8
+ * cache: PKV_ERR_QUANT_DTYPE; use pkv_kv_attention with f16/bf16/f32 q).
  * lse (may be NULL): f32 [num_tokens][num_q_heads], natural-log
  * log-sum-exp of the (scaled, capped, biased) logits; -inf for a row that
  * sees no key, whose output is zeros. */
@@ -538,6 +566,10 @@ typedef struct pkv_kv_view {
   int64_t num_pages;
   pkv_dtype dtype;       /* storage dtype of the pools */
   int64_t page_stride, head_stride, token_stride; /* elements */
+  /* fp8 dtypes: host arrays [num_kv_heads] of K and V scales (NULL = all
+   * 1; ignored for f32/f16/bf16). Each must be finite and > 0, else
+   * PKV_ERR_SCALE. pkv_cache_kv_view points them at the cache's. */
+  const float *k_scales, *v_scales;
 } pkv_kv_view;
 
 PKV_API void pkv_kv_view_init_sized(pkv_kv_view *v, size_t size);
@@ -586,8 +618,10 @@ PKV_API void pkv_kv_table_init_sized(pkv_kv_table *t, size_t size);
 PKV_API pkv_status pkv_batch_get_table(const pkv_batch *batch,
                                        pkv_table_kind kind, pkv_kv_table *out);
 
-/* Writes n tokens' K and V rows ([n][num_kv_heads][head_dim], dtype of the
- * view, strided) into slots[i] = page * page_size + offset (int64 device
+/* Writes n tokens' K and V rows ([n][num_kv_heads][head_dim], strided,
+ * in the view's dtype (copied bitwise) or in f32/f16/bf16 (converted; to
+ * an fp8 view: divided by the head's scale, rounded to nearest even,
+ * saturated)) into slots[i] = page * page_size + offset (int64 device
  * buffer; negative = skip). host_slots (may be NULL) is the same list on
  * the host: then every slot is range-checked before anything is written. */
 PKV_API pkv_status pkv_kv_write(pkv_context *ctx, const pkv_kv_view *view,
@@ -597,7 +631,9 @@ PKV_API pkv_status pkv_kv_write(pkv_context *ctx, const pkv_kv_view *view,
 
 /* Paged attention of the table's queries over the view. q and out are
  * [num_tokens][num_q_heads][head_dim], strided, each in its own dtype
- * (f32, f16 or bf16, independent of the pool dtype). lse (may be NULL):
+ * (f32, f16 or bf16, independent of the pool dtype; an fp8 q or out is
+ * PKV_ERR_QUANT_DTYPE). fp8 K/V are dequantized on the fly with the view's
+ * scales. lse (may be NULL):
  * f32 [num_tokens][num_q_heads], contiguous. */
 PKV_API pkv_status pkv_kv_attention(pkv_context *ctx, const pkv_kv_view *view,
                                     const pkv_kv_table *table,

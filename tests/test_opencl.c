@@ -330,7 +330,7 @@ static void run_case(pkv_context *ctx, const kcase *kc) {
   pkv_buffer *kb = dev_buf(ctx, ksrc, (size_t)nw * row * es),
              *vb = dev_buf(ctx, vsrc, (size_t)nw * row * es),
              *sb = dev_buf(ctx, slots, sizeof(int64_t) * (size_t)nw);
-  pkv_write_args wa = {&geom, kp, vp, kb, vb, sb, slots, nw, 0, 0, 0, 0, 0, 0, 0, PKV_DTYPE_F32};
+  pkv_write_args wa = {&geom, kp, vp, kb, vb, sb, slots, nw, 0, 0, 0, 0, 0, 0, 0, PKV_DTYPE_F32, NULL, NULL};
   pkv_status st = ctx->ops->write_kv(ctx, &wa);
   void *kgot = malloc(pool_elems * es), *vgot = malloc(pool_elems * es);
   pkv_buffer_download(kp, 0, kgot, pool_elems * es);
