@@ -47,6 +47,10 @@ struct pkv_hip_launch {
   int num_seqs, max_pages, num_q_heads, max_q_len, max_kv_len;
   float scale, softcap;
   int causal, window_left, num_parts;
+  /* fp8 scales [K][V] per kv head (device), has_scales 1; the HIP build
+   * does not offer fp8 yet (no caps), so always NULL / 0 */
+  const float *kv_scales;
+  int has_scales;
 };
 
 /* The kernels of one (dtype, head dim) instantiation. */

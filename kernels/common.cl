@@ -9,7 +9,7 @@
 #error "PKV_HEAD_DIM must be given as a build option"
 #endif
 #ifndef PKV_DTYPE
-#error "PKV_DTYPE must be given as a build option (0 f32, 1 f16, 2 bf16)"
+#error "PKV_DTYPE must be given as a build option (0 f32, 1 f16, 2 bf16, 3 e4m3, 4 e5m2)"
 #endif
 #if PKV_HEAD_DIM % 16 != 0
 #error "PKV_HEAD_DIM must be a multiple of 16"
@@ -34,6 +34,53 @@
 
 #undef PKV_NCH
 #define PKV_NCH (PKV_HEAD_DIM / 8) /* 8-element chunks of one head row */
+
+/* fp8 <-> f32, unscaled (the scales are folded into the softmax scale and
+ * the output, or divided out before the store). Instantiation-independent
+ * functions, defined once. The encoder rounds to nearest even and
+ * saturates (finite beyond max and +-Inf give +-max, NaN stays NaN), the
+ * rules of the host's pkv_convert_from_f32 (lib/dtype_convert.c). */
+#ifndef PKV_FP8_DEFINED
+#define PKV_FP8_DEFINED
+PKV_INLINE float pkv_e4m3_to_f32(pkv_u32 b) {
+  const pkv_u32 s = (b & 0x80u) << 24, em = b & 0x7fu;
+  if (em == 0x7fu) return pkv_as_float(s | 0x7fc00000u);
+  if (em < 8u) {
+    const float v = (float)em * (1.0f / 512.0f);
+    return s ? -v : v;
+  }
+  return pkv_as_float(s | ((em + (120u << 3)) << 20));
+}
+PKV_INLINE float pkv_e5m2_to_f32(pkv_u32 b) {
+  const pkv_u32 s = (b & 0x80u) << 24, em = b & 0x7fu;
+  if (em >= 0x7cu) return pkv_as_float(s | 0x7f800000u | ((em & 3u) << 21));
+  if (em < 4u) {
+    const float v = (float)em * (1.0f / 65536.0f);
+    return s ? -v : v;
+  }
+  return pkv_as_float(s | ((em + (112u << 2)) << 21));
+}
+PKV_INLINE pkv_u8 pkv_f32_to_fp8(float f, int mbits, int bias, pkv_u32 maxc,
+                                 pkv_u32 nanc) {
+  const pkv_u32 x = pkv_as_uint(f), s = (x >> 24) & 0x80u, a = x & 0x7fffffffu;
+  if (a > 0x7f800000u) return (pkv_u8)(s | nanc);
+  const int e = (int)(a >> 23) - 127, emin = 1 - bias;
+  if (e >= 20) return (pkv_u8)(s | maxc); /* past both formats, and Inf */
+  pkv_u32 code;
+  if (e < emin) {
+    /* subnormal (or zero): multiples of 2^(emin - mbits); the carry to
+     * the smallest normal gives its code */
+    code = (pkv_u32)pkv_rintf(pkv_as_float(a) *
+                              pkv_as_float((pkv_u32)(127 + mbits - emin) << 23));
+  } else {
+    const int sh = 23 - mbits;
+    const pkv_u32 r = a + ((1u << (sh - 1)) - 1u) + ((a >> sh) & 1u);
+    const int e2 = (int)(r >> 23) - 127;
+    code = ((pkv_u32)(e2 + bias) << mbits) | ((r >> sh) & ((1u << mbits) - 1u));
+  }
+  return (pkv_u8)(s | (code < maxc ? code : maxc));
+}
+#endif
 
 /* pkv_elem_t: how the kernels see one stored element; pkv_bits_t: the same
  * bytes as an unsigned integer for copies that must keep every bit. */
@@ -64,8 +111,32 @@
 #define PKV_ST(v, p, i) pkv_store_bf16((v), (p), (i))
 #define PKV_LD8(p, o) pkv_ld8_bf16((p), (o))
 #define PKV_LD8V(dst, p) pkv_ld8v_bf16(dst, p)
+#elif PKV_DTYPE == 3 || PKV_DTYPE == 4
+#define pkv_elem_t pkv_u8
+#define pkv_bits_t pkv_u8
+#undef PKV_FP8_DEC
+#undef PKV_FP8_ENC
+#if PKV_DTYPE == 3
+#define PKV_FP8_DEC(b) pkv_e4m3_to_f32(b)
+#define PKV_FP8_ENC(v) pkv_f32_to_fp8((v), 3, 7, 0x7eu, 0x7fu)
 #else
-#error "PKV_DTYPE must be 0 (f32), 1 (f16) or 2 (bf16)"
+#define PKV_FP8_DEC(b) pkv_e5m2_to_f32(b)
+#define PKV_FP8_ENC(v) pkv_f32_to_fp8((v), 2, 15, 0x7bu, 0x7eu)
+#endif
+#define PKV_LD(p, i) PKV_FP8_DEC((p)[i])
+#define PKV_ST(v, p, i) ((p)[i] = PKV_FP8_ENC(v))
+#define PKV_LD8(p, o)                                                        \
+  do {                                                                       \
+    for (int e_ = 0; e_ < 8; e_++) (o)[e_] = PKV_FP8_DEC((p)[e_]);          \
+  } while (0)
+#define PKV_LD8V(dst, p)                                                     \
+  do {                                                                       \
+    float t_[8];                                                             \
+    for (int e_ = 0; e_ < 8; e_++) t_[e_] = PKV_FP8_DEC((p)[e_]);           \
+    pkv_f8_ldl(dst, t_);                                                     \
+  } while (0)
+#else
+#error "PKV_DTYPE must be 0 (f32), 1 (f16), 2 (bf16), 3 (e4m3) or 4 (e5m2)"
 #endif
 
 /* Score of key j for a query at position qpos, given the dot product; the

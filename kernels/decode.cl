@@ -18,7 +18,9 @@
                                                    : PKV_DEC_WG * 8 * PKV_MAXG)
 
 /* flags: 1 = ALiBi slopes given, 2 = write LSE, 4 = sinks given, 8 = CSR
- * table (pages = kv_indices) instead of dense (pages = block_table).
+ * table (pages = kv_indices) instead of dense (pages = block_table), 16 =
+ * fp8 scales given: kv_scales = [K scales][V scales] per kv head, folded
+ * into the softmax scale (K) and the output (V).
  * io_dtypes: q dtype | out dtype << 4. q and out offsets and strides are
  * in their own elements. */
 PKV_KERNEL void PKV_KNAME(pkv_decode)(
@@ -33,7 +35,8 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
     pkv_i64 token_stride, float scale, float softcap, int causal,
     int window_left, int flags, int num_parts, pkv_i64 q_off, pkv_i64 q_ts,
     pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
-    int num_pages, int num_tokens, pkv_i64 num_kv_indices) {
+    int num_pages, int num_tokens, pkv_i64 num_kv_indices,
+    PKV_GLOBAL const float *kv_scales) {
   PKV_LOCAL_DECL float q_s[PKV_MAXG * PKV_HEAD_DIM];
   PKV_LOCAL_DECL float big[PKV_DEC_BIG]; /* scores, then V partial sums */
   PKV_LOCAL_DECL float red[PKV_MAXG * PKV_DEC_WG];
@@ -54,6 +57,11 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
                                    max_pages, page_size, num_kv_indices, &row0);
   const int qpos = kv_len - 1;
   const int q_dt = io_dtypes & 15, o_dt = io_dtypes >> 4;
+  float v_scale = 1.0f;
+  if (flags & 16) {
+    scale *= kv_scales[kvh];
+    v_scale = kv_scales[num_q_heads / group + kvh];
+  }
 
   int kbeg = part * PKV_PART;
   int kend = kbeg + PKV_PART < kv_len ? kbeg + PKV_PART : kv_len;
@@ -278,6 +286,7 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
     int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
     float sum = 0.0f;
     for (int t = 0; t < PKV_KSPLIT; t++) sum += big[(t * PKV_MAXG + g) * PKV_HEAD_DIM + d];
+    sum *= v_scale;
     float m = ml[g], l = ml[PKV_MAXG + g];
     float o = l > 0.0f ? sum / l : 0.0f;
     int qh = qh0 + g;

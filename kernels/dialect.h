@@ -22,7 +22,9 @@
  *                         sources several times with suffixed names
  *   pkv_half              storage type of an f16 element (pointers only)
  * Compile-time constants come from the build options: PKV_HEAD_DIM and
- * PKV_DTYPE (0 f32, 1 f16, 2 bf16), tile sizes in kernels/common.cl.
+ * PKV_DTYPE (0 f32, 1 f16, 2 bf16, 3 fp8 e4m3, 4 fp8 e5m2), tile sizes in
+ * kernels/common.cl; pkv_u8 and pkv_rintf (round to nearest even) serve
+ * the fp8 conversions there.
  * Vendor fast paths (sub-groups, warp/wave shuffles, matrix units) live in
  * the backend's own headers behind PKV_HAVE_* macros, never here. */
 #ifndef PKV_KERNEL_DIALECT_H
@@ -45,6 +47,8 @@ typedef long pkv_i64;
 typedef int pkv_i32;
 typedef uint pkv_u32;
 typedef ushort pkv_u16;
+typedef uchar pkv_u8;
+#define pkv_rintf(x) rint(x)
 #define pkv_load_f16(p, i) vload_half((i), (p))
 #define pkv_store_f16(v, p, i) vstore_half_rte((v), (i), (p))
 #define pkv_as_float(u) as_float(u)
@@ -112,6 +116,8 @@ typedef long long pkv_i64;
 typedef int pkv_i32;
 typedef unsigned int pkv_u32;
 typedef unsigned short pkv_u16;
+typedef unsigned char pkv_u8;
+#define pkv_rintf(x) rintf(x)
 /* half/bf16 conversions come from the backend header (hip/ or the CUDA
  * mapping), which defines pkv_load_f16 / pkv_store_f16 before including
  * the portable kernels. */

@@ -26,7 +26,8 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
     pkv_i64 head_stride, pkv_i64 token_stride, float scale, float softcap,
     int causal, int window_left, int flags, pkv_i64 q_off, pkv_i64 q_ts,
     pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
-    int num_pages, int num_tokens, pkv_i64 num_kv_indices) {
+    int num_pages, int num_tokens, pkv_i64 num_kv_indices,
+    PKV_GLOBAL const float *kv_scales) {
   PKV_LOCAL_DECL float k_s[PKV_PF_BK * PKV_HEAD_DIM];
   PKV_LOCAL_DECL float v_s[PKV_PF_BK * PKV_HEAD_DIM];
 
@@ -39,6 +40,13 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
   const int kv_len = pkv_table_row(seq_lens, kv_indptr, kv_last, flags & 8, s,
                                    max_pages, page_size, num_kv_indices, &row0);
   const int q_dt = io_dtypes & 15, o_dt = io_dtypes >> 4;
+  /* fp8 scales (flags 16): K's folded into the softmax scale, V's into
+   * the output */
+  float v_scale = 1.0f;
+  if (flags & 16) {
+    scale *= kv_scales[kvh];
+    v_scale = kv_scales[num_q_heads / group + kvh];
+  }
   const int nrows = q_len * group, r0 = tile * PKV_PF_BR;
   if (r0 >= nrows) return; /* uniform over the work-group */
   const int r1 = (r0 + PKV_PF_BR < nrows ? r0 + PKV_PF_BR : nrows) - 1;
@@ -130,7 +138,7 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
       float t[8];
       pkv_f8_stp(o[c], t);
       for (int e = 0; e < 8; e++)
-        pkv_st_io(l0 > 0.0f ? t[e] / l0 * f : 0.0f, out, orow + c * 8 + e, o_dt);
+        pkv_st_io(l0 > 0.0f ? t[e] * v_scale / l0 * f : 0.0f, out, orow + c * 8 + e, o_dt);
     }
     if (flags & 2)
       lse[(pkv_i64)(q0 + i) * num_q_heads + qh] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;

@@ -3,7 +3,9 @@
  * pool (slot = page * page_size + offset); a negative slot is padding and
  * is skipped, and so is a slot past the pool. k and v rows are strided
  * (elements of src_dtype). One work-item per 8-element chunk; the copy is
- * bitwise when src_dtype is the pool's, else converted through f32. */
+ * bitwise when src_dtype is the pool's, else converted through f32; into
+ * an fp8 pool (has_scales) each value is divided by its head's scale
+ * first: kv_scales = [K scales][V scales], num_kv_heads each. */
 PKV_KERNEL void PKV_KNAME(pkv_write_kv)(
     PKV_GLOBAL pkv_bits_t *k_pool, PKV_GLOBAL pkv_bits_t *v_pool,
     PKV_GLOBAL const void *k, PKV_GLOBAL const void *v,
@@ -11,7 +13,7 @@ PKV_KERNEL void PKV_KNAME(pkv_write_kv)(
     int page_size, pkv_i64 page_stride, pkv_i64 head_stride,
     pkv_i64 token_stride, pkv_i64 k_off, pkv_i64 k_ts, pkv_i64 k_hs,
     pkv_i64 v_off, pkv_i64 v_ts, pkv_i64 v_hs, pkv_i64 num_pages,
-    int src_dtype) {
+    int src_dtype, PKV_GLOBAL const float *kv_scales, int has_scales) {
   pkv_i64 gid = (pkv_i64)PKV_GROUP(0) * PKV_LSIZE(0) + PKV_LID(0);
   pkv_i64 per_token = (pkv_i64)num_kv_heads * PKV_NCH;
   if (gid >= n * per_token) return;
@@ -37,9 +39,11 @@ PKV_KERNEL void PKV_KNAME(pkv_write_kv)(
   } else {
     PKV_GLOBAL pkv_elem_t *ke = (PKV_GLOBAL pkv_elem_t *)k_pool;
     PKV_GLOBAL pkv_elem_t *ve = (PKV_GLOBAL pkv_elem_t *)v_pool;
+    const float kd = has_scales ? kv_scales[h] : 1.0f;
+    const float vd = has_scales ? kv_scales[num_kv_heads + h] : 1.0f;
     for (int e = 0; e < 8; e++) {
-      PKV_ST(pkv_ld_io(k, ks + e, src_dtype), ke, dst + e);
-      PKV_ST(pkv_ld_io(v, vs + e, src_dtype), ve, dst + e);
+      PKV_ST(pkv_ld_io(k, ks + e, src_dtype) / kd, ke, dst + e);
+      PKV_ST(pkv_ld_io(v, vs + e, src_dtype) / vd, ve, dst + e);
     }
   }
 }

@@ -53,6 +53,7 @@ typedef struct pkv_ocl {
   cl_mem part_ml; size_t part_ml_bytes; /* decode partial max and sum */
   cl_mem alibi_buf; size_t alibi_bytes;
   cl_mem sinks_buf; size_t sinks_bytes;  /* attention sinks of the last call */
+  cl_mem scales_buf; size_t scales_bytes; /* fp8 K/V scales of the last call */
   cl_mem dummy;                         /* stands for an absent buffer */
   double last_build_seconds;            /* for tests and tools */
 } pkv_ocl;

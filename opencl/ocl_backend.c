@@ -87,6 +87,7 @@ static void release_all(pkv_ocl *o) {
   if (o->part_ml) clReleaseMemObject(o->part_ml);
   if (o->alibi_buf) clReleaseMemObject(o->alibi_buf);
   if (o->sinks_buf) clReleaseMemObject(o->sinks_buf);
+  if (o->scales_buf) clReleaseMemObject(o->scales_buf);
   if (o->dummy) clReleaseMemObject(o->dummy);
   if (o->queue) clReleaseCommandQueue(o->queue);
   if (o->context) clReleaseContext(o->context);
@@ -194,6 +195,12 @@ static pkv_status ocl_synchronize(pkv_context *ctx) {
   return err == CL_SUCCESS ? PKV_OK : pkv__ocl_fail(ctx, "clFinish", err);
 }
 
+/* The portable kernels read and write fp8 (kernels/common.cl). */
+static void ocl_caps(pkv_context *ctx, pkv_backend_caps *out) {
+  (void)ctx;
+  out->dtypes |= (1u << PKV_DTYPE_FP8_E4M3) | (1u << PKV_DTYPE_FP8_E5M2);
+}
+
 const pkv_backend_ops pkv__opencl_backend = {
     .kind = PKV_BACKEND_OPENCL,
     .name = "opencl",
@@ -211,4 +218,5 @@ const pkv_backend_ops pkv__opencl_backend = {
     .copy_pages = pkv__ocl_copy_pages,
     .pages_to_host = pkv__ocl_pages_to_host,
     .pages_from_host = pkv__ocl_pages_from_host,
+    .caps = ocl_caps,
 };

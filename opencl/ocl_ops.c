@@ -53,6 +53,36 @@ static pkv_status scratch(pkv_context *ctx, cl_mem *buf, size_t *have,
   return PKV_OK;
 }
 
+/* fp8 scales to the device as [K scales][V scales] (absent = 1); *out is
+ * the dummy buffer for a float pool. Blocking upload: the host arrays are
+ * the caller's. */
+static pkv_status upload_scales(pkv_context *ctx, const float *ks,
+                                const float *vs, int32_t nkv, cl_mem *out,
+                                cl_int *given) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  *out = o->dummy;
+  *given = 0;
+  if (!ks && !vs) return PKV_OK;
+  const size_t bytes = 2 * (size_t)nkv * sizeof(float);
+  float *h = pkv__malloc(bytes);
+  if (!h) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "fp8 scales (%zu bytes)", bytes);
+  for (int32_t i = 0; i < nkv; i++) {
+    h[i] = ks ? ks[i] : 1.0f;
+    h[nkv + i] = vs ? vs[i] : 1.0f;
+  }
+  pkv_status st = scratch(ctx, &o->scales_buf, &o->scales_bytes, bytes);
+  if (st == PKV_OK) {
+    cl_int err = clEnqueueWriteBuffer(o->queue, o->scales_buf, CL_TRUE, 0,
+                                      bytes, h, 0, NULL, NULL);
+    if (err != CL_SUCCESS) st = pkv__ocl_fail(ctx, "clEnqueueWriteBuffer", err);
+  }
+  pkv__free(h);
+  if (st != PKV_OK) return st;
+  *out = o->scales_buf;
+  *given = 1;
+  return PKV_OK;
+}
+
 pkv_status pkv__ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   const pkv_cache_geometry *g = a->geom;
   if (a->n <= 0) return PKV_OK;
@@ -69,11 +99,17 @@ pkv_status pkv__ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   cl_long koff = a->k_off, kts_ = kts, khs_ = khs, voff = a->v_off,
           vts_ = vts, vhs_ = vhs, npages = g->num_pages;
   cl_int src_dt = a->convert ? (cl_int)a->src_dtype : (cl_int)g->dtype;
+  cl_mem scales;
+  cl_int has_scales;
+  st = upload_scales(ctx, a->h_k_scales, a->h_v_scales, g->num_kv_heads,
+                     &scales, &has_scales);
+  if (st != PKV_OK) return st;
   args x = {p->kernels[PKV_K_WRITE_KV], 0, CL_SUCCESS};
   ARG(x, kp); ARG(x, vp); ARG(x, k); ARG(x, v); ARG(x, slots); ARG(x, n);
   ARG(x, heads); ARG(x, page_size); ARG(x, ps); ARG(x, hs); ARG(x, ts);
   ARG(x, koff); ARG(x, kts_); ARG(x, khs_); ARG(x, voff); ARG(x, vts_);
-  ARG(x, vhs_); ARG(x, npages); ARG(x, src_dt);
+  ARG(x, vhs_); ARG(x, npages); ARG(x, src_dt); ARG(x, scales);
+  ARG(x, has_scales);
   size_t local = 64;
   size_t global = round_up((size_t)n * (size_t)heads * (size_t)(g->head_dim / 8), local);
   return launch(ctx, &x, "pkv_write_kv", 1, &global, &local);
@@ -119,6 +155,12 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
     if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clEnqueueWriteBuffer", err);
     sinks = o->sinks_buf;
   }
+  cl_mem scales;
+  cl_int has_scales;
+  st = upload_scales(ctx, a->h_k_scales, a->h_v_scales, g->num_kv_heads,
+                     &scales, &has_scales);
+  if (st != PKV_OK) return st;
+  if (has_scales) flags |= 16;
   /* Dense: pages = block_table (+ seq_lens); CSR: pages = kv_indices (+
    * kv_indptr, kv_last_page_len). Absent arrays are the dummy buffer. */
   cl_mem bt = o->dummy, sl = o->dummy, kvi = o->dummy, kvl = o->dummy;
@@ -168,6 +210,7 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
     ARG(x, causal); ARG(x, window); ARG(x, flags); ARG(x, parts);
     ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off); ARG(x, o_ts);
     ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok); ARG(x, nkvi);
+    ARG(x, scales);
     size_t chunks = (size_t)(group + PKV_OCL_MAXG - 1) / PKV_OCL_MAXG;
     size_t local[3] = {PKV_OCL_DEC_WG, 1, 1};
     size_t global[3] = {(size_t)parts * PKV_OCL_DEC_WG,
@@ -191,7 +234,7 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
   ARG(x, scale); ARG(x, softcap); ARG(x, causal); ARG(x, window);
   ARG(x, flags); ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off);
   ARG(x, o_ts); ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok);
-  ARG(x, nkvi);
+  ARG(x, nkvi); ARG(x, scales);
   size_t rows = (size_t)a->max_q_len * (size_t)group;
   size_t local[3] = {PKV_OCL_PF_BR, 1, 1};
   size_t global[3] = {round_up(rows, PKV_OCL_PF_BR), (size_t)g->num_kv_heads,
