@@ -56,9 +56,25 @@ static void load_row(pkv_dtype dt, const void *base, int64_t off, int32_t n,
   } else if (dt == PKV_DTYPE_BF16) {
     const uint16_t *p = (const uint16_t *)base + off;
     for (int32_t d = 0; d < n; d++) dst[d] = pkv_bf16_to_f32(p[d]);
+  } else if (dt == PKV_DTYPE_INT8) {
+    const int8_t *p = (const int8_t *)base + off;
+    for (int32_t d = 0; d < n; d++) dst[d] = p[d];
   } else {
     for (int32_t d = 0; d < n; d++) dst[d] = pkv_load_elem(dt, base, off + d);
   }
+}
+
+/* int8: key j's row times its (token, head) scale from the page. */
+static void int8_scale_row(const pkv_attn_args *a, const int32_t *prow,
+                           int64_t j, int32_t kvh, const void *pool, int32_t n,
+                           double *row) {
+  const pkv_cache_geometry *g = a->geom;
+  const int64_t page = prow[j / g->page_size], t = j % g->page_size;
+  float s;
+  memcpy(&s, (const unsigned char *)pool + page * g->page_stride +
+                 (int64_t)g->scale_offset + ((int64_t)kvh * g->page_size + t) * 4,
+         4);
+  for (int32_t d = 0; d < n; d++) row[d] *= s;
 }
 
 /* A quantized row times its head's scale (exact in double: an fp8 value
@@ -174,6 +190,7 @@ static void run_item(const job *jb, int64_t item, double *scratch) {
   for (int64_t j = lo; j <= hi; j++) {
     load_row(dt, kp, pool_offset(a, prow, j, kvh), dim, row);
     scale_row(a->h_k_scales, kvh, dim, row);
+    if (dt == PKV_DTYPE_INT8) int8_scale_row(a, prow, j, kvh, kp, dim, row);
     for (int32_t r = 0; r < G; r++) {
       double s = dot(qv + (int64_t)r * dim, row, dim) * jb->scale;
       if (a->softcap > 0.0f) s = a->softcap * tanh(s / a->softcap);
@@ -195,6 +212,7 @@ static void run_item(const job *jb, int64_t item, double *scratch) {
   for (int64_t j = lo; j <= hi; j++) {
     load_row(dt, vp, pool_offset(a, prow, j, kvh), dim, row);
     scale_row(a->h_v_scales, kvh, dim, row);
+    if (dt == PKV_DTYPE_INT8) int8_scale_row(a, prow, j, kvh, vp, dim, row);
     for (int32_t r = 0; r < G; r++) {
       double p = exp(logits[(int64_t)r * max_kv + (j - lo)] - mx[r]);
       sum[r] += p;

@@ -5,6 +5,8 @@
 #include "cpu_attention.h"
 #include "dtype_convert.h"
 
+#include <math.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -127,6 +129,29 @@ static pkv_status cpu_synchronize(pkv_context *ctx) {
   return PKV_OK;
 }
 
+/* One int8 row: scale = max|x| / 127 (f32), code = x / scale rounded to
+ * nearest even (in double), within -127..127. An all-zero row has scale 0
+ * and codes 0. A NaN or Inf in the row propagates: the scale is NaN, so
+ * the whole row reads as NaN. */
+static void int8_row(pkv_dtype src_dt, const unsigned char *src, int32_t n,
+                     int8_t *dst, float *scale) {
+  double amax = 0.0;
+  int bad = 0;
+  for (int32_t d = 0; d < n; d++) {
+    double x = pkv_load_elem(src_dt, src, d);
+    if (!isfinite(x)) bad = 1;
+    else if (fabs(x) > amax) amax = fabs(x);
+  }
+  const float s = bad ? NAN : (float)(amax / 127.0);
+  *scale = s;
+  for (int32_t d = 0; d < n; d++) {
+    double c = (bad || s == 0.0f) ? 0.0
+                                  : nearbyint(pkv_load_elem(src_dt, src, d) /
+                                              (double)s);
+    dst[d] = (int8_t)(c > 127.0 ? 127 : c < -127.0 ? -127 : c);
+  }
+}
+
 static pkv_status cpu_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   const pkv_cache_geometry *g = a->geom;
   const size_t esz = pkv_dtype_size(g->dtype);
@@ -156,6 +181,21 @@ static pkv_status cpu_write_kv(pkv_context *ctx, const pkv_write_args *a) {
                    esz;
       size_t ks = (size_t)(a->k_off + i * kts + h * khs) * esz;
       size_t vs = (size_t)(a->v_off + i * vts + h * vhs) * esz;
+      if (g->dtype == PKV_DTYPE_INT8) {
+        /* the layer above admits only converted (float) rows here */
+        const size_t ses = pkv_dtype_size(a->src_dtype);
+        const size_t sc = (size_t)page * (size_t)g->page_stride +
+                          g->scale_offset +
+                          ((size_t)h * (size_t)g->page_size + (size_t)off) * 4;
+        float ksc, vsc;
+        int8_row(a->src_dtype, k + ks / esz * ses, g->head_dim,
+                 (int8_t *)(kp + dst), &ksc);
+        int8_row(a->src_dtype, v + vs / esz * ses, g->head_dim,
+                 (int8_t *)(vp + dst), &vsc);
+        memcpy(kp + sc, &ksc, 4);
+        memcpy(vp + sc, &vsc, 4);
+        continue;
+      }
       if (a->convert) {
         /* element by element through the shared rounding helpers */
         const size_t ses = pkv_dtype_size(a->src_dtype);
@@ -227,7 +267,8 @@ static pkv_status cpu_pages_from_host(pkv_context *ctx,
 /* The reference runs every dtype, the quantized ones included. */
 static void cpu_caps(pkv_context *ctx, pkv_backend_caps *out) {
   (void)ctx;
-  out->dtypes |= (1u << PKV_DTYPE_FP8_E4M3) | (1u << PKV_DTYPE_FP8_E5M2);
+  out->dtypes |= (1u << PKV_DTYPE_FP8_E4M3) | (1u << PKV_DTYPE_FP8_E5M2) |
+                 (1u << PKV_DTYPE_INT8);
 }
 
 const pkv_backend_ops pkv__cpu_backend = {

@@ -55,7 +55,7 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
   if (!esize)
     return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->dtype %d is unknown (f32, f16, bf16, fp8 e4m3, "
-                    "fp8 e5m2)",
+                    "fp8 e5m2, int8)",
                     (int)d->dtype);
   if (d->layout != PKV_LAYOUT_HND && d->layout != PKV_LAYOUT_NHD)
     return pkv__fail(ctx, PKV_ERR_INVALID,
@@ -72,6 +72,12 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
                     "page bytes num_kv_heads %d * page_size %d * head_dim %d "
                     "* %zu overflow",
                     d->num_kv_heads, d->page_size, d->head_dim, esize);
+  /* int8: the page ends with its f32 scales [num_kv_heads][page_size], so
+   * that every page path (copy, copy-on-write, swap, prefix reuse) moves
+   * them with the codes; the pool byte budget counts them. */
+  const size_t scale_offset = d->dtype == PKV_DTYPE_INT8 ? page_bytes : 0;
+  if (d->dtype == PKV_DTYPE_INT8)
+    page_bytes += (size_t)d->num_kv_heads * (size_t)d->page_size * sizeof(float);
   int64_t num_pages = d->num_pages;
   if (num_pages == 0) {
     size_t per_page;
@@ -162,6 +168,8 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
     g->head_stride = D;
     g->token_stride = H * D;
   }
+  if (scale_offset) g->page_stride = (int64_t)page_bytes; /* 1-byte elements */
+  g->scale_offset = scale_offset;
   g->page_bytes = page_bytes;
   g->layer_bytes = layer_bytes;
   *ncls = nc;
@@ -356,7 +364,7 @@ pkv_status pkv_cache_set_kv_scales(pkv_cache *c, int32_t layer,
   if (layer < 0 || layer >= c->geom.num_layers)
     return pkv__fail(c->ctx, PKV_ERR_RANGE, "layer %d is outside 0..%d", layer,
                      c->geom.num_layers - 1);
-  if (!pkv__dtype_quantized(c->geom.dtype))
+  if (!pkv__dtype_fp8(c->geom.dtype))
     return pkv__fail(c->ctx, PKV_ERR_INVALID,
                      "cache dtype %d is not fp8: it has no scales",
                      (int)c->geom.dtype);

@@ -138,6 +138,10 @@ static pkv_status check_convert(pkv_dtype dtype, const void *src,
                                 const void *dst, size_t n) {
   if (n && !src) return pkv__fail(NULL, PKV_ERR_NULL, "src is NULL with n %zu", n);
   if (n && !dst) return pkv__fail(NULL, PKV_ERR_NULL, "dst is NULL with n %zu", n);
+  if (dtype == PKV_DTYPE_INT8)
+    return pkv__fail(NULL, PKV_ERR_INVALID,
+                     "dtype PKV_DTYPE_INT8 has a scale per (token, head): "
+                     "there is no element-wise conversion");
   if (pkv_dtype_size(dtype) == 0)
     return pkv__fail(NULL, PKV_ERR_INVALID,
                     "dtype %d is not f32 (0), f16 (1), bf16 (2), fp8 e4m3 (3) "

@@ -19,10 +19,14 @@ uint16_t pkv__f32_to_bf16(float f);
 uint8_t pkv__f32_to_e4m3(float f);
 uint8_t pkv__f32_to_e5m2(float f);
 
-/* Whether a dtype is a quantized storage dtype (fp8): pools only, with
- * scales; never q or out. */
-static inline int pkv__dtype_quantized(pkv_dtype d) {
+/* fp8: per-(layer, kv head) scales outside the pages. */
+static inline int pkv__dtype_fp8(pkv_dtype d) {
   return d == PKV_DTYPE_FP8_E4M3 || d == PKV_DTYPE_FP8_E5M2;
+}
+/* Whether a dtype is a quantized storage dtype (fp8, int8): pools only,
+ * never q or out. */
+static inline int pkv__dtype_quantized(pkv_dtype d) {
+  return pkv__dtype_fp8(d) || d == PKV_DTYPE_INT8;
 }
 
 /* The widening conversions are inline: the reference attention calls them

@@ -108,11 +108,13 @@ pkv_status pkv__kv_view_resolve(pkv_context *ctx, const pkv_kv_view *in,
   if (!dtype_ok(v->dtype))
     return pkv__fail(ctx, PKV_ERR_INVALID, "view->dtype = %d is unknown",
                     (int)v->dtype);
-  if (pkv__dtype_quantized(v->dtype)) {
-    if (!pkv__backend_has_dtype(ctx, v->dtype))
-      return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
-                       "view->dtype %d is not supported by the %s backend",
-                       (int)v->dtype, ctx->ops->name);
+  if (pkv__dtype_quantized(v->dtype) &&
+      !pkv__backend_has_dtype(ctx, v->dtype))
+    return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
+                     "view->dtype %d is not supported by the %s backend",
+                     (int)v->dtype, ctx->ops->name);
+  if (v->dtype != PKV_DTYPE_INT8) v->scale_offset = 0;
+  if (pkv__dtype_fp8(v->dtype)) {
     if ((st = pkv__check_scales(ctx, v->k_scales, v->num_kv_heads,
                                 "view->k_scales")) != PKV_OK ||
         (st = pkv__check_scales(ctx, v->v_scales, v->num_kv_heads,
@@ -140,6 +142,22 @@ pkv_status pkv__kv_view_resolve(pkv_context *ctx, const pkv_kv_view *in,
             pkv__add_i64(last, t, &last) &&
             pkv__mul_i64(v->page_size - 1, v->token_stride, &t) &&
             pkv__add_i64(last, t, &last) && pkv__add_i64(last, D, &last);
+  if (v->dtype == PKV_DTYPE_INT8) {
+    /* the f32 scales [num_kv_heads][page_size] of each page */
+    const int64_t sb = (int64_t)v->num_kv_heads * v->page_size * 4;
+    if (v->scale_offset < 0 || v->scale_offset % 4 != 0 ||
+        v->scale_offset + sb > v->page_stride)
+      return pkv__fail(ctx, PKV_ERR_INVALID,
+                       "view->scale_offset = %lld: an int8 view needs its f32 "
+                       "scales [%d heads][%d tokens] (%lld bytes) 4-byte "
+                       "aligned inside the page of page_stride %lld bytes",
+                       (long long)v->scale_offset, v->num_kv_heads,
+                       v->page_size, (long long)sb, (long long)v->page_stride);
+    int64_t slast = 0;
+    if (ok && pkv__mul_i64(v->num_pages - 1, v->page_stride, &slast) &&
+        pkv__add_i64(slast, v->scale_offset + sb, &slast) && slast > last)
+      last = slast;
+  }
   const size_t esz = pkv_dtype_size(v->dtype);
   if (!ok)
     return pkv__fail(ctx, PKV_ERR_OVERFLOW,
@@ -168,6 +186,7 @@ pkv_status pkv__kv_view_resolve(pkv_context *ctx, const pkv_kv_view *in,
   g->token_stride = v->token_stride;
   g->page_bytes = (size_t)v->page_stride * esz;
   g->layer_bytes = (size_t)last * esz;
+  g->scale_offset = (size_t)v->scale_offset;
   /* Whether every row is 16-byte aligned, for the backends (an OpenCL
    * cl_mem has no address to check; the runtime aligns buffers). Every
    * backend runs misaligned rows: the CPU copies element-wise, OpenCL's
@@ -545,7 +564,8 @@ pkv_status pkv__kv_write(pkv_context *ctx, const pkv_kv_view *view_in,
                     "k->dtype = %d and v->dtype = %d differ: one conversion "
                     "per write",
                     (int)k.dtype, (int)v.dtype);
-  if (pkv__dtype_quantized(k.dtype) && k.dtype != g.dtype)
+  if (pkv__dtype_quantized(k.dtype) &&
+      (k.dtype != g.dtype || k.dtype == PKV_DTYPE_INT8))
     return pkv__fail(ctx, PKV_ERR_INVALID,
                      "k->dtype = %d is quantized but the view's is %d: "
                      "quantized rows are copied bitwise into a pool of their "
@@ -604,7 +624,8 @@ pkv_status pkv_cache_kv_view(pkv_cache *cache, int32_t layer, pkv_kv_view *out) 
   w.page_stride = g->page_stride;
   w.head_stride = g->head_stride;
   w.token_stride = g->token_stride;
-  if (pkv__dtype_quantized(g->dtype)) {
+  w.scale_offset = (int64_t)g->scale_offset;
+  if (pkv__dtype_fp8(g->dtype)) {
     w.k_scales = cache->k_scales + (size_t)layer * g->num_kv_heads;
     w.v_scales = cache->v_scales + (size_t)layer * g->num_kv_heads;
   }

@@ -200,7 +200,12 @@ typedef enum pkv_dtype {
    * (pkv_cache_set_kv_scales; default 1). Only the pools use them: q and
    * out stay f32/f16/bf16 (pkv_kv_attention's q/out dtypes). */
   PKV_DTYPE_FP8_E4M3 = 3, /* OCP e4m3fn: max 448, no Inf, NaN 0x7f/0xff */
-  PKV_DTYPE_FP8_E5M2 = 4  /* OCP e5m2: max 57344, Inf and NaN as IEEE */
+  PKV_DTYPE_FP8_E5M2 = 4, /* OCP e5m2: max 57344, Inf and NaN as IEEE */
+  /* int8 codes with one f32 scale per (token, kv head) for K and for V,
+   * scale = max|x| / 127, stored in the page after the codes (geometry
+   * scale_offset), so a page is self-contained. Written only from
+   * f32/f16/bf16 rows (pkv_kv_write); CPU reference only for now. */
+  PKV_DTYPE_INT8 = 5
 } pkv_dtype;
 
 /* Bytes of one element; 0 for an unknown dtype. */
@@ -264,6 +269,9 @@ typedef struct pkv_cache_geometry {
   int64_t page_stride, head_stride, token_stride;
   size_t page_bytes;   /* bytes of one page of K (or V) of one layer */
   size_t layer_bytes;  /* bytes of K (or V) of one layer = num_pages*page_bytes */
+  /* PKV_DTYPE_INT8: bytes from a page's start to its scales, f32
+   * [num_kv_heads][page_size] (page_bytes includes them); 0 otherwise */
+  size_t scale_offset;
 } pkv_cache_geometry;
 
 PKV_API pkv_status pkv_cache_get_geometry(const pkv_cache *cache,
@@ -570,6 +578,9 @@ typedef struct pkv_kv_view {
    * 1; ignored for f32/f16/bf16). Each must be finite and > 0, else
    * PKV_ERR_SCALE. pkv_cache_kv_view points them at the cache's. */
   const float *k_scales, *v_scales;
+  /* PKV_DTYPE_INT8: bytes from a page's start (p*page_stride) to its f32
+   * scales [num_kv_heads][page_size]; a multiple of 4, inside the page */
+  int64_t scale_offset;
 } pkv_kv_view;
 
 PKV_API void pkv_kv_view_init_sized(pkv_kv_view *v, size_t size);

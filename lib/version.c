@@ -23,6 +23,7 @@ size_t pkv_dtype_size(pkv_dtype dtype) {
   case PKV_DTYPE_BF16: return 2;
   case PKV_DTYPE_FP8_E4M3: return 1;
   case PKV_DTYPE_FP8_E5M2: return 1;
+  case PKV_DTYPE_INT8: return 1;
   }
   return 0;
 }

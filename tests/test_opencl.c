@@ -262,7 +262,7 @@ static void run_case(pkv_context *ctx, const kcase *kc) {
   pkv_cache_geometry geom = {1, kc->heads, kc->dim, kc->page_size, total_pages,
                              kc->dtype, kc->layout, g.page_stride, g.head_stride,
                              g.token_stride, (size_t)g.page_stride * es,
-                             (size_t)g.page_stride * es * (size_t)total_pages};
+                             (size_t)g.page_stride * es * (size_t)total_pages, 0};
   size_t pool_elems = (size_t)g.page_stride * (size_t)total_pages;
   /* Pages in shuffled order; the two spare pages stay NaN. */
   int32_t *perm = malloc(sizeof(int32_t) * (size_t)total_pages);
@@ -451,7 +451,7 @@ static void test_pages(pkv_context *ctx) {
   ref_geom g = ref_make_geom(2, 64, 8, 6, PKV_DTYPE_F16, PKV_LAYOUT_HND);
   pkv_cache_geometry geom = {1, 2, 64, 8, 6, PKV_DTYPE_F16, PKV_LAYOUT_HND, g.page_stride,
                              g.head_stride, g.token_stride, (size_t)g.page_stride * 2,
-                             (size_t)g.page_stride * 12};
+                             (size_t)g.page_stride * 12, 0};
   size_t pb = geom.page_bytes, n16 = pb / 2 * 6;
   uint16_t *a = malloc(pb * 6), *b = malloc(pb * 6), *ga = malloc(pb * 6), *gb = malloc(pb * 6);
   for (size_t i = 0; i < n16; i++) {

@@ -23,11 +23,13 @@ typedef struct fmt {
   int mbits, bias;
   int has_inf; /* e5m2: exponent all ones is Inf/NaN; e4m3fn: only S.1111.111 NaN */
   double max;
+  int is_int8; /* PKV_DTYPE_INT8: codes with a scale per (token, head) */
 } fmt;
 
-static const fmt FMTS[2] = {
-    {PKV_DTYPE_FP8_E4M3, "e4m3", 3, 7, 0, 448.0},
-    {PKV_DTYPE_FP8_E5M2, "e5m2", 2, 15, 1, 57344.0},
+static const fmt FMTS[3] = {
+    {PKV_DTYPE_FP8_E4M3, "e4m3", 3, 7, 0, 448.0, 0},
+    {PKV_DTYPE_FP8_E5M2, "e5m2", 2, 15, 1, 57344.0, 0},
+    {PKV_DTYPE_INT8, "int8", 0, 0, 0, 127.0, 1},
 };
 
 /* The value of a code from the format's definition; NAN for NaN codes,
@@ -167,30 +169,47 @@ static float kv_value(int tok, int h, int d, int which) {
   return 3.0f * urand();
 }
 
+/* Element d of (page, kv head h, token t) dequantized: fp8 code times the
+ * head's scale, or int8 code times the (token, head) scale of the page. */
+static double deq(const fmt *f, const uint8_t *pool,
+                  const pkv_cache_geometry *g, const float *sc, int64_t page,
+                  int h, int64_t t, int d) {
+  const uint8_t b = pool[page * g->page_stride + h * g->head_stride +
+                         t * g->token_stride + d];
+  if (!f->is_int8) return decode(f, b) * sc[h];
+  float s;
+  memcpy(&s, pool + page * g->page_stride + g->scale_offset +
+                 ((int64_t)h * g->page_size + t) * 4,
+         4);
+  return (double)(int8_t)b * s;
+}
+
 /* Attention over the dequantized pool, in double: one query row. */
 static void ref_row(const fmt *f, const uint8_t *kp, const uint8_t *vp,
                     const pkv_cache_geometry *g, const float *ks,
                     const float *vs, const int32_t *pages, int64_t nkeys,
-                    int h, const float *q, double *out) {
+                    int h, const float *q, double *out, double *smax) {
   const double scale = 1.0 / sqrt((double)D);
   double *l = malloc(sizeof(double) * (size_t)(nkeys ? nkeys : 1));
   double m = -INFINITY, sum = 0;
   int kvh = h / G;
   for (int64_t j = 0; j < nkeys; j++) {
-    int64_t base = pages[j / PS] * g->page_stride + kvh * g->head_stride +
-                   (j % PS) * g->token_stride;
-    double s = 0;
-    for (int d = 0; d < D; d++) s += (double)q[d] * decode(f, kp[base + d]) * ks[kvh];
+    double s = 0, sa = 0;
+    for (int d = 0; d < D; d++) {
+      const double t = (double)q[d] * deq(f, kp, g, ks, pages[j / PS], kvh, j % PS, d);
+      s += t;
+      sa += fabs(t);
+    }
+    if (sa * scale > *smax) *smax = sa * scale;
     l[j] = s * scale;
     if (l[j] > m) m = l[j];
   }
   for (int d = 0; d < D; d++) out[d] = 0;
   for (int64_t j = 0; j < nkeys; j++) {
-    int64_t base = pages[j / PS] * g->page_stride + kvh * g->head_stride +
-                   (j % PS) * g->token_stride;
     double p = exp(l[j] - m);
     sum += p;
-    for (int d = 0; d < D; d++) out[d] += p * decode(f, vp[base + d]) * vs[kvh];
+    for (int d = 0; d < D; d++)
+      out[d] += p * deq(f, vp, g, vs, pages[j / PS], kvh, j % PS, d);
   }
   for (int d = 0; d < D; d++) out[d] /= sum;
   free(l);
@@ -204,9 +223,43 @@ static void *host_copy(pkv_buffer *b) {
   return h;
 }
 
+/* An int8 row against its definition: scale = max|x|/127 (f32), every
+ * code within half a step of x / scale (the nearest integer; ties are
+ * measure-zero for random input), |code| <= 127 and 127 reached by the
+ * largest element. Returns 1 when the row breaks any of it. */
+static int int8_row_bad(const uint8_t *pool, const pkv_cache_geometry *g,
+                        int64_t slot, int h, const float *x) {
+  const int64_t page = slot / PS, t = slot % PS;
+  float s;
+  memcpy(&s, pool + page * g->page_stride + g->scale_offset +
+                 ((int64_t)h * g->page_size + t) * 4,
+         4);
+  double amax = 0;
+  for (int d = 0; d < D; d++)
+    if (fabs(x[d]) > amax) amax = fabs(x[d]);
+  if (s != (float)(amax / 127.0)) return 1;
+  int top = 0;
+  for (int d = 0; d < D; d++) {
+    int c = (int8_t)pool[page * g->page_stride + h * g->head_stride +
+                         t * g->token_stride + d];
+    if (c < -127 || c > 127) return 1;
+    if (s == 0) {
+      if (c != 0) return 1;
+      continue;
+    }
+    if (fabs((double)c - x[d] / (double)s) > 0.5 + 1e-6) return 1;
+    if (c == 127 || c == -127) top = 1;
+  }
+  return s != 0 && !top;
+}
+
 typedef struct world {
   pkv_context *ctx;
-  double tol; /* output tolerance of the backend against ref_row */
+  /* output tolerance against ref_row, relative to 1 + |ref|: tol plus
+   * score_eps times the largest sum of |q_d k_d| * scale of the row (an
+   * f32 backend's rounding of the scores, which the softmax turns into a
+   * relative error of the weights) */
+  double tol, score_eps;
   pkv_cache *c;
   pkv_batch *b;
   pkv_seq_id s[2];
@@ -281,6 +334,11 @@ static double step(const fmt *f, world *w, int layer, const int32_t *q_lens,
       for (int h = 0; h < NKV; h++) {
         int64_t base = (slot / PS) * g.page_stride + h * g.head_stride +
                        (slot % PS) * g.token_stride;
+        if (f->is_int8) {
+          *qerr += int8_row_bad(kp, &g, slot, h, k + (tok * NKV + h) * D) +
+                   int8_row_bad(vp, &g, slot, h, v + (tok * NKV + h) * D);
+          continue;
+        }
         for (int d = 0; d < D; d++) {
           if (kp[base + d] != nearest(f, (double)(k[(tok * NKV + h) * D + d] / ks[h])) ||
               vp[base + d] != nearest(f, (double)(v[(tok * NKV + h) * D + d] / vs[h])))
@@ -288,11 +346,12 @@ static double step(const fmt *f, world *w, int layer, const int32_t *q_lens,
         }
       }
       for (int h = 0; h < NQ; h++) {
-        double r[D];
-        ref_row(f, kp, vp, &g, ks, vs, pages, pos + 1, h, q + (tok * NQ + h) * D, r);
+        double r[D], smax = 0;
+        ref_row(f, kp, vp, &g, ks, vs, pages, pos + 1, h, q + (tok * NQ + h) * D, r,
+                &smax);
         for (int d = 0; d < D; d++) {
           double e = fabs(r[d] - (double)o[(tok * NQ + h) * D + d]) /
-                     (1.0 + fabs(r[d]));
+                     (1.0 + fabs(r[d])) / (w->tol + w->score_eps * smax);
           if (!(e <= err)) err = e;
         }
       }
@@ -325,6 +384,13 @@ static void seq_rows(world *w, pkv_seq_id s, int64_t n, uint8_t *dst) {
                           (t % PS) * g.token_stride,
                  D);
           dst += D;
+          /* int8: the row's scale, from the page's scale block */
+          memset(dst, 0, 4);
+          if (g.scale_offset)
+            memcpy(dst, p + pages[t / PS] * g.page_stride + g.scale_offset +
+                            ((int64_t)h * PS + t % PS) * 4,
+                   4);
+          dst += 4;
         }
       free(p);
     }
@@ -349,10 +415,12 @@ static void test_cache(const fmt *f, pkv_backend_kind be) {
   /* Output tolerance: both sides read the same fp8 codes; the CPU
    * reference computes in double (only the f32 rounding of q and out
    * differs), OpenCL in f32 with the K scale folded into the softmax
-   * scale: f32 rounding of scores up to ~400 in magnitude (saturated
-   * outliers times their scale) moves the softmax weights by ~1e-5
-   * relative, far below fp8's own 6-12 % step. */
-  w.tol = be == PKV_BACKEND_CPU ? 1e-6 : 2e-4;
+   * scale: the f32 rounding of a score is a few ulps of sum |q_d k_d| *
+   * scale (up to ~7000 with saturated e5m2 outliers), and the softmax
+   * turns it into the same relative error of the weights; 64 ulps of
+   * that sum plus 1e-5, far below fp8's own 6-12 % step. */
+  w.tol = be == PKV_BACKEND_CPU ? 1e-6 : 1e-5;
+  w.score_eps = be == PKV_BACKEND_CPU ? 0.0 : 64.0 / 16777216.0; /* 64 f32 ulps */
   pkv_cache_desc desc;
   pkv_cache_desc_init(&desc);
   desc.num_layers = NL;
@@ -371,6 +439,32 @@ static void test_cache(const fmt *f, pkv_backend_kind be) {
   }
   pkv_cache_geometry g;
   pkv_cache_get_geometry(w.c, &g);
+  if (f->is_int8) {
+    ok(g.page_bytes == (size_t)PS * NKV * D + (size_t)PS * NKV * 4 &&
+           g.scale_offset == (size_t)PS * NKV * D &&
+           g.page_stride == (int64_t)g.page_bytes,
+       "%s: one byte per element + f32 scales [heads][tokens] at the page's "
+       "end: page_bytes %zu, scale_offset %zu",
+       nm, g.page_bytes, g.scale_offset);
+    const float one[NKV] = {1, 1};
+    ok(pkv_cache_set_kv_scales(w.c, 1, one, one) == PKV_ERR_INVALID,
+       "%s: per-layer scales are PKV_ERR_INVALID (the scales are per token)",
+       nm);
+    pkv_kv_view bv;
+    pkv_kv_view_init(&bv);
+    pkv_cache_kv_view(w.c, 0, &bv);
+    bv.scale_offset = 2;
+    pkv_buffer *sl;
+    pkv_buffer_create(w.ctx, 8, &sl);
+    pkv_tensor kt;
+    pkv_tensor_init(&kt);
+    kt.buf = sl;
+    st = pkv_kv_write(w.ctx, &bv, sl, NULL, 0, &kt, &kt);
+    ok(st == PKV_ERR_INVALID && strstr(pkv_last_error(w.ctx), "scale_offset"),
+       "%s: a view with scale_offset 2 (misaligned) is PKV_ERR_INVALID: %s",
+       nm, pkv_last_error(w.ctx));
+    pkv_buffer_destroy(sl);
+  } else {
   ok(g.page_bytes == (size_t)PS * NKV * D,
      "%s: one byte per element: page_bytes %zu", nm, g.page_bytes);
 
@@ -397,6 +491,7 @@ static void test_cache(const fmt *f, pkv_backend_kind be) {
   ok(all_bad, "%s: a scale of 0, -1, NaN, Inf is PKV_ERR_SCALE naming "
               "k_scales[1] / v_scales[1]; nothing changes",
      nm);
+  }
 
   pkv_batch_create(w.c, &w.b);
   int first[2] = {0, 0};
@@ -407,13 +502,13 @@ static void test_cache(const fmt *f, pkv_backend_kind be) {
   pkv_seq_append(w.c, w.s[0], pre[0], NULL, NULL);
   pkv_seq_append(w.c, w.s[1], pre[1], NULL, NULL);
   pkv_batch_build(w.b, w.s, 2, pre);
-  const double tol = w.tol;
+  const double tol = 1.0; /* step() returns the error over its tolerance */
   for (int layer = 0; layer < NL; layer++) {
     int f0[2] = {first[0], first[1]};
     double e = step(f, &w, layer, pre, f0, &qe);
     ok(e <= tol && qe == 0,
        "%s: prefill layer %d: writes quantize to the nearest code (%d differ), "
-       "attention = double reference (rel err %.3g)",
+       "attention = double reference (err / tolerance %.3g)",
        nm, layer, qe, e);
   }
   first[0] += pre[0], first[1] += pre[1];
@@ -423,7 +518,7 @@ static void test_cache(const fmt *f, pkv_backend_kind be) {
   for (int layer = 0; layer < NL; layer++) {
     int f0[2] = {first[0], first[1]};
     double e = step(f, &w, layer, dec1, f0, &qe);
-    ok(e <= tol && qe == 0, "%s: decode layer %d: rel err %.3g, %d codes differ",
+    ok(e <= tol && qe == 0, "%s: decode layer %d: err / tolerance %.3g, %d codes differ",
        nm, layer, e, qe);
   }
 
@@ -454,10 +549,19 @@ static void test_cache(const fmt *f, pkv_backend_kind be) {
   qt.buf = qb, ot.buf = ob;
   qt.dtype = f->dt;
   st = pkv_kv_attention(w.ctx, &view, &table, &p, &qt, &ot, NULL);
-  ok(st == PKV_ERR_QUANT_DTYPE, "%s: pkv_kv_attention with an fp8 q is "
-                                "PKV_ERR_QUANT_DTYPE: %s",
+  ok(st == PKV_ERR_QUANT_DTYPE, "%s: pkv_kv_attention with q in the cache "
+                                "dtype is PKV_ERR_QUANT_DTYPE: %s",
      nm, pkv_last_error(w.ctx));
   qt.dtype = PKV_DTYPE_F32;
+  if (f->is_int8) {
+    /* the scales would reach past the page */
+    view.scale_offset = view.page_stride - 4;
+    st = pkv_kv_attention(w.ctx, &view, &table, &p, &qt, &ot, NULL);
+    pkv_buffer_download(ob, 0, &first_byte, 1);
+    ok(st == PKV_ERR_INVALID && first_byte == 0x5a,
+       "%s: scales past the page are PKV_ERR_INVALID, out untouched: %s", nm,
+       pkv_last_error(w.ctx));
+  } else {
   const float neg[NKV] = {1.0f, -0.5f};
   view.v_scales = neg;
   st = pkv_kv_attention(w.ctx, &view, &table, &p, &qt, &ot, NULL);
@@ -466,19 +570,20 @@ static void test_cache(const fmt *f, pkv_backend_kind be) {
          first_byte == 0x5a,
      "%s: a view with v_scales[1] = -0.5 is PKV_ERR_SCALE, out untouched: %s",
      nm, pkv_last_error(w.ctx));
+  }
   pkv_buffer_destroy(qb);
   pkv_buffer_destroy(ob);
 
   /* Pages survive swap out/in and copy-on-write bit for bit. */
   const int64_t n0 = pre[0] + 1;
-  const size_t rows = (size_t)NL * 2 * n0 * NKV * D;
+  const size_t rows = (size_t)NL * 2 * n0 * NKV * (D + 4);
   uint8_t *before = malloc(rows), *after = malloc(rows);
   seq_rows(&w, w.s[0], n0, before);
   st = pkv_seq_swap_out(w.c, &w.s[0], 1);
   if (st == PKV_OK) st = pkv_seq_swap_in(w.c, &w.s[0], 1);
   if (st == PKV_OK) seq_rows(&w, w.s[0], n0, after);
   ok(st == PKV_OK && memcmp(before, after, rows) == 0,
-     "%s: swap out and in keeps every fp8 byte (%s)", nm,
+     "%s: swap out and in keeps every code and scale (%s)", nm,
      pkv_status_name(st));
   pkv_seq_id child;
   st = pkv_seq_fork(w.c, w.s[0], &child);
@@ -491,7 +596,7 @@ static void test_cache(const fmt *f, pkv_backend_kind be) {
   pkv_seq_pages(w.c, w.s[0], pp, 8, &np);
   pkv_seq_pages(w.c, child, pc, 8, &nc);
   ok(st == PKV_OK && memcmp(before, after, rows) == 0 && pp[2] != pc[2],
-     "%s: copy-on-write of the shared last page keeps the fp8 rows (%s)",
+     "%s: copy-on-write of the shared last page keeps codes and scales (%s)",
      nm, pkv_status_name(st));
   free(before);
   free(after);
@@ -531,12 +636,24 @@ static void test_refusals(void) {
          pkv_dtype_size(PKV_DTYPE_FP8_E5M2) == 1,
      "fp8 elements are one byte; an unknown dtype does not convert");
   pkv_context_destroy(ctx);
+  /* int8 is in the CPU reference only: OpenCL refuses the dtype. */
+  cd.backend = PKV_BACKEND_OPENCL;
+  if (pkv_context_create(&cd, &ctx) != PKV_OK) {
+    skip(1, "no OpenCL device");
+    return;
+  }
+  desc.dtype = PKV_DTYPE_INT8;
+  pkv_status st = pkv_cache_create(ctx, &desc, &c);
+  ok(st == PKV_ERR_UNSUPPORTED, "OpenCL: an int8 cache is PKV_ERR_UNSUPPORTED: %s",
+     pkv_last_error(ctx));
+  if (st == PKV_OK) pkv_cache_destroy(c);
+  pkv_context_destroy(ctx);
 }
 
 int main(void) {
-  plan(2 * 5 + 4 * CACHE_TESTS + 3);
+  plan(2 * 5 + 5 * CACHE_TESTS + 4);
   for (int i = 0; i < 2; i++) test_codes(&FMTS[i]);
-  for (int i = 0; i < 2; i++) test_cache(&FMTS[i], PKV_BACKEND_CPU);
+  for (int i = 0; i < 3; i++) test_cache(&FMTS[i], PKV_BACKEND_CPU);
   for (int i = 0; i < 2; i++) test_cache(&FMTS[i], PKV_BACKEND_OPENCL);
   test_refusals();
   return done_testing();
