@@ -41,8 +41,15 @@ typedef struct worker {
 static float f16_lut[65536];
 static pthread_once_t f16_lut_once = PTHREAD_ONCE_INIT;
 
+/* fp8 codes likewise (exact in f32) */
+static float e4m3_lut[256], e5m2_lut[256];
+
 static void f16_lut_init(void) {
   for (uint32_t h = 0; h < 65536; h++) f16_lut[h] = pkv_f16_to_f32((uint16_t)h);
+  for (uint32_t b = 0; b < 256; b++) {
+    e4m3_lut[b] = pkv_e4m3_to_f32((uint8_t)b);
+    e5m2_lut[b] = pkv_e5m2_to_f32((uint8_t)b);
+  }
 }
 
 static void load_row(pkv_dtype dt, const void *base, int64_t off, int32_t n,
@@ -59,6 +66,10 @@ static void load_row(pkv_dtype dt, const void *base, int64_t off, int32_t n,
   } else if (dt == PKV_DTYPE_INT8) {
     const int8_t *p = (const int8_t *)base + off;
     for (int32_t d = 0; d < n; d++) dst[d] = p[d];
+  } else if (dt == PKV_DTYPE_FP8_E4M3 || dt == PKV_DTYPE_FP8_E5M2) {
+    const uint8_t *p = (const uint8_t *)base + off;
+    const float *lut = dt == PKV_DTYPE_FP8_E4M3 ? e4m3_lut : e5m2_lut;
+    for (int32_t d = 0; d < n; d++) dst[d] = lut[p[d]];
   } else {
     for (int32_t d = 0; d < n; d++) dst[d] = pkv_load_elem(dt, base, off + d);
   }

@@ -37,7 +37,7 @@ typedef struct options {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: pkv-bench [--backend auto|cpu|opencl|hip] [--device N] [--csv]\n"
-          "                 [--quick] [--dtype f16|bf16|f32] [--head-dim D]\n"
+          "                 [--quick] [--dtype f16|bf16|f32|e4m3|e5m2|int8] [--head-dim D]\n"
           "                 [--q-heads H] [--kv-heads H] [--page-size P]\n"
           "                 [--batch B] [--ctx-len L] [--iters N]\n"
           "Times, on one backend and in one run: a device buffer copy (the\n"
@@ -85,8 +85,11 @@ static int parse_options(int argc, char **argv, options *o) {
       if (!strcmp(val, "f16")) o->dtype = PKV_DTYPE_F16;
       else if (!strcmp(val, "bf16")) o->dtype = PKV_DTYPE_BF16;
       else if (!strcmp(val, "f32")) o->dtype = PKV_DTYPE_F32;
+      else if (!strcmp(val, "e4m3")) o->dtype = PKV_DTYPE_FP8_E4M3;
+      else if (!strcmp(val, "e5m2")) o->dtype = PKV_DTYPE_FP8_E5M2;
+      else if (!strcmp(val, "int8")) o->dtype = PKV_DTYPE_INT8;
       else {
-        fprintf(stderr, "pkv-bench: --dtype %s is not f16, bf16 or f32\n", val);
+        fprintf(stderr, "pkv-bench: --dtype %s is not f16, bf16, f32, e4m3, e5m2 or int8\n", val);
         return 0;
       }
     } else {
@@ -158,6 +161,13 @@ static float frand(void) { /* uniform in [-1, 1) */
 
 /* n random elements of dtype into dst (scaled to keep logits moderate). */
 static void fill_random(void *dst, size_t n, pkv_dtype dt, float scale) {
+  /* int8 pools: codes and their f32 scales share the buffer; bytes in
+   * 1..63 are small codes, and as f32 scales finite values below 1 */
+  if (dt == PKV_DTYPE_INT8) {
+    for (size_t i = 0; i < n; i++)
+      ((unsigned char *)dst)[i] = (unsigned char)(1 + (unsigned)((frand() + 1.0f) * 31.0f));
+    return;
+  }
   for (size_t i = 0; i < n; i++) {
     float f = frand() * scale;
     pkv_convert_from_f32(dt, &f, (char *)dst + i * pkv_dtype_size(dt), 1);
@@ -165,7 +175,30 @@ static void fill_random(void *dst, size_t n, pkv_dtype dt, float scale) {
 }
 
 static const char *dtype_name(pkv_dtype d) {
-  return d == PKV_DTYPE_F32 ? "f32" : d == PKV_DTYPE_F16 ? "f16" : "bf16";
+  switch (d) {
+  case PKV_DTYPE_F32: return "f32";
+  case PKV_DTYPE_F16: return "f16";
+  case PKV_DTYPE_BF16: return "bf16";
+  case PKV_DTYPE_FP8_E4M3: return "e4m3";
+  case PKV_DTYPE_FP8_E5M2: return "e5m2";
+  case PKV_DTYPE_INT8: return "int8";
+  }
+  return "?";
+}
+
+/* Quantized pools take q/out (and new K/V) in f16 through the kernel-level
+ * layer; the others in their own dtype through pkv_attention. */
+static int quantized(pkv_dtype d) {
+  return d == PKV_DTYPE_FP8_E4M3 || d == PKV_DTYPE_FP8_E5M2 ||
+         d == PKV_DTYPE_INT8;
+}
+static pkv_dtype io_dtype(pkv_dtype d) { return quantized(d) ? PKV_DTYPE_F16 : d; }
+
+/* Bytes of K+V of one token in one layer: int8 adds a f32 scale per head
+ * row (stored in the page). */
+static double token_kv_bytes(pkv_dtype d, int kv_heads, int head_dim) {
+  return 2.0 * kv_heads *
+         ((double)head_dim * (double)pkv_dtype_size(d) + (d == PKV_DTYPE_INT8 ? 4.0 : 0.0));
 }
 
 static char errbuf[1024];
@@ -392,7 +425,8 @@ static int rig_create(rig *r, pkv_context *ctx, const shape *sh, int page_size,
   TRY(ctx, pkv_cache_kv(r->cache, 0, &k, &v));
   if (!fill_buffer(ctx, k, sh->dtype) || !fill_buffer(ctx, v, sh->dtype))
     return 0;
-  size_t esz = pkv_dtype_size(sh->dtype);
+  const pkv_dtype io = io_dtype(sh->dtype);
+  size_t esz = pkv_dtype_size(io);
   size_t ntok = (size_t)nseqs * (size_t)q_len;
   size_t qbytes = ntok * (size_t)sh->q_heads * (size_t)sh->head_dim * esz;
   size_t kvbytes = ntok * (size_t)sh->kv_heads * (size_t)sh->head_dim * esz;
@@ -400,9 +434,8 @@ static int rig_create(rig *r, pkv_context *ctx, const shape *sh, int page_size,
   TRY(ctx, pkv_buffer_create(ctx, qbytes, &r->out));
   TRY(ctx, pkv_buffer_create(ctx, kvbytes, &r->k_new));
   TRY(ctx, pkv_buffer_create(ctx, kvbytes, &r->v_new));
-  if (!fill_buffer(ctx, r->q, sh->dtype) ||
-      !fill_buffer(ctx, r->k_new, sh->dtype) ||
-      !fill_buffer(ctx, r->v_new, sh->dtype))
+  if (!fill_buffer(ctx, r->q, io) || !fill_buffer(ctx, r->k_new, io) ||
+      !fill_buffer(ctx, r->v_new, io))
     return 0;
   TRY(ctx, pkv_batch_create(r->cache, &r->batch));
   TRY(ctx, pkv_batch_build(r->batch, r->seqs, nseqs, q_len == 1 ? NULL : r->q_lens));
@@ -418,11 +451,39 @@ static int rig_time(rig *r, const shape *sh, int iters, int with_write,
   pkv_attn_params_init(&p, sh->q_heads);
   double *t = calloc((size_t)iters, sizeof *t);
   if (!t) return 0;
+  /* quantized pools: the kernel-level layer with f16 q/out/new K/V */
+  const int kvl = quantized(sh->dtype);
+  pkv_kv_view view;
+  pkv_kv_table table;
+  pkv_tensor qt, ot, kt, vt;
+  pkv_batch_device dev;
+  pkv_kv_view_init(&view);
+  pkv_kv_table_init(&table);
+  pkv_tensor_init(&qt);
+  pkv_tensor_init(&ot);
+  pkv_tensor_init(&kt);
+  pkv_tensor_init(&vt);
+  qt.buf = r->q, ot.buf = r->out, kt.buf = r->k_new, vt.buf = r->v_new;
+  qt.dtype = ot.dtype = kt.dtype = vt.dtype = PKV_DTYPE_F16;
+  if (kvl) {
+    pkv_status st = pkv_cache_kv_view(r->cache, 0, &view);
+    if (st == PKV_OK) st = pkv_batch_get_table(r->batch, PKV_TABLE_DENSE, &table);
+    if (st == PKV_OK) st = pkv_batch_get_device(r->batch, &dev);
+    if (st != PKV_OK) {
+      free(t);
+      return seterr(r->ctx, st, "kernel-level view of the quantized cache");
+    }
+  }
   for (int i = -1; i < iters; i++) {
     double t0 = now_s();
     pkv_status st = PKV_OK;
-    if (with_write) st = pkv_write_kv(r->batch, 0, r->k_new, r->v_new);
-    if (st == PKV_OK) st = pkv_attention(r->batch, 0, &p, r->q, r->out, NULL);
+    if (with_write)
+      st = kvl ? pkv_kv_write(r->ctx, &view, dev.slot_mapping, NULL,
+                              table.num_tokens, &kt, &vt)
+               : pkv_write_kv(r->batch, 0, r->k_new, r->v_new);
+    if (st == PKV_OK)
+      st = kvl ? pkv_kv_attention(r->ctx, &view, &table, &p, &qt, &ot, NULL)
+               : pkv_attention(r->batch, 0, &p, r->q, r->out, NULL);
     if (st == PKV_OK) st = pkv_context_synchronize(r->ctx);
     if (st != PKV_OK) {
       free(t);
@@ -436,8 +497,8 @@ static int rig_time(rig *r, const shape *sh, int iters, int with_write,
 }
 
 static double kv_bytes(const shape *sh, int nseqs, int64_t len) {
-  return 2.0 * (double)nseqs * (double)len * sh->kv_heads * sh->head_dim *
-         (double)pkv_dtype_size(sh->dtype);
+  return (double)nseqs * (double)len *
+         token_kv_bytes(sh->dtype, sh->kv_heads, sh->head_dim);
 }
 
 static int decode_once(pkv_context *ctx, const shape *sh, int page_size,
@@ -815,6 +876,59 @@ int main(int argc, char **argv) {
       row_failed(r);
     }
     pkv_context_destroy(cpu);
+  }
+
+  /* (g) quantized K/V against f16, same decode shape, same run */
+  {
+    shape f16 = sh;
+    f16.dtype = PKV_DTYPE_F16;
+    double base_s = -1;
+    if (sh.dtype == PKV_DTYPE_F16) {
+      base_s = main_paged_s;
+    } else {
+      row *r = add_row("decode dtype", "%s p%d %dx%lld", "f16", main_cfg.page,
+                       main_cfg.batch, (long long)main_cfg.len);
+      if (decode_once(ctx, &f16, main_cfg.page, main_cfg.batch, main_cfg.len, 0,
+                      iters, &base_s, NULL)) {
+        r->ms = base_s * 1e3;
+        r->bytes = kv_bytes(&f16, main_cfg.batch, main_cfg.len);
+        r->gbps = r->bytes / base_s / 1e9;
+        snprintf(r->note, sizeof r->note, "baseline of the quantized rows");
+      } else {
+        row_failed(r);
+        base_s = -1;
+      }
+    }
+    const pkv_dtype qd[3] = {PKV_DTYPE_FP8_E4M3, PKV_DTYPE_FP8_E5M2, PKV_DTYPE_INT8};
+    for (int i = 0; i < 3; i++) {
+      shape q = sh;
+      q.dtype = qd[i];
+      row *r = add_row("decode dtype", "%s p%d %dx%lld", dtype_name(q.dtype),
+                       main_cfg.page, main_cfg.batch, (long long)main_cfg.len);
+      const double btok = token_kv_bytes(q.dtype, q.kv_heads, q.head_dim),
+                   bf16tok = token_kv_bytes(PKV_DTYPE_F16, q.kv_heads, q.head_dim);
+      double s = -1;
+      if (decode_once(ctx, &q, main_cfg.page, main_cfg.batch, main_cfg.len, 0,
+                      iters, &s, NULL)) {
+        r->ms = s * 1e3;
+        r->bytes = kv_bytes(&q, main_cfg.batch, main_cfg.len);
+        r->gbps = r->bytes / s / 1e9;
+        r->rate = main_cfg.batch / s;
+        snprintf(r->rate_unit, sizeof r->rate_unit, "tok/s");
+        if (base_s > 0) {
+          r->ratio = s / base_s;
+          snprintf(r->ratio_label, sizeof r->ratio_label, "time of f16");
+        }
+        snprintf(r->note, sizeof r->note,
+                 "%.0f B/token/layer K+V (f16 %.0f: %.2fx)", btok, bf16tok,
+                 btok / bf16tok);
+      } else if (strstr(errbuf, "PKV_ERR_UNSUPPORTED")) {
+        snprintf(r->note, sizeof r->note, "skipped: the %s backend has no %s",
+                 bname, dtype_name(q.dtype));
+      } else {
+        row_failed(r);
+      }
+    }
   }
 
   /* (f) control plane */

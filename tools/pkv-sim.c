@@ -40,17 +40,20 @@ typedef struct options {
   int quick;
   int64_t pages;      /* 0 = default */
   const char *csv;
+  int dtype;          /* -1 = default (f16 on a GPU, f32 otherwise) */
 } options;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: pkv-sim [--backend auto|cpu|opencl|hip] [--device N]\n"
           "               [--seed S] [--steps N] [--pages N] [--quick]\n"
-          "               [--csv FILE]\n"
+          "               [--csv FILE] [--dtype f32|f16|bf16|e4m3|e5m2|int8]\n"
           "Plays a synthetic multi-tenant serving trace through pagedkv with\n"
           "real K/V writes and attention (a random-weight model), then prints\n"
           "utilisation, prefix reuse, admissions, preemptions, swaps and\n"
-          "throughput. --csv writes the per-step time series.\n");
+          "throughput. --csv writes the per-step time series. --dtype stores\n"
+          "K/V in that type within the default dtype's pool bytes (unless\n"
+          "--pages), and reports the capacity gain.\n");
 }
 
 static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
@@ -67,6 +70,7 @@ static int parse_options(int argc, char **argv, options *o) {
   o->backend = PKV_BACKEND_AUTO;
   o->device = -1;
   o->seed = 1;
+  o->dtype = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     long long v;
@@ -85,6 +89,15 @@ static int parse_options(int argc, char **argv, options *o) {
       }
     } else if (!strcmp(a, "--csv")) {
       o->csv = val;
+    } else if (!strcmp(a, "--dtype")) {
+      static const char *names[] = {"f32", "f16", "bf16", "e4m3", "e5m2", "int8"};
+      o->dtype = -2;
+      for (int k = 0; k < 6; k++)
+        if (!strcmp(val, names[k])) o->dtype = k; /* = pkv_dtype */
+      if (o->dtype == -2) {
+        fprintf(stderr, "pkv-sim: --dtype %s is not f32, f16, bf16, e4m3, e5m2 or int8\n", val);
+        return 0;
+      }
     } else if (!strcmp(a, "--device") && parse_ll(val, 0, 1024, &v)) {
       o->device = (int)v;
     } else if (!strcmp(a, "--seed") && parse_ll(val, 0, (long long)1 << 62, &v)) {
@@ -179,7 +192,11 @@ typedef struct sim {
   pkv_batch *batch;
   pkv_device_info info;
   int gpu;
-  pkv_dtype dtype;
+  pkv_dtype dtype;    /* K/V storage */
+  pkv_dtype io;       /* q, out and new K/V rows: dtype, or for a quantized
+                         cache the default float type (kernel-level layer) */
+  int64_t default_pages; /* pool of the default dtype in the same bytes */
+  pkv_dtype default_dtype;
   int layers, kv_heads, q_heads, head_dim, page;
   int64_t num_pages, host_pages, reserve_hi;
   int steps, budget, chunk, max_running;
@@ -527,7 +544,7 @@ static void ensure_buffers(sim *s, int64_t tokens) {
   pkv_buffer_destroy(s->vin);
   pkv_buffer_destroy(s->qin);
   pkv_buffer_destroy(s->out);
-  size_t esz = pkv_dtype_size(s->dtype);
+  size_t esz = pkv_dtype_size(s->io);
   size_t kvb = (size_t)n * (size_t)s->kv_heads * (size_t)s->head_dim * esz;
   size_t qb = (size_t)n * (size_t)s->q_heads * (size_t)s->head_dim * esz;
   CHECK(s, pkv_buffer_create(s->ctx, kvb, &s->kin));
@@ -542,9 +559,9 @@ static void ensure_buffers(sim *s, int64_t tokens) {
     float f = (float)(runif() - 0.5);
     uint32_t x;
     memcpy(&x, &f, 4);
-    if (s->dtype == PKV_DTYPE_F32) {
+    if (s->io == PKV_DTYPE_F32) {
       memcpy(h + 4 * i, &f, 4);
-    } else if (s->dtype == PKV_DTYPE_BF16) {
+    } else if (s->io == PKV_DTYPE_BF16) {
       uint16_t b = (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
       memcpy(h + 2 * i, &b, 2);
     } else { /* f16: |f| < 0.5, normal or flushed to zero */
@@ -730,9 +747,35 @@ static void step_once(sim *s, int64_t step) {
     CHECK(s, pkv_batch_build(s->batch, s->pseq, np, s->qlen));
     pkv_attn_params p;
     pkv_attn_params_init(&p, s->q_heads);
-    for (int l = 0; l < s->layers; l++) {
-      CHECK(s, pkv_write_kv(s->batch, l, s->kin, s->vin));
-      CHECK(s, pkv_attention(s->batch, l, &p, s->qin, s->out, NULL));
+    if (s->io != s->dtype) {
+      /* quantized K/V: the kernel-level layer takes the rows and q/out
+       * in their own (float) dtype */
+      pkv_kv_table t;
+      pkv_batch_device dev;
+      pkv_tensor kt, vt, qt, ot;
+      pkv_kv_table_init(&t);
+      pkv_tensor_init(&kt);
+      pkv_tensor_init(&vt);
+      pkv_tensor_init(&qt);
+      pkv_tensor_init(&ot);
+      kt.buf = s->kin, vt.buf = s->vin, qt.buf = s->qin, ot.buf = s->out;
+      kt.dtype = vt.dtype = qt.dtype = ot.dtype = s->io;
+      CHECK(s, pkv_cache_flush(s->cache));
+      CHECK(s, pkv_batch_get_table(s->batch, PKV_TABLE_DENSE, &t));
+      CHECK(s, pkv_batch_get_device(s->batch, &dev));
+      for (int l = 0; l < s->layers; l++) {
+        pkv_kv_view v;
+        pkv_kv_view_init(&v);
+        CHECK(s, pkv_cache_kv_view(s->cache, l, &v));
+        CHECK(s, pkv_kv_write(s->ctx, &v, dev.slot_mapping, NULL, t.num_tokens,
+                              &kt, &vt));
+        CHECK(s, pkv_kv_attention(s->ctx, &v, &t, &p, &qt, &ot, NULL));
+      }
+    } else {
+      for (int l = 0; l < s->layers; l++) {
+        CHECK(s, pkv_write_kv(s->batch, l, s->kin, s->vin));
+        CHECK(s, pkv_attention(s->batch, l, &p, s->qin, s->out, NULL));
+      }
     }
     CHECK(s, pkv_context_synchronize(s->ctx));
     clock_gettime(CLOCK_MONOTONIC, &b);
@@ -848,8 +891,22 @@ static void setup(sim *s) {
   s->q_heads = 16;
   s->head_dim = 64;
   s->page = 16;
-  s->dtype = s->gpu ? PKV_DTYPE_F16 : PKV_DTYPE_F32;
+  s->default_dtype = s->gpu ? PKV_DTYPE_F16 : PKV_DTYPE_F32;
+  s->dtype = s->o.dtype >= 0 ? (pkv_dtype)s->o.dtype : s->default_dtype;
+  s->io = (s->dtype == PKV_DTYPE_FP8_E4M3 || s->dtype == PKV_DTYPE_FP8_E5M2 ||
+           s->dtype == PKV_DTYPE_INT8)
+              ? s->default_dtype
+              : s->dtype;
   int64_t pages = s->o.pages ? s->o.pages : s->gpu ? 4096 : s->o.quick ? 192 : 320;
+  s->default_pages = pages;
+  if (!s->o.pages && s->dtype != s->default_dtype) {
+    /* the same pool bytes in the chosen dtype (int8 pages carry an f32
+     * scale per token and head) */
+    double dflt = (double)s->head_dim * (double)pkv_dtype_size(s->default_dtype);
+    double mine = (double)s->head_dim * (double)pkv_dtype_size(s->dtype) +
+                  (s->dtype == PKV_DTYPE_INT8 ? 4.0 : 0.0);
+    pages = (int64_t)((double)pages * dflt / mine);
+  }
   s->num_pages = pages;
   s->host_pages = pages / 2;
   s->reserve_hi = pages / 10;
@@ -929,6 +986,11 @@ static void progress(const sim *s, int64_t step, double t0, int last) {
 
 static double pct(double a, double b) { return b > 0 ? 100.0 * a / b : 0.0; }
 
+static const char *dtype_name(pkv_dtype d) {
+  static const char *names[] = {"f32", "f16", "bf16", "e4m3", "e5m2", "int8"};
+  return (unsigned)d < 6 ? names[d] : "?";
+}
+
 static void report(sim *s, int pool_whole, int out_finite) {
   pkv_stats st;
   CHECK(s, pkv_cache_stats(s->cache, &st));
@@ -939,8 +1001,16 @@ static void report(sim *s, int pool_whole, int out_finite) {
   printf("model: %d layers, %d q / %d kv heads, head dim %d, %s K/V; "
          "pool %lld pages x %d tokens, class-1 reserve %lld pages, host tier %lld pages\n",
          s->layers, s->q_heads, s->kv_heads, s->head_dim,
-         s->dtype == PKV_DTYPE_F32 ? "f32" : "f16", (long long)s->num_pages, s->page,
+         dtype_name(s->dtype), (long long)s->num_pages, s->page,
          (long long)s->reserve_hi, (long long)s->host_pages);
+  if (s->dtype != s->default_dtype && !s->o.pages)
+    printf("capacity: %s pool of the same bytes as %lld %s pages holds %lld "
+           "pages: %.2fx the tokens, so %.2fx the concurrent sequences of a "
+           "given length\n",
+           dtype_name(s->dtype), (long long)s->default_pages,
+           dtype_name(s->default_dtype), (long long)s->num_pages,
+           (double)s->num_pages / (double)s->default_pages,
+           (double)s->num_pages / (double)s->default_pages);
   printf("trace: seed %llu, %d tenants, %d sessions, %d requests, burst x4 at "
          "steps %d-%d; %lld steps in %.2f s (kernels %.2f s)\n\n",
          (unsigned long long)s->o.seed, s->tc.tenants, s->nsessions, s->nreqs,
@@ -999,7 +1069,7 @@ static void report(sim *s, int pool_whole, int out_finite) {
 
 static int output_finite(sim *s) {
   if (!s->out || !s->nplan) return 1;
-  size_t esz = pkv_dtype_size(s->dtype);
+  size_t esz = pkv_dtype_size(s->io);
   size_t n = (size_t)s->q_heads * (size_t)s->head_dim;
   unsigned char *h = malloc(n * esz);
   if (!h) return 0;
@@ -1014,7 +1084,7 @@ static int output_finite(sim *s) {
       uint16_t b;
       memcpy(&b, h + 2 * i, 2);
       /* all-ones exponent: inf or NaN in both f16 and bf16 */
-      okay &= esz == 2 && (s->dtype == PKV_DTYPE_F16 ? (b & 0x7c00u) != 0x7c00u
+      okay &= esz == 2 && (s->io == PKV_DTYPE_F16 ? (b & 0x7c00u) != 0x7c00u
                                                      : (b & 0x7f80u) != 0x7f80u);
     }
   }
