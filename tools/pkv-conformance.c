@@ -40,7 +40,15 @@ typedef struct ccase {
   int sinks;      /* per-head attention sinks */
   int strided;    /* q a slice of a fused QKV row; out rows and heads padded */
   int io;         /* q/out dtype + 1; 0 = the cache dtype */
+  /* quantized (fp8) K/V: per-head scales are set (not 1), and special
+   * rows: 1 = one outlier per row beyond the format's range (saturates),
+   * 2 = every third row all zeros */
+  int special;
 } ccase;
+
+static int is_fp8(pkv_dtype d) {
+  return d == PKV_DTYPE_FP8_E4M3 || d == PKV_DTYPE_FP8_E5M2;
+}
 
 /* The dtype of q and out of a case. */
 static pkv_dtype io_dt(const ccase *c) { return c->io ? (pkv_dtype)(c->io - 1) : c->dt; }
@@ -68,7 +76,15 @@ static float get(const void *raw, pkv_dtype dt, size_t i) {
 }
 
 static const char *dt_name(pkv_dtype d) {
-  return d == PKV_DTYPE_F32 ? "f32" : d == PKV_DTYPE_F16 ? "f16" : "bf16";
+  switch (d) {
+  case PKV_DTYPE_F32: return "f32";
+  case PKV_DTYPE_F16: return "f16";
+  case PKV_DTYPE_BF16: return "bf16";
+  case PKV_DTYPE_FP8_E4M3: return "e4m3";
+  case PKV_DTYPE_FP8_E5M2: return "e5m2";
+  case PKV_DTYPE_INT8: return "int8";
+  }
+  return "?";
 }
 
 /* Inputs of one case, generated once and given to both backends. */
@@ -85,7 +101,15 @@ typedef struct cdata {
 static void *rand_rows(const ccase *c, size_t rows, int heads, float value) {
   size_t n = rows * (size_t)heads * (size_t)c->dim;
   void *p = malloc(n * pkv_dtype_size(c->dt) + 1);
-  for (size_t i = 0; i < n; i++) put(p, c->dt, i, value != 0 ? value : urand());
+  for (size_t i = 0; i < n; i++) {
+    float x = value != 0 ? value : urand();
+    const size_t r = i / (size_t)c->dim, e = i % (size_t)c->dim;
+    /* fp8 special rows (stored unscaled: the codes the kernels read) */
+    if (c->special == 1 && e == (r * 7) % (size_t)c->dim)
+      x = (r & 1) ? -1e6f : 1e6f; /* saturates to +-max */
+    if (c->special == 2 && r % 3 == 0) x = 0.0f;
+    put(p, c->dt, i, x);
+  }
   return p;
 }
 
@@ -149,7 +173,7 @@ typedef struct result {
 
 static pkv_buffer *nan_buffer(pkv_context *ctx, pkv_dtype dt, size_t elems) {
   pkv_buffer *b = NULL;
-  size_t es = dt == PKV_DTYPE_F32 ? 4 : 2;
+  size_t es = pkv_dtype_size(dt);
   if (pkv_buffer_create(ctx, elems * es, &b) != PKV_OK) return NULL;
   void *tmp = malloc(elems * es);
   for (size_t i = 0; i < elems; i++) put(tmp, dt, i, NAN);
@@ -193,6 +217,15 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
   cd.dtype = c->dt;
   cd.layout = c->layout;
   CHECK(pkv_cache_create(ctx, &cd, &cache));
+  if (is_fp8(c->dt)) {
+    /* scales of different magnitudes per head, K and V apart */
+    float ks[64], vs[64];
+    for (int h = 0; h < c->nkv && h < 64; h++) {
+      ks[h] = 0.25f * (float)(h + 1);
+      vs[h] = 2.0f / (float)(h + 1);
+    }
+    CHECK(pkv_cache_set_kv_scales(cache, 0, ks, vs));
+  }
   pkv_buffer *pools[2];
   CHECK(pkv_cache_kv(cache, 0, &pools[0], &pools[1]));
   for (int i = 0; i < 2; i++) {
@@ -361,6 +394,9 @@ static void case_name(const ccase *c, char *buf, size_t cap) {
   if (c->sinks) n += snprintf(buf + n, cap - (size_t)n, " sinks");
   if (c->strided) n += snprintf(buf + n, cap - (size_t)n, " strided-q/out");
   if (c->io) n += snprintf(buf + n, cap - (size_t)n, " q/out %s", dt_name(io_dt(c)));
+  if (is_fp8(c->dt)) n += snprintf(buf + n, cap - (size_t)n, " scales");
+  if (c->special == 1) n += snprintf(buf + n, cap - (size_t)n, " outliers>max");
+  if (c->special == 2) n += snprintf(buf + n, cap - (size_t)n, " zero-rows");
   n += snprintf(buf + n, cap - (size_t)n, " kv/q:");
   for (int s = 0; s < c->nseq && n < (int)cap - 16; s++)
     n += snprintf(buf + n, cap - (size_t)n, " %d/%d", c->kv[s], c->ql[s]);
@@ -381,12 +417,28 @@ static void check_case(pkv_context *test, pkv_context *ref, const ccase *c,
   if (okt) {
     const int nq = c->nkv * c->group;
     const size_t on = (size_t)d.ntok * nq * c->dim;
-    const double atol = c->dt == PKV_DTYPE_F32 ? 1e-4 : 1.5e-2,
-                 rtol = c->dt == PKV_DTYPE_F32 ? 0 : 1e-2;
+    /* Both sides read the same stored values (an fp8 cache: the same
+     * codes, dequantized exactly), so the tolerance is that of the
+     * compute and of the q/out dtype: f32 outputs 1e-4 (plus 1e-4
+     * relative for fp8, whose saturated outliers times their scale reach
+     * ~1e3), f16/bf16 outputs 1.5e-2 + 1e-2 relative (their rounding). */
+    const pkv_dtype od = io_dt(c);
+    const double atol = od == PKV_DTYPE_F32 ? 1e-4 : 1.5e-2,
+                 rtol = od == PKV_DTYPE_F32 ? (is_fp8(c->dt) ? 1e-4 : 0) : 1e-2;
+    /* Saturated fp8 outliers (up to 57344 x scale) make scores of ~1e3
+     * and V values of ~1e5: the f32 rounding of such a score (~1e-4
+     * relative after the softmax) reaches every output through the
+     * largest V, so those cases add 2e-4 of the largest output. */
+    double big = 0;
+    if (c->special == 1)
+      for (size_t i = 0; i < on; i++) {
+        double w = fabs(get(rr.out, io_dt(c), i));
+        if (w > big) big = w;
+      }
     for (size_t i = 0; i < on; i++) {
       double g = get(rt.out, io_dt(c), i), w = get(rr.out, io_dt(c), i), e = fabs(g - w);
       if (isnan(g)) nan_out++;
-      if (!(e <= atol + rtol * fabs(w))) bad++;
+      if (!(e <= atol + rtol * fabs(w) + 2e-4 * big)) bad++;
       if (!(e <= worst)) worst = e;
     }
     for (size_t i = 0; i < (size_t)d.ntok * nq; i++) {
@@ -589,6 +641,36 @@ static void build_grid(int full) {
   k6.sinks = 1;
   k6.softcap = 30.0f;
   add(k6);
+  /* Quantized K/V (fp8, per-head scales): decode with partitions and
+   * prefill, both layouts, q/out f32 or f16; outliers beyond the format's
+   * range (saturated on store), zero rows. int8 is in the CPU reference
+   * only, so it is not in the grid (tests/test_quant checks it). */
+  for (int t = 0; t < 2; t++) {
+    const pkv_dtype qd = t ? PKV_DTYPE_FP8_E5M2 : PKV_DTYPE_FP8_E4M3;
+    ccase q1 = base(128, qd, t ? PKV_LAYOUT_NHD : PKV_LAYOUT_HND, 16, 2, 4);
+    seq(&q1, 1, 1);
+    seq(&q1, 17, 1);
+    seq(&q1, full ? 5000 : 2600, 1); /* past one decode partition */
+    q1.io = 1 + PKV_DTYPE_F32;
+    add(q1);
+    ccase q2 = base(64, qd, t ? PKV_LAYOUT_HND : PKV_LAYOUT_NHD, 8, 1, 5);
+    seq(&q2, 100, 33);
+    seq(&q2, 9, 9);
+    q2.io = 1 + PKV_DTYPE_F16;
+    q2.alibi = 1;
+    add(q2);
+    ccase q3 = base(128, qd, PKV_LAYOUT_HND, 16, 2, 4);
+    seq(&q3, 300, 1);
+    seq(&q3, 40, 7);
+    q3.io = 1 + PKV_DTYPE_F32;
+    q3.special = 1;
+    add(q3);
+    ccase q4 = q3;
+    q4.special = 2;
+    q4.csr = 1;
+    q4.sinks = 1;
+    add(q4);
+  }
   /* 50 repeated runs, bitwise identical: decode with a merge, and prefill. */
   ccase r = base(128, PKV_DTYPE_F16, PKV_LAYOUT_HND, 16, 2, 4);
   seq(&r, 5000, 1);
