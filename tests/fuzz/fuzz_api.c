@@ -76,6 +76,8 @@ typedef struct mseq {
   int32_t cls;
   int64_t len;
   uint64_t hbase;          /* history before position 0 */
+  uint64_t salt;           /* nonzero once context was dropped: later
+                            * tokens were computed without it */
   uint64_t H[MAXL];        /* history identity of each position */
   int32_t tok[MAXL];       /* token id, -1 when appended without ids */
   bool swapped;
@@ -87,7 +89,7 @@ typedef struct mseq {
 
 typedef struct msess {
   bool used;
-  uint64_t ns;
+  uint64_t ns, salt;
   int64_t len;
   uint64_t hbase;
   uint64_t H[MAXL];
@@ -448,6 +450,7 @@ static void model_append(fz *f, int i, const int32_t *pg_before, int64_t np_befo
     m->tok[pos] = ids ? ids[j] : -1;
     m->H[pos] = mix(prev, ids ? (uint64_t)(uint32_t)ids[j]
                               : (0x8000000000000000ull | ++f->nonce));
+    if (m->salt) m->H[pos] = mix(m->H[pos], m->salt);
     int64_t s = (int64_t)pg[pos / f->ps] * f->ps + pos % f->ps;
     f->slot_id[s] = m->H[pos];
     f->wr_ok[0][s] = f->wr_ok[1][s] = false;
@@ -541,7 +544,8 @@ static pkv_status call_commit(fz *f, rd *r, snap *sn) {
 #if FUZZ_AVOID_BUG4
   /* A sequence that dropped context has a history that does not start
    * at its namespace root: committing it is bug 4's trigger. */
-  if (i >= 0 && f->S[i].hbase != ns_base(f->S[i].ns)) return PKV_OK;
+  if (i >= 0 && (f->S[i].salt || f->S[i].hbase != ns_base(f->S[i].ns)))
+    return PKV_OK;
 #endif
   arm(f);
   pkv_status st = pkv_seq_commit(f->c, id, n);
@@ -658,6 +662,7 @@ static pkv_status call_close(fz *f, rd *r, snap *sn) {
   s->ns = m->ns;
   s->len = m->len;
   s->hbase = m->hbase;
+  s->salt = m->salt;
   memcpy(s->H, m->H, (size_t)m->len * 8);
   memcpy(s->tok, m->tok, (size_t)m->len * 4);
   forget_seq(f, i);
@@ -688,6 +693,7 @@ static pkv_status call_session_open(fz *f, rd *r, snap *sn) {
   m->ns = s->ns;
   m->cls = (b & 0x40) ? 0 : d.priority_class;
   load_history(m, s->hbase, s->H, s->tok, tokens);
+  m->salt = s->salt;
   s->used = false;
   return st;
 }
@@ -715,6 +721,7 @@ static pkv_status call_truncate(fz *f, rd *r, snap *sn) {
     fail(f, "truncate to %lld dropped %lld of %lld", (long long)max,
          (long long)dropped, (long long)m->len);
   if (dropped > 0) {
+    m->salt = mix(m->salt, ++f->nonce);
     m->hbase = m->H[dropped - 1];
     memmove(m->H, m->H + dropped, (size_t)(m->len - dropped) * 8);
     memmove(m->tok, m->tok + dropped, (size_t)(m->len - dropped) * 4);
@@ -1089,13 +1096,13 @@ static bool setup(fz *f, rd *r) {
   d.num_layers = 1 + ((g0 >> 3) & 1);
   d.num_kv_heads = 1 + ((g2 >> 4) & 1);
   d.head_dim = HD;
-  d.page_size = pss[g0 % 5];
-  d.num_pages = 4 + g1 % 29;
+  d.page_size = pss[(g0 & 7) % 5];
+  d.num_pages = 4 + (g1 & 31) % 29;
   d.dtype = (pkv_dtype)((g0 >> 4) % 3);
   d.layout = (pkv_layout)((g0 >> 6) & 1);
   d.num_host_pages = (g1 >> 5) * 4;
-  d.num_classes = 1 + g2 % 3;
-  if (d.num_classes > 1) d.class_reserved[1] = (g2 >> 2) % 4;
+  d.num_classes = 1 + (g2 & 3) % 3;
+  if (d.num_classes > 1) d.class_reserved[1] = (g2 >> 2) & 3;
   d.max_reserved_fraction = (g3 & 1) ? 0.5 : 0;
   memset(f, 0, sizeof *f);
   if (pkv_cache_create(ctx, &d, &f->c) != PKV_OK) return false;
