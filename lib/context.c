@@ -120,6 +120,10 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
   if (d.cpu_threads < 0)
     return pkv__fail(NULL, PKV_ERR_INVALID, "desc->cpu_threads %d is negative",
                     d.cpu_threads);
+  if (d.cpu_threads > PKV_MAX_CPU_THREADS)
+    return pkv__fail(NULL, PKV_ERR_RANGE,
+                    "desc->cpu_threads %d exceeds PKV_MAX_CPU_THREADS %d",
+                    d.cpu_threads, PKV_MAX_CPU_THREADS);
   pkv_backend_kind kind = d.backend;
   if (kind == PKV_BACKEND_AUTO) {
     const char *env = getenv("PKV_BACKEND");

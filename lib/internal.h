@@ -56,6 +56,21 @@ static inline bool pkv__mul_size(size_t a, size_t b, size_t *out) {
   *out = a * b;
   return true;
 }
+static inline bool pkv__add_size(size_t a, size_t b, size_t *out) {
+  if (b > (size_t)-1 - a) return false;
+  *out = a + b;
+  return true;
+}
+/* a * b + c, false when any step overflows. */
+static inline bool pkv__muladd_size(size_t a, size_t b, size_t c, size_t *out) {
+  size_t p;
+  return pkv__mul_size(a, b, &p) && pkv__add_size(p, c, out);
+}
+/* a * b * c, false on overflow. */
+static inline bool pkv__mul3_size(size_t a, size_t b, size_t c, size_t *out) {
+  size_t p;
+  return pkv__mul_size(a, b, &p) && pkv__mul_size(p, c, out);
+}
 static inline bool pkv__mul_i64(int64_t a, int64_t b, int64_t *out) {
   return !__builtin_mul_overflow(a, b, out);
 }
