@@ -69,7 +69,8 @@ int main(void) {
   ok(make(ctx, &d) == PKV_ERR_OVERFLOW && strstr(pkv_last_error(ctx), "int32"),
      "num_pages beyond int32 refused: %s", pkv_last_error(ctx));
   d = base; d.num_pages = INT32_MAX; d.num_layers = PKV_MAX_LAYERS;
-  d.num_kv_heads = PKV_MAX_KV_HEADS;
+  d.num_kv_heads = PKV_MAX_KV_HEADS; d.head_dim = PKV_MAX_HEAD_DIM;
+  d.page_size = PKV_MAX_PAGE_SIZE;
   ok(make(ctx, &d) == PKV_ERR_OVERFLOW && strstr(pkv_last_error(ctx), "overflow"),
      "a byte size that overflows is refused naming values: %s",
      pkv_last_error(ctx));
