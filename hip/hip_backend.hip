@@ -556,4 +556,6 @@ extern "C" const pkv_backend_ops pkv__hip_backend = {
     hip_copy_pages,      /* copy_pages */
     hip_pages_to_host,   /* pages_to_host */
     hip_pages_from_host, /* pages_from_host */
+    0,                   /* thread_safe: scratch and pinned staging are per
+                            context, so context.c serialises the operations */
 };
