@@ -219,7 +219,7 @@ typedef enum pkv_layout {
 #define PKV_MAX_HEAD_DIM 256        /* pkv_cache_desc.head_dim */
 #define PKV_MAX_PAGE_SIZE 1024      /* pkv_cache_desc.page_size (tokens) */
 #define PKV_MAX_PAGES 2147483647LL  /* num_pages, num_host_pages: page ids are int32 */
-#define PKV_MAX_SEQ_TOKENS (1LL << 28) /* tokens of one sequence */
+#define PKV_MAX_SEQ_TOKENS (1LL << 30) /* tokens of one sequence */
 #define PKV_MAX_BATCH_SEQS 65535    /* pkv_batch_build num_seqs (a GPU grid extent) */
 #define PKV_MAX_BATCH_TOKENS (1LL << 24) /* query tokens of one batch */
 #define PKV_MAX_CPU_THREADS 1024    /* pkv_context_desc.cpu_threads */
