@@ -174,7 +174,7 @@ static pkv_context *make_ctx(pkv_backend_kind kind, pkv_status *st) {
   pkv_context_desc cd;
   pkv_context_desc_init(&cd);
   cd.backend = kind;
-  cd.cpu_threads = 1;
+  cd.cpu_threads = 2; /* the CPU reference's own workers run too */
   pkv_context *ctx = NULL;
   *st = pkv_context_create(&cd, &ctx);
   return ctx;
