@@ -225,4 +225,7 @@ const pkv_backend_ops pkv__cpu_backend = {
     .copy_pages = cpu_copy_pages,
     .pages_to_host = cpu_pages_to_host,
     .pages_from_host = cpu_pages_from_host,
+    /* No mutable per-context state: concurrent attention calls of threads
+     * sharing a CPU context each run at full width. */
+    .thread_safe = 1,
 };

@@ -86,6 +86,11 @@ struct pkv_backend_ops {
   pkv_status (*copy_pages)(pkv_context *ctx, const pkv_copy_args *a);
   pkv_status (*pages_to_host)(pkv_context *ctx, const pkv_host_move_args *a);
   pkv_status (*pages_from_host)(pkv_context *ctx, const pkv_host_move_args *a);
+  /* 1 when the operations above may run concurrently on one context (no
+   * mutable per-context state). Otherwise the context layer serialises
+   * them per context (doc/api.md "Threads"); list_devices, init, fini and
+   * synchronize are never serialised: a backend makes those safe itself. */
+  int thread_safe;
 };
 
 /* Backends compiled in; NULL when not. */

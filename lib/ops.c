@@ -170,6 +170,10 @@ pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer, pkv_buffer *k,
 
 static pkv_status check_params(pkv_context *ctx, const pkv_cache_geometry *g,
                                const pkv_attn_params *p) {
+  if (p->num_q_heads > PKV_MAX_Q_HEADS)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "params->num_q_heads = %d exceeds PKV_MAX_Q_HEADS %d",
+                    p->num_q_heads, PKV_MAX_Q_HEADS);
   if (p->num_q_heads <= 0 || p->num_q_heads % g->num_kv_heads != 0)
     return pkv__fail(ctx, PKV_ERR_INVALID,
                     "params->num_q_heads = %d must be a positive multiple of "

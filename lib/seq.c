@@ -118,6 +118,12 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
                     "seq %lld length %lld + n %lld exceeds %d (seq_lens are "
                     "int32)",
                     (long long)id, (long long)s->len, (long long)n, INT32_MAX);
+  if (n > PKV_MAX_SEQ_TOKENS - s->len)
+    return pkv__fail(c->ctx, PKV_ERR_RANGE,
+                    "seq %lld length %lld + n %lld exceeds PKV_MAX_SEQ_TOKENS "
+                    "%lld",
+                    (long long)id, (long long)s->len, (long long)n,
+                    (long long)PKV_MAX_SEQ_TOKENS);
   if (n == 0) return PKV_OK;
   const int32_t ps = c->geom.page_size;
   int64_t off = s->len % ps;
