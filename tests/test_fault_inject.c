@@ -375,6 +375,12 @@ static pkv_status s_truncate(world *w) {
 }
 static pkv_status s_release(world *w) { return pkv_seq_release(w->c, w->B); }
 static pkv_status s_flush(world *w) { return pkv_cache_flush(w->c); }
+/* A batch is stale once one of its sequences changed (A's last append
+ * after the setup's build): rebuild it, as an engine's next step does. */
+static void p_rebuild(world *w) {
+  pkv_seq_id s[4] = {w->A, w->B, w->C, w->F};
+  MUST(pkv_batch_build(w->b, s, 4, NULL));
+}
 static pkv_status s_write_kv(world *w) {
   return pkv_write_kv(w->b, 1, w->k, w->v);
 }
@@ -442,10 +448,10 @@ static pkv_status s_context_create(world *w) {
   return pkv_context_create(&d, &w->extra_ctx);
 }
 
-/* Known failures, fixed on other branches of issue 8 (drop the mark when
- * they land: a TODO that passes counts as a failure). */
-#define BUG6 "issue 8 bug 6: a failed swap has already run the queued copies"
-#define BUG8 "issue 8 bug 8: a failed index insert turns indexing off for good"
+/* A scenario may carry a known failure as a TAP TODO, naming the bug and
+ * where it is fixed; a TODO that passes counts as a failure. None now:
+ * bugs 6 (a failed swap had run the queued copies) and 8 (a failed index
+ * insert turned indexing off) of issue 8 are fixed. */
 
 static const scenario scenarios[] = {
     {"pkv_context_create", NULL, s_context_create, 1, NULL},
@@ -461,14 +467,14 @@ static const scenario scenarios[] = {
     {"pkv_seq_append with copy-on-write", p_fork_f, s_append_cow, 1, NULL},
     {"pkv_seq_append with copy-on-write, no ids", p_fork_f, s_append_cow_noids, -1, NULL},
     {"pkv_seq_fork", NULL, s_fork, 1, NULL},
-    {"pkv_seq_commit after a prefix match", NULL, s_commit, 1, BUG8},
-    {"pkv_seq_commit in a new namespace", p_fresh_ns, s_commit_ns, 1, BUG8},
+    {"pkv_seq_commit after a prefix match", NULL, s_commit, 1, NULL},
+    {"pkv_seq_commit in a new namespace", p_fresh_ns, s_commit_ns, 1, NULL},
     {"pkv_seq_match_prefix", p_empty, s_match, 1, NULL},
     {"pkv_batch_build, incremental, with a queued copy", p_grow_c, s_build, 1, NULL},
     {"pkv_batch_build of a new batch", p_batch2, s_build_new, 1, NULL},
-    {"pkv_seq_swap_out with a queued copy", NULL, s_swap_out, 1, BUG6},
+    {"pkv_seq_swap_out with a queued copy", NULL, s_swap_out, 1, NULL},
     {"pkv_seq_swap_out", p_flush, s_swap_out, 1, NULL},
-    {"pkv_seq_swap_in with a queued copy", NULL, s_swap_in, 1, BUG6},
+    {"pkv_seq_swap_in with a queued copy", NULL, s_swap_in, 1, NULL},
     {"pkv_seq_swap_in", p_flush, s_swap_in, 1, NULL},
     {"pkv_seq_close_session", NULL, s_close, 1, NULL},
     {"pkv_seq_close_session replacing a session", NULL, s_close_replace, 1, NULL},
@@ -478,10 +484,10 @@ static const scenario scenarios[] = {
     {"pkv_seq_truncate_front", NULL, s_truncate, 0, NULL},
     {"pkv_seq_release", NULL, s_release, 0, NULL},
     {"pkv_cache_flush", NULL, s_flush, 0, NULL},
-    {"pkv_write_kv", NULL, s_write_kv, 0, NULL},
+    {"pkv_write_kv", p_rebuild, s_write_kv, 0, NULL},
     {"pkv_write_kv_slots", NULL, s_write_slots, 0, NULL},
-    {"pkv_attention", NULL, s_attention, 1, NULL},
-    {"pkv_attention with ALiBi", NULL, s_attention_alibi, 1, NULL},
+    {"pkv_attention", p_rebuild, s_attention, 1, NULL},
+    {"pkv_attention with ALiBi", p_rebuild, s_attention_alibi, 1, NULL},
     {"pkv_class_set_reserved", NULL, s_class, 0, NULL},
     {"pkv_preemption_candidates", NULL, s_candidates, 0, NULL},
 };

@@ -38,22 +38,22 @@
  * avoids the sequences that trigger them, so that the rest stays useful.
  * Set to 0 once the fix is merged. */
 #ifndef FUZZ_AVOID_BUG1 /* copy-on-write ignores session holds */
-#define FUZZ_AVOID_BUG1 1
+#define FUZZ_AVOID_BUG1 0
 #endif
 #ifndef FUZZ_AVOID_BUG2 /* indexed page written in place */
-#define FUZZ_AVOID_BUG2 1
+#define FUZZ_AVOID_BUG2 0
 #endif
 #ifndef FUZZ_AVOID_BUG3 /* queued copy overwrites a written slot */
-#define FUZZ_AVOID_BUG3 1
+#define FUZZ_AVOID_BUG3 0
 #endif
 #ifndef FUZZ_AVOID_BUG4 /* pages computed after dropped context matchable */
-#define FUZZ_AVOID_BUG4 1
+#define FUZZ_AVOID_BUG4 0
 #endif
 #ifndef FUZZ_AVOID_BUG5 /* stale batch writes into other pages */
-#define FUZZ_AVOID_BUG5 1
+#define FUZZ_AVOID_BUG5 0
 #endif
 #ifndef FUZZ_AVOID_BUG6 /* failed swap runs the queued copies */
-#define FUZZ_AVOID_BUG6 1
+#define FUZZ_AVOID_BUG6 0
 #endif
 
 enum {
@@ -425,6 +425,13 @@ static void check_all(fz *f) {
 
 /* ---------------------------------------------------------------- model */
 
+/* A page filled wholesale (copy-on-write destination, swap-in): its slots
+ * hold whatever the source page held, known only where set again. */
+static void page_reset(fz *f, int64_t page) {
+  for (int l = 0; l < 2; l++)
+    memset(&f->wr_ok[l][page * f->ps], 0, (size_t)f->ps);
+}
+
 /* After a successful append of n tokens to S[i]: the copy-on-write copy
  * (when the last page moved) and the engine's writes of the new slots. */
 static void model_append(fz *f, int i, const int32_t *pg_before, int64_t np_before,
@@ -437,6 +444,7 @@ static void model_append(fz *f, int i, const int32_t *pg_before, int64_t np_befo
   if (off && pg[np_before - 1] != pg_before[np_before - 1]) {
     int64_t src = (int64_t)pg_before[np_before - 1] * f->ps;
     int64_t dst = (int64_t)pg[np_before - 1] * f->ps;
+    page_reset(f, pg[np_before - 1]);
     memcpy(&f->slot_id[dst], &f->slot_id[src], (size_t)off * 8);
     for (int l = 0; l < 2; l++) {
       memcpy(&f->wr[l][dst], &f->wr[l][src], (size_t)off * 8);
@@ -777,6 +785,7 @@ static pkv_status call_swap(fz *f, rd *r, snap *sn, bool out) {
       int64_t np = 0;
       pkv_seq_pages(f->c, m->id, pg, MAXP + 1, &np);
       m->swapped = false;
+      for (int64_t pj = 0; pj < np; pj++) page_reset(f, pg[pj]);
       for (int64_t pos = 0; pos < m->len; pos++) {
         int64_t s = (int64_t)pg[pos / f->ps] * f->ps + pos % f->ps;
         f->slot_id[s] = m->H[pos];
