@@ -381,12 +381,26 @@ static void p_rebuild(world *w) {
   pkv_seq_id s[4] = {w->A, w->B, w->C, w->F};
   MUST(pkv_batch_build(w->b, s, 4, NULL));
 }
+/* A batch over A, B, C, then a copy-on-write copy queued for F (not in
+ * the batch, which stays current). */
+static void p_queued_elsewhere(world *w) {
+  pkv_seq_id s[3] = {w->A, w->B, w->C};
+  MUST(pkv_batch_build(w->b, s, 3, NULL));
+  p_fork_f(w);
+  MUST(pkv_seq_append(w->c, w->F, 1, tF + 3, NULL));
+}
 static pkv_status s_write_kv(world *w) {
   return pkv_write_kv(w->b, 1, w->k, w->v);
 }
-static pkv_status s_write_slots(world *w) {
+static void p_slots(world *w) {
   int64_t s[3] = {5, -1, 17};
   MUST(pkv_buffer_upload(w->slots, 0, s, sizeof s));
+}
+static void p_slots_flushed(world *w) {
+  p_slots(w);
+  MUST(pkv_cache_flush(w->c));
+}
+static pkv_status s_write_slots(world *w) {
   return pkv_write_kv_slots(w->c, 0, w->k, w->v, w->slots, 3);
 }
 static pkv_status s_attention(world *w) {
@@ -485,9 +499,12 @@ static const scenario scenarios[] = {
     {"pkv_seq_release", NULL, s_release, 0, NULL},
     {"pkv_cache_flush", NULL, s_flush, 0, NULL},
     {"pkv_write_kv", p_rebuild, s_write_kv, 0, NULL},
-    {"pkv_write_kv_slots", NULL, s_write_slots, 0, NULL},
+    {"pkv_write_kv_slots with a queued copy", p_slots, s_write_slots, 1, NULL},
+    {"pkv_write_kv_slots", p_slots_flushed, s_write_slots, 0, NULL},
     {"pkv_attention", p_rebuild, s_attention, 1, NULL},
     {"pkv_attention with ALiBi", p_rebuild, s_attention_alibi, 1, NULL},
+    {"pkv_attention with a copy queued elsewhere", p_queued_elsewhere, s_attention, 1, NULL},
+    {"pkv_write_kv with a copy queued elsewhere", p_queued_elsewhere, s_write_kv, 0, NULL},
     {"pkv_class_set_reserved", NULL, s_class, 0, NULL},
     {"pkv_preemption_candidates", NULL, s_candidates, 0, NULL},
 };
@@ -562,6 +579,29 @@ static int sweep(const scenario *sc, int sticky, int64_t *n_out) {
   return bad;
 }
 
+/* Not an allocation failure, found by the fuzzer: a pkv_write_kv_slots
+ * whose slot list the backend refuses must not have run the queued
+ * copy-on-write copies first. */
+static void bad_slot_with_queued_copy(void) {
+  world w0, *w = &w0;
+  int64_t live0 = pkv__alloc_live();
+  world_init(w);
+  p_queued_elsewhere(w);
+  int64_t sl[2] = {5, NPAGES * PS + 3};
+  MUST(pkv_buffer_upload(w->slots, 0, sl, sizeof sl));
+  as_state s0, s1;
+  observe(w, &s0);
+  pkv_status st = pkv_write_kv_slots(w->c, 0, w->k, w->v, w->slots, 2);
+  observe(w, &s1);
+  int d = as_diff(&s0, &s1);
+  ok(st == PKV_ERR_RANGE && d < 0,
+     "pkv_write_kv_slots with a slot past the pool and a queued copy: %s, "
+     "%s changed",
+     pkv_status_name(st), d < 0 ? "nothing" : as_part_name[d]);
+  world_free(w);
+  ok(pkv__alloc_live() == live0, "... and nothing leaks");
+}
+
 int main(void) {
   for (int i = 0; i < 16; i++) {
     tA[i] = 100 + i;
@@ -570,7 +610,7 @@ int main(void) {
   }
   for (int i = 0; i < 8; i++) tE[i] = 400 + i;
   int ns = (int)(sizeof scenarios / sizeof scenarios[0]);
-  plan(2 * ns + 1);
+  plan(2 * ns + 3);
   for (int i = 0; i < ns; i++) {
     const scenario *sc = &scenarios[i];
     for (int sticky = 0; sticky < 2; sticky++) {
@@ -595,5 +635,6 @@ int main(void) {
   }
   ok(total_points > 100, "%ld injection points swept over %d scenarios",
      total_points, ns);
+  bad_slot_with_queued_copy();
   return tap_failed ? 1 : 0;
 }

@@ -85,6 +85,7 @@ typedef struct mseq {
   bool sw_ok[2][MAXL];
   int64_t wfrom;           /* positions [wfrom, len) not written yet */
   uint32_t ver;            /* bumped by every change of the sequence */
+  bool spares;             /* pkv_seq_reserve left spare pages on it */
 } mseq;
 
 typedef struct msess {
@@ -395,6 +396,8 @@ static void check_all(fz *f) {
          (long long)st.waste_slots, (long long)waste, (long long)st.num_seqs,
          f->ns, (long long)st.host_pages_used, (long long)host);
   int64_t nstate[3] = {0, 0, 0}, live_cls[8] = {0};
+  bool spares = false;
+  for (int i = 0; i < f->ns; i++) spares |= f->S[i].spares;
   for (int32_t p = 0; p < f->npages; p++) {
     pkv_page_info pi;
     if (pkv_page_get_info(f->c, p, &pi) != PKV_OK) fail(f, "page info %d", p);
@@ -402,7 +405,11 @@ static void check_all(fz *f) {
     nstate[pi.state]++;
     if ((pi.state == PKV_PAGE_LIVE) != (pi.refcount > 0))
       fail(f, "page %d state %d with refcount %d", p, pi.state, pi.refcount);
-    if (pi.refcount < refs[p] || (!f->pending && pi.refcount != refs[p]))
+    /* A spare page of pkv_seq_reserve is live with refcount 1 and in no
+     * block table. */
+    bool spare = spares && refs[p] == 0 && pi.refcount == 1;
+    if (pi.refcount < refs[p] ||
+        (!f->pending && pi.refcount != refs[p] && !spare))
       fail(f, "page %d refcount %d, held by %d sequences%s", p, pi.refcount,
            refs[p], f->pending ? "" : " (no copy pending)");
     if (pi.indexed && pi.state == PKV_PAGE_FREE) fail(f, "free page %d indexed", p);
@@ -743,6 +750,39 @@ static pkv_status call_truncate(fz *f, rd *r, snap *sn) {
   return st;
 }
 
+static pkv_status call_truncate_back(fz *f, rd *r, snap *sn) {
+  pkv_seq_id id;
+  int i = seq_arg(f, u8(r), &id);
+  uint8_t b = u8(r);
+  int64_t len = i >= 0 ? f->S[i].len : 0;
+  int64_t n = b < 160 ? b % (2 * f->ps + 2) : b < 176 ? len : count_arg(f, b);
+  arm(f);
+  pkv_status st = pkv_seq_truncate_back(f->c, id, n);
+  if (!outcome(f, sn, st)) return st;
+  if (i < 0 || n < 0 || n > len || f->S[i].swapped)
+    fail(f, "truncate_back of %lld tokens succeeded", (long long)n);
+  mseq *m = &f->S[i];
+  if (n > 0) {
+    m->len -= n;
+    if (m->wfrom > m->len) m->wfrom = m->len;
+    touched(f, i, true);
+  }
+  return st;
+}
+
+static pkv_status call_reserve(fz *f, rd *r, snap *sn) {
+  pkv_seq_id id;
+  int i = seq_arg(f, u8(r), &id);
+  uint8_t b = u8(r);
+  int64_t n = b < 200 ? b % (4 * f->ps + 1) : count_arg(f, b);
+  arm(f);
+  pkv_status st = pkv_seq_reserve(f->c, id, n);
+  if (!outcome(f, sn, st)) return st;
+  if (i < 0 || n < 0) fail(f, "reserve of %lld tokens succeeded", (long long)n);
+  f->S[i].spares = n > 0;
+  return st;
+}
+
 /* A list of up to 4 ids from tracked sequences, duplicates and bad ids. */
 static int32_t id_list(fz *f, rd *r, pkv_seq_id *ids, int *idx) {
   uint8_t a = u8(r);
@@ -782,6 +822,7 @@ static pkv_status call_swap(fz *f, rd *r, snap *sn, bool out) {
       (void)pg;
       (void)np;
       m->swapped = true;
+      m->spares = false; /* spares go back to the pool */
       touched(f, i, true);
     } else {
       int32_t pg[MAXP + 1];
@@ -1155,7 +1196,7 @@ static const char *const op_names[] = {
     "close_session", "session_open", "truncate_front", "swap_out", "swap_in",
     "namespace_drop", "class_set_reserved", "flush", "batch_build",
     "write_kv", "write_kv_slots", "attention", "query", "append",
-    "inject allocation failure"};
+    "inject allocation failure", "truncate_back", "reserve"};
 enum { NOPS = sizeof op_names / sizeof op_names[0] };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -1210,6 +1251,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 16: call_write_slots(f, &a, &sn); break;
     case 17: call_attention(f, &a, &sn); break;
     case 18: call_query(f, &a, &sn); break;
+    case 21: call_truncate_back(f, &a, &sn); break;
+    case 22: call_reserve(f, &a, &sn); break;
     default: {
       /* The next call's k-th allocation fails (and every later one). */
       uint8_t k = u8(&a);

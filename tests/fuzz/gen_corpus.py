@@ -19,7 +19,7 @@ OPS = {
     "release": 5, "close": 6, "session_open": 7, "truncate": 8,
     "swap_out": 9, "swap_in": 10, "ns_drop": 11, "class": 12, "flush": 13,
     "build": 14, "write_kv": 15, "write_slots": 16, "attention": 17,
-    "query": 18, "inject": 20,
+    "query": 18, "inject": 20, "truncate_back": 21, "reserve": 22,
 }
 PAGE_SIZES = [1, 2, 3, 4, 8]
 
@@ -112,8 +112,9 @@ class Seed:
     def write_kv(self, batch, layer=0):
         self.op("write_kv", batch, layer)
 
-    def write_slots(self, name, layer=0, padding=False):
-        self.op("write_slots", self.sel(name), layer, 1 if padding else 0)
+    def write_slots(self, name, layer=0, padding=False, past=False):
+        self.op("write_slots", self.sel(name), layer,
+                (1 if padding else 0) | (2 if past else 0))
 
     def attention(self, batch, qmul=1, alibi=False, window=None, lse=False):
         a = {1: 0, 2: 1, 4: 2}[qmul]
@@ -132,6 +133,12 @@ class Seed:
 
     def set_class(self, cls, pages):
         self.op("class", cls, pages)
+
+    def truncate_back(self, name, n):
+        self.op("truncate_back", self.sel(name), n)
+
+    def reserve(self, name, n):
+        self.op("reserve", self.sel(name), n)
 
     def query(self, kind, arg=0):
         self.op("query", kind, arg)
@@ -207,6 +214,14 @@ def seeds():
     s.swap(True, ["a"]); s.swap(False, ["a"]); s.flush()
     out["bug6-failed-swap"] = s
 
+    # Found by the fuzzer after the fixes: pkv_write_kv_slots with a slot
+    # past the pool ran the queued copies before the backend refused it.
+    s = Seed(ps=3, pages=16)
+    s.open("a"); s.append("a", 4); s.write_slots("a")
+    s.fork("a", "b"); s.append("a", 1, t0=1)
+    s.write_slots("a", past=True); s.write_slots("a", padding=True); s.flush()
+    out["write-slots-range-with-queued-copy"] = s
+
     # Bug 8: one failed index insert.
     s = Seed(ps=4, pages=16)
     s.open("a"); s.append("a", 12); s.inject(1); s.commit("a")
@@ -278,6 +293,20 @@ def seeds():
     s.inject(1); s.close("a", 1); s.inject(1); s.session_open("a2", 1)
     s.inject(2); s.attention(0)
     out["inject"] = s
+
+    # Speculative decoding: reserve, draft tokens, cut the rejected ones
+    # (into a page shared with a fork, an indexed page and a session).
+    s = Seed(ps=4, pages=20)
+    s.open("a"); s.append("a", 10); s.write_slots("a"); s.commit("a")
+    s.reserve("a", 8); s.append("a", 3, t0=1); s.write_slots("a")
+    s.truncate_back("a", 2); s.append("a", 1, t0=2); s.write_slots("a")
+    s.build(0, ["a"]); s.write_kv(0); s.attention(0)
+    s.fork("a", "b"); s.truncate_back("a", 3); s.append("a", 2, t0=1)
+    s.write_slots("a"); s.truncate_back("b", 4); s.append("b", 1)
+    s.write_slots("b"); s.close("b", 2); s.truncate_back("a", 1)
+    s.append("a", 4); s.write_slots("a"); s.session_open("b2", 2)
+    s.reserve("b2", 0); s.flush()
+    out["speculative"] = s
 
     # Hostile arguments everywhere, on a small pool.
     s = Seed(ps=1, pages=4)
