@@ -374,6 +374,16 @@ static pkv_status s_truncate(world *w) {
   return pkv_seq_truncate_front(w->c, w->A, 4, &dropped);
 }
 static pkv_status s_release(world *w) { return pkv_seq_release(w->c, w->B); }
+static pkv_status s_truncate_back(world *w) {
+  return pkv_seq_truncate_back(w->c, w->C, 5);
+}
+static pkv_status s_reserve(world *w) {
+  return pkv_seq_reserve(w->c, w->F, 14);
+}
+static void p_reserve(world *w) { MUST(pkv_seq_reserve(w->c, w->F, 14)); }
+static pkv_status s_append_reserved(world *w) {
+  return pkv_seq_append(w->c, w->F, 13, tF + 3, NULL);
+}
 static pkv_status s_flush(world *w) { return pkv_cache_flush(w->c); }
 /* A batch is stale once one of its sequences changed (A's last append
  * after the setup's build): rebuild it, as an engine's next step does. */
@@ -497,6 +507,9 @@ static const scenario scenarios[] = {
     {"pkv_namespace_drop", NULL, s_ns_drop, 0, NULL},
     {"pkv_seq_truncate_front", NULL, s_truncate, 0, NULL},
     {"pkv_seq_release", NULL, s_release, 0, NULL},
+    {"pkv_seq_truncate_back", NULL, s_truncate_back, -1, NULL},
+    {"pkv_seq_reserve", NULL, s_reserve, 1, NULL},
+    {"pkv_seq_append into reserved pages", p_reserve, s_append_reserved, -1, NULL},
     {"pkv_cache_flush", NULL, s_flush, 0, NULL},
     {"pkv_write_kv", p_rebuild, s_write_kv, 0, NULL},
     {"pkv_write_kv_slots with a queued copy", p_slots, s_write_slots, 1, NULL},
