@@ -136,30 +136,28 @@ static pkv_status s_pages_from_host(pkv_context *ctx,
   LOCKED(ctx, ctx->backend->pages_from_host(ctx, a));
 }
 
-static pkv_backend_ops serialised[PKV_BACKEND_COUNT];
-static pthread_once_t serialised_once = PTHREAD_ONCE_INIT;
+/* A context and its twin table in one allocation: the twin belongs to the
+ * context (no global table to build, whichever backend or module the
+ * context runs). ctx is the first member, so freeing ctx frees both. */
+typedef struct context_block {
+  pkv_context ctx;
+  pkv_backend_ops twin;
+} context_block;
 
-/* An absent operation stays absent (NULL), so "not implemented" checks
- * see the same table shape. */
+/* The table ctx calls through. An absent operation stays absent (NULL), so
+ * "not implemented" checks see the same table shape. */
 #define TWIN(f) t->f = b->f ? s_##f : NULL
-static void make_serialised(void) {
-  for (int k = 0; k < PKV_BACKEND_COUNT; k++) {
-    const pkv_backend_ops *b = pkv__backend_ops_for((pkv_backend_kind)k);
-    if (!b || b->thread_safe) continue;
-    pkv_backend_ops *t = &serialised[k];
-    *t = *b;
-    TWIN(mem_alloc); TWIN(mem_free); TWIN(mem_upload); TWIN(mem_download);
-    TWIN(mem_copy); TWIN(write_kv); TWIN(attention); TWIN(copy_pages);
-    TWIN(pages_to_host); TWIN(pages_from_host);
-  }
+static const pkv_backend_ops *ops_for_context(context_block *blk,
+                                              const pkv_backend_ops *b) {
+  if (b->thread_safe) return b;
+  pkv_backend_ops *t = &blk->twin;
+  *t = *b;
+  TWIN(mem_alloc); TWIN(mem_free); TWIN(mem_upload); TWIN(mem_download);
+  TWIN(mem_copy); TWIN(write_kv); TWIN(attention); TWIN(copy_pages);
+  TWIN(pages_to_host); TWIN(pages_from_host);
+  return t;
 }
 #undef TWIN
-
-static const pkv_backend_ops *ops_for_context(const pkv_backend_ops *b) {
-  if (b->thread_safe) return b;
-  pthread_once(&serialised_once, make_serialised);
-  return &serialised[b->kind];
-}
 
 static bool init_lock(pthread_mutex_t *m) {
   pthread_mutexattr_t at;
@@ -244,15 +242,16 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
     return pkv__fail(NULL, PKV_ERR_NO_BACKEND,
                     "backend '%s' is not compiled into this library",
                     pkv_backend_name(kind));
-  pkv_context *ctx = pkv__calloc(1, sizeof *ctx);
-  if (!ctx) return pkv__fail(NULL, PKV_ERR_NO_MEMORY, "context allocation");
+  context_block *blk = pkv__calloc(1, sizeof *blk);
+  if (!blk) return pkv__fail(NULL, PKV_ERR_NO_MEMORY, "context allocation");
+  pkv_context *ctx = &blk->ctx;
   if (!init_lock(&ctx->lock)) {
     pkv__free(ctx);
     return pkv__fail(NULL, PKV_ERR_NO_MEMORY, "context lock");
   }
   ctx->id = atomic_fetch_add(&next_context_id, 1);
   ctx->backend = ops;
-  ctx->ops = ops_for_context(ops);
+  ctx->ops = ops_for_context(blk, ops);
   ctx->kind = kind;
   ctx->desc = d;
   d.backend = kind;

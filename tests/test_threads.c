@@ -20,6 +20,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* PoCL compiles kernels with LLVM in the calling thread, and LLVM gives
+ * that thread an alternate signal stack from malloc. AddressSanitizer's
+ * thread teardown unmaps the alternate stack as if it were its own and
+ * dies ("unable to unmap"). This test's threads do compile (a context per
+ * thread), so under ASan it keeps ASan away from signal stacks; the
+ * environment's ASAN_OPTIONS still apply on top. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PKV_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PKV_TEST_ASAN 1
+#endif
+#endif
+#ifdef PKV_TEST_ASAN
+__attribute__((visibility("default"))) const char *__asan_default_options(void);
+__attribute__((visibility("default"))) const char *__asan_default_options(void) {
+  return "use_sigaltstack=0";
+}
+#endif
+
 #define NT 4
 #define LAYERS 2
 #define KVH 2
@@ -460,7 +480,7 @@ int main(void) {
       pkv_context_destroy(ocl);
     }
   } else {
-    skip(6, "no OpenCL device");
+    skip(5, "no OpenCL device");
   }
   pkv_context_destroy(cpu);
   return done_testing();
