@@ -11,7 +11,9 @@
 #   PKV_FUZZ_TRACE=1 tests/fuzz/fuzz_replay ARTIFACT   (make check build).
 #
 #   tools/fuzz.sh [SECONDS] [libFuzzer options...]
-# Extra options go to libFuzzer, e.g. -jobs=4 -workers=4.
+# Extra options go to libFuzzer, e.g. -jobs=4 -workers=4. Inputs are used
+# at full length (-len_control=0): long call sequences reach the states
+# where features meet.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-600}
@@ -29,8 +31,8 @@ mkdir -p "$out/corpus" "$out/artifacts"
 
 log="$out/fuzz.log"
 set +e
-ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
-  "$out/fuzz_api" -max_total_time="$secs" -timeout=20 -max_len=772 \
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=64} \
+  "$out/fuzz_api" -max_total_time="$secs" -timeout=20 -max_len=772 -len_control=0 \
     -print_final_stats=1 -artifact_prefix="$out/artifacts/" "$@" \
     "$out/corpus" "$top/tests/fuzz/corpus" 2>&1 | tee "$log" | grep -E '^(#[0-9]+ +(INITED|DONE|pulse)|fuzz_api:|==[0-9]+==ERROR|SUMMARY|stat::)'
 rc=${PIPESTATUS[0]}
