@@ -167,6 +167,9 @@ static void seq_and_batch_limits(pkv_context *ctx) {
   ok(pkv_seq_append(c, s, 5, NULL, NULL) == PKV_OK, "a small append works");
   ok(pkv_seq_append(c, s, PKV_MAX_SEQ_TOKENS - 4, NULL, NULL) == PKV_ERR_RANGE,
      "length 5 + (limit - 4) refused as past the limit");
+  ok(pkv_seq_reserve(c, s, PKV_MAX_SEQ_TOKENS - 4) == PKV_ERR_RANGE &&
+         names(ctx, "PKV_MAX_SEQ_TOKENS", NULL),
+     "reserve past PKV_MAX_SEQ_TOKENS refused too: %s", pkv_last_error(ctx));
 
   pkv_batch *b = NULL;
   pkv_batch_create(c, &b);
