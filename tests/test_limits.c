@@ -147,6 +147,60 @@ static void context_limits(void) {
   pkv_context_destroy(c);
 }
 
+/* The kernel-level layer takes the same counts from the engine's own view
+ * and table: the same limits. */
+static void kv_layer_limits(pkv_context *ctx, pkv_cache *c, pkv_batch *b) {
+  pkv_kv_view v, v0;
+  pkv_kv_table t, t0;
+  pkv_tensor q, o;
+  pkv_attn_params p;
+  pkv_buffer *qb = NULL, *ob = NULL;
+  pkv_attn_params_init(&p, 1);
+  pkv_kv_view_init(&v0);
+  pkv_kv_table_init(&t0);
+  int ready = pkv_cache_kv_view(c, 0, &v0) == PKV_OK &&
+              pkv_batch_get_table(b, PKV_TABLE_DENSE, &t0) == PKV_OK &&
+              pkv_buffer_create(ctx, 64 * sizeof(float), &qb) == PKV_OK &&
+              pkv_buffer_create(ctx, 64 * sizeof(float), &ob) == PKV_OK;
+  pkv_tensor_init(&q);
+  q.buf = qb;
+  pkv_tensor_init(&o);
+  o.buf = ob;
+  v = v0;
+  t = t0;
+  pkv_status st0 =
+      ready ? pkv_kv_attention(ctx, &v, &t, &p, &q, &o, NULL) : PKV_ERR_NULL;
+  ok(st0 == PKV_OK,
+     "kernel-level attention over the cache's view and the batch's table: %s",
+     pkv_status_name(st0));
+  v.num_kv_heads = PKV_MAX_KV_HEADS + 1;
+  ok(pkv_kv_attention(ctx, &v, &t, &p, &q, &o, NULL) == PKV_ERR_RANGE &&
+         names(ctx, "num_kv_heads", "PKV_MAX_KV_HEADS"),
+     "view num_kv_heads past the limit refused: %s", pkv_last_error(ctx));
+  v = v0;
+  t.num_seqs = PKV_MAX_BATCH_SEQS + 1;
+  ok(pkv_kv_attention(ctx, &v, &t, &p, &q, &o, NULL) == PKV_ERR_RANGE &&
+         names(ctx, "num_seqs", "PKV_MAX_BATCH_SEQS"),
+     "table num_seqs past the limit refused: %s", pkv_last_error(ctx));
+  t = t0;
+  t.max_kv_len = INT32_MAX;
+  ok(pkv_kv_attention(ctx, &v, &t, &p, &q, &o, NULL) == PKV_ERR_RANGE &&
+         names(ctx, "max_kv_len", "PKV_MAX_SEQ_TOKENS"),
+     "table max_kv_len past PKV_MAX_SEQ_TOKENS refused (the CPU scratch "
+     "grows with it): %s", pkv_last_error(ctx));
+  t = t0;
+  t.num_tokens = PKV_MAX_BATCH_TOKENS + 1;
+  ok(pkv_kv_attention(ctx, &v, &t, &p, &q, &o, NULL) == PKV_ERR_RANGE,
+     "table num_tokens past PKV_MAX_BATCH_TOKENS refused");
+  t = t0;
+  p.num_q_heads = PKV_MAX_Q_HEADS + 1;
+  ok(pkv_kv_attention(ctx, &v, &t, &p, &q, &o, NULL) == PKV_ERR_RANGE &&
+         names(ctx, "num_q_heads", "PKV_MAX_Q_HEADS"),
+     "kernel-level num_q_heads past the limit refused");
+  pkv_buffer_destroy(qb);
+  pkv_buffer_destroy(ob);
+}
+
 static void seq_and_batch_limits(pkv_context *ctx) {
   pkv_cache_desc d = small_desc();
   pkv_cache *c = NULL;
@@ -183,6 +237,7 @@ static void seq_and_batch_limits(pkv_context *ctx) {
      "batch of INT32_MAX rows refused");
   free(ids);
   ok(pkv_batch_build(b, &s, 1, NULL) == PKV_OK, "a one-row batch builds");
+  kv_layer_limits(ctx, c, b);
 
   /* Attention with q heads past the limit: the q and out buffers claim
    * enough bytes (wrapped host memory the library must never touch), so
