@@ -28,7 +28,7 @@
 #define PKV_TILE_H
 
 #if !(defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__))
-#include "device/hip/config.h"
+#include "device/hip/launch_bounds.h"
 #include "device/hip/tile.h"
 #endif
 

@@ -2,8 +2,8 @@
 /* HIP/CUDA launch configuration of the GPU-shaped kernels: the wave width
  * (64 on AMD CDNA, 32 on NVIDIA and RDNA: taken from the compiler, never
  * assumed), copy stages and launch bounds. */
-#ifndef PKV_DEVICE_HIP_CONFIG_H
-#define PKV_DEVICE_HIP_CONFIG_H
+#ifndef PKV_DEVICE_HIP_LAUNCH_BOUNDS_H
+#define PKV_DEVICE_HIP_LAUNCH_BOUNDS_H
 #ifndef PKV_WAVE
 #if defined(__HIP_PLATFORM_AMD__) || defined(__HIP_PLATFORM_HCC__)
 #if defined(__GFX10__) || defined(__GFX11__) || defined(__GFX12__)
