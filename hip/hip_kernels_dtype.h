@@ -11,6 +11,7 @@
 #define PKV_PART 512
 #define PKV_MAXG 8
 #define PKV_PF_BR 64
+#define PKV_WITH_GPU 1 /* kernels/decode_gpu.cl */
 
 #define PKV_HEAD_DIM 64
 #include "hip_kernels_inst.h"
@@ -34,7 +35,8 @@
 #include "hip_kernels_inst.h"
 #undef PKV_HEAD_DIM
 
-#define PKV_HIP_ENTRY_(t, d) {PKV_PART, pkv_hip_write_t##t##_d##d, pkv_hip_attn_t##t##_d##d}
+#define PKV_HIP_ENTRY_(t, d) \
+  {PKV_PART, pkv_hip_gtile_t##t##_d##d, pkv_hip_write_t##t##_d##d, pkv_hip_attn_t##t##_d##d}
 #define PKV_HIP_ENTRY(t, d) PKV_HIP_ENTRY_(t, d)
 #define PKV_HIP_TABLE_(t) pkv_hip_ksets_t##t
 #define PKV_HIP_TABLE(t) PKV_HIP_TABLE_(t)

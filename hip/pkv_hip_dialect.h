@@ -86,5 +86,6 @@ __device__ __forceinline__ void pkv_hip_ld8_bf16(const void *p, float *o) {
 #endif
 
 #include "dialect.h"
+#include "tile.h"
 
 #endif

@@ -14,22 +14,27 @@
  * - each team keeps its head's softmax online (running max, sum and
  *   output slice in registers): no score array in local memory;
  * - at the end the teams of a head merge by log-sum-exp in a fixed order.
- * Rows must be 16-byte aligned for the vector copies: the host checks the
- * buffers and strides once and otherwise launches pkv_decode_gpu_u, the
+ * Rows (of K, V and q) must be 16-byte aligned for the vector copies and
+ * loads: the host checks the buffers and strides once and otherwise launches pkv_decode_gpu_u, the
  * same body with element copies (never a per-load test). Every loop that
  * contains a shuffle or barrier is uniform across the block. */
 #if defined(PKV_WITH_GPU)
 
 #undef PKV_G_ES
+#undef PKV_G_LDS8
+#undef PKV_G_LDG8
 #if PKV_DTYPE == 0
 #define PKV_G_ES 4
 #define PKV_G_LDS8(dst, p) pkv_lds8_f32(dst, p)
+#define PKV_G_LDG8(dst, p) pkv_ldg8_f32(dst, p)
 #else
 #define PKV_G_ES 2
 #if PKV_DTYPE == 1
 #define PKV_G_LDS8(dst, p) pkv_lds8_f16(dst, p)
+#define PKV_G_LDG8(dst, p) pkv_ldg8_f16(dst, p)
 #else
 #define PKV_G_LDS8(dst, p) pkv_lds8_bf16(dst, p)
+#define PKV_G_LDG8(dst, p) pkv_ldg8_bf16(dst, p)
 #endif
 #endif
 #undef PKV_G_ROWU4
@@ -150,10 +155,14 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
 
   pkv_f8 q8 = pkv_f8_zero(), acc = pkv_f8_zero();
   if (active && has_dims) {
-    float qa[8];
     const pkv_i64 qb = ((pkv_i64)qi * num_q_heads + qh0 + g) * PKV_HEAD_DIM + lane * 8;
-    for (int e = 0; e < 8; e++) qa[e] = PKV_LD(q, qb + e);
-    pkv_f8_from(q8, qa);
+    if (aligned) {
+      PKV_G_LDG8(q8, q + qb);
+    } else {
+      float qa[8];
+      for (int e = 0; e < 8; e++) qa[e] = PKV_LD(q, qb + e);
+      pkv_f8_from(q8, qa);
+    }
   }
   float m = -PKV_INFINITY, l = 0.0f;
 

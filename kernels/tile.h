@@ -18,6 +18,7 @@
  *                             other lanes read the data)
  *   pkv_fastdiv(n, mul, shift) n / d with the host's magic (lib/fastdiv.h)
  *   pkv_lds8_f32/f16/bf16(dst, p)  8 elements of a local row as a pkv_f8
+ *   pkv_ldg8_f32/f16/bf16(dst, p)  the same from a 16-byte aligned global row
  *
  * Both reductions are the same tree on every device: lane l adds its
  * partner's value at distances w/2, w/4, ..., 1, and since x + y == y + x

@@ -138,7 +138,7 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
        * creation) and the strides keep them so: then the vector copies. */
       const size_t es = pkv_dtype_size(g->dtype);
       int aligned = !o->kern.unaligned && a->k_pool->aligned16 &&
-                    a->v_pool->aligned16 &&
+                    a->v_pool->aligned16 && a->q->aligned16 &&
                     ((size_t)(ps | hs | ts) * es) % 16 == 0;
       pkv__fastdiv fd = pkv__fastdiv_make((uint32_t)page_size);
       cl_uint pmul = fd.mul;

@@ -80,6 +80,22 @@ __device__ __forceinline__ void pkv_lds8_f16_(const void *p, pkv_f8 &d) {
 __device__ __forceinline__ void pkv_lds8_bf16_(const void *p, pkv_f8 &d) {
   pkv_hip_unpack_bf16(*(const uint4 *)p, d.v);
 }
+/* 8 elements of a 16-byte aligned global row, through the read-only
+ * path (ld.global.nc.v4 on NVIDIA). */
+__device__ __forceinline__ void pkv_ldg8_f32_(const void *p, pkv_f8 &d) {
+  const float4 a = __ldg((const float4 *)p), b = __ldg((const float4 *)p + 1);
+  d.v[0] = a.x; d.v[1] = a.y; d.v[2] = a.z; d.v[3] = a.w;
+  d.v[4] = b.x; d.v[5] = b.y; d.v[6] = b.z; d.v[7] = b.w;
+}
+__device__ __forceinline__ void pkv_ldg8_f16_(const void *p, pkv_f8 &d) {
+  pkv_hip_unpack_f16(__ldg((const uint4 *)p), d.v);
+}
+__device__ __forceinline__ void pkv_ldg8_bf16_(const void *p, pkv_f8 &d) {
+  pkv_hip_unpack_bf16(__ldg((const uint4 *)p), d.v);
+}
+#define pkv_ldg8_f32(dst, p) pkv_ldg8_f32_((p), (dst))
+#define pkv_ldg8_f16(dst, p) pkv_ldg8_f16_((p), (dst))
+#define pkv_ldg8_bf16(dst, p) pkv_ldg8_bf16_((p), (dst))
 #define pkv_lds8_f32(dst, p) pkv_lds8_f32_((p), (dst))
 #define pkv_lds8_f16(dst, p) pkv_lds8_f16_((p), (dst))
 #define pkv_lds8_bf16(dst, p) pkv_lds8_bf16_((p), (dst))

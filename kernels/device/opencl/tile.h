@@ -106,6 +106,11 @@ PKV_INLINE void pkv_async_wait(pkv_async *a, int keep) {
 }
 #endif
 
+/* 8 elements of a 16-byte aligned global row. */
+#define pkv_ldg8_f32(dst, p) pkv_ld8v_f32(dst, p)
+#define pkv_ldg8_f16(dst, p) pkv_ld8v_f16(dst, p)
+#define pkv_ldg8_bf16(dst, p) pkv_ld8v_bf16(dst, p)
+
 /* 8 elements of a local row (16-byte aligned by construction) as floats. */
 #define pkv_lds8_f32(dst, p) ((dst) = vload8(0, (__local const float *)(p)))
 #define pkv_lds8_f16(dst, p) ((dst) = vload_half8(0, (__local const half *)(p)))
