@@ -3,7 +3,8 @@
  * hip_kernels_*.hip) for every head dim the API accepts, and their table.
  * One source file per dtype so that make -j compiles them in parallel. */
 #include "hip_internal.h"
-#include "pkv_hip_dialect.h"
+#include "dialect.h"
+#include "tile.h"
 
 /* Tile sizes shared with the launchers; PKV_PF_BR is a multiple of every
  * wave size (a 32-thread work-group would leave half a CDNA wave idle). */
