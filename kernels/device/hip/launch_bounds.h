@@ -18,8 +18,10 @@
 #ifndef PKV_STAGES
 #define PKV_STAGES 2
 #endif
-/* Tells the register allocator the block size, and asks for at least two
- * resident blocks per SM/CU, so that it never trades occupancy for
- * registers on the decode kernel. */
-#define PKV_LAUNCH_BOUNDS(nt) __launch_bounds__((nt), 2)
+/* Tells the register allocator the block size and asks for 1024 resident
+ * threads per SM (CUDA: 1024/nt blocks, i.e. at most 64 registers per
+ * thread: 50% occupancy on sm_80/sm_90, where 16 KiB of shared memory per
+ * block allows it too). HIP reads the second value as waves per SIMD, a
+ * looser bound (VGPRs <= 512 / it) that CDNA meets anyway. */
+#define PKV_LAUNCH_BOUNDS(nt) __launch_bounds__((nt), 1024 / (nt))
 #endif
