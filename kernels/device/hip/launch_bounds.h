@@ -18,10 +18,16 @@
 #ifndef PKV_STAGES
 #define PKV_STAGES 2
 #endif
-/* Tells the register allocator the block size and asks for 1024 resident
- * threads per SM (CUDA: 1024/nt blocks, i.e. at most 64 registers per
- * thread: 50% occupancy on sm_80/sm_90, where 16 KiB of shared memory per
- * block allows it too). HIP reads the second value as waves per SIMD, a
- * looser bound (VGPRs <= 512 / it) that CDNA meets anyway. */
+/* Tells the register allocator the block size and the resident threads
+ * per SM it must allow: on sm_90, 1024 (1024/nt blocks, at most 64
+ * registers a thread: 50% occupancy, which 16 KiB of shared memory per
+ * block allows too); elsewhere 768 (85 registers: sm_80 spills the head
+ * dim 112 instantiation at 64 and 72, tests/gate-gpu-code.sh). HIP reads
+ * the second value as waves per SIMD, a looser bound (VGPRs <= 512 / it)
+ * that CDNA meets anyway. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define PKV_LAUNCH_BOUNDS(nt) __launch_bounds__((nt), 1024 / (nt))
+#else
+#define PKV_LAUNCH_BOUNDS(nt) __launch_bounds__((nt), 768 / (nt))
+#endif
 #endif
