@@ -432,7 +432,7 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
     if (im->gpu_decode && pkv__attn_plain(a)) {
       /* Rows are 16-byte aligned when the pools are (recorded once, when
        * the buffers were made) and the strides keep them so. */
-      const size_t es = pkv_dtype_size(g->dtype);
+      const size_t es = pkv__elem_bytes(g->dtype);
       l.gpu_decode = 1;
       l.aligned = a->rows_aligned && a->k_pool->aligned16 && a->v_pool->aligned16 &&
                   a->q->aligned16 &&

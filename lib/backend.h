@@ -82,6 +82,12 @@ static inline void pkv__attn_strides(const pkv_attn_args *a, int64_t *qts,
   *ohs = a->o_hs ? a->o_hs : D;
 }
 
+/* Bytes of one element of a cache dtype, for the backend modules, which
+ * must not call into libpagedkv (pkv_dtype_size is its export). */
+static inline size_t pkv__elem_bytes(pkv_dtype d) {
+  return d == PKV_DTYPE_F32 ? 4 : 2;
+}
+
 /* An attention over a dense table with host mirrors, no sinks, and q and
  * out contiguous [num_tokens][num_q_heads][head_dim] in the cache dtype:
  * what the GPU-shaped decode kernel implements (kernels/decode_gpu.cl). */

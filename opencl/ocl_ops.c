@@ -171,7 +171,7 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
     if (gpu_decode_supports(o, a)) {
       /* Rows are 16-byte aligned when the pools are (checked at buffer
        * creation) and the strides keep them so: then the vector copies. */
-      const size_t es = pkv_dtype_size(g->dtype);
+      const size_t es = pkv__elem_bytes(g->dtype);
       int aligned = !o->kern.unaligned && a->rows_aligned &&
                     a->k_pool->aligned16 &&
                     a->v_pool->aligned16 && a->q->aligned16 &&

@@ -7,9 +7,9 @@
 #                                         binaries and libraries into DIR
 #   tools/gpu-check.sh [DIR]              (on the GPU machine) run the checks
 #
-# DIR (default gpu-bin) holds bin/ (pkv-conformance, pkv-bench, test_hip)
-# and lib/ (libpagedkv.so.0 and the libraries the GPU machine may lack,
-# such as libxxhash). doc/gpu-kernels.md gives the whole carry recipe.
+# DIR (default gpu-bin) holds bin/ (pkv-conformance, pkv-bench, test_hip),
+# lib/ (libpagedkv.so.0 and the libraries the GPU machine may lack, such
+# as libxxhash) and lib/pagedkv/ (the backend-cuda.so module). doc/gpu-kernels.md gives the whole carry recipe.
 # Steps, each under its own time limit (seconds):
 #   test_hip (60), pkv-conformance --backend hip --full (150),
 #   compute-sanitizer memcheck (60) and racecheck (60) on the decode grid,
@@ -36,6 +36,12 @@ if [ "${1:-}" = "--pack" ]; then
     fi
   done
   cp -P "$build"/.libs/libpagedkv.so* "$dir/lib/"
+  # The GPU backend is a loadable module (unless --disable-modules): the
+  # run points PKV_BACKEND_PATH at DIR/lib/pagedkv.
+  mkdir -p "$dir/lib/pagedkv"
+  for m in "$build"/hip/cuda/.libs/backend-cuda.so "$build"/hip/amd/.libs/backend-hip.so; do
+    [ -f "$m" ] && cp -L "$m" "$dir/lib/pagedkv/"
+  done
   # Libraries outside the C runtime and the CUDA driver: the GPU machine's
   # image may not have them.
   ldd "$dir/lib/libpagedkv.so.0" | awk '/=> \// { print $3 }' |
@@ -53,6 +59,7 @@ bin="$dir/bin"
 out=${OUT:-$dir/out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PKV_BACKEND_PATH="$(cd "$dir/lib/pagedkv" 2>/dev/null && pwd)"
 export PKV_BACKEND=hip
 table="$out/gpu-check.txt"
 : >"$table"
