@@ -42,11 +42,12 @@ if [ "${1:-}" = "--pack" ]; then
   for m in "$build"/hip/cuda/.libs/backend-cuda.so "$build"/hip/amd/.libs/backend-hip.so; do
     [ -f "$m" ] && cp -L "$m" "$dir/lib/pagedkv/"
   done
-  # Libraries outside the C runtime and the CUDA driver: the GPU machine's
-  # image may not have them.
-  ldd "$dir/lib/libpagedkv.so.0" | awk '/=> \// { print $3 }' |
+  # Libraries outside the C runtime and the CUDA driver (libxxhash, the
+  # CUDA runtime of the build): the GPU machine's image may lack them.
+  ldd "$dir/lib/libpagedkv.so.0" "$dir"/lib/pagedkv/*.so 2>/dev/null |
+    awk '/=> \// { print $3 }' | sort -u |
     grep -v -E '/(libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' |
-    grep -v -E 'libcuda\.so|libcudart\.so' |
+    grep -v -E '/libcuda\.so' |
     while read -r l; do cp -L "$l" "$dir/lib/"; done
   cp "$(dirname "$0")/compare_torch.py" "$dir/bin/"
   echo "gpu-check: packed into $dir:"
@@ -60,7 +61,6 @@ out=${OUT:-$dir/out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PKV_BACKEND_PATH="$(cd "$dir/lib/pagedkv" 2>/dev/null && pwd)"
-export PKV_BACKEND=hip
 table="$out/gpu-check.txt"
 : >"$table"
 t_start=$(date +%s)
