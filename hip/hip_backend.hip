@@ -6,6 +6,7 @@
 
 extern "C" {
 #include "backend.h"
+#include "fastdiv.h"
 }
 
 #include <ctype.h>
@@ -29,6 +30,8 @@ struct pkv_hip_impl {
   size_t scratch_bytes;
   unsigned char *host;
   size_t host_bytes;
+  int sm_count;   /* multiprocessors / compute units */
+  int gpu_decode; /* the GPU-shaped decode kernel (PKV_KERNELS=cpu: not) */
 };
 
 static pkv_hip_impl *impl_of(pkv_context *ctx) {
@@ -148,6 +151,12 @@ static pkv_status hip_init(pkv_context *ctx) {
   pkv_hip_impl *im = (pkv_hip_impl *)calloc(1, sizeof *im);
   if (!im) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "HIP context allocation");
   im->device = dev;
+  im->sm_count = p.multiProcessorCount > 0 ? p.multiProcessorCount : 1;
+  {
+    /* Every HIP device is a GPU: the GPU kernel, unless forced off. */
+    const char *k = getenv("PKV_KERNELS");
+    im->gpu_decode = !(k && strcmp(k, "cpu") == 0);
+  }
   hipError_t e = hipSetDevice(dev);
   if (e == hipSuccess) {
     if (ctx->desc.native_queue) {
@@ -319,6 +328,16 @@ static pkv_status hip_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   if (a->n <= 0) return PKV_OK;
   const pkv_hip_kset *ks = pkv__hip_kset_for((int)g->dtype, g->head_dim);
   if (!ks) return no_kernels(ctx, g);
+  /* One thread per 8 elements, 64 per block: the block count must fit the
+   * grid's x extent. */
+  size_t items;
+  if (!pkv__mul3_size((size_t)a->n, (size_t)g->num_kv_heads,
+                      (size_t)(g->head_dim / 8), &items) ||
+      (items + 63) / 64 > (size_t)PKV_HIP_MAX_GRID_X)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "write_kv of n %lld tokens x %d kv heads needs more than "
+                    "%d blocks of one HIP launch",
+                    (long long)a->n, g->num_kv_heads, PKV_HIP_MAX_GRID_X);
   SET_DEVICE(ctx, im);
   pkv_hip_launch l;
   memset(&l, 0, sizeof l);
@@ -368,6 +387,13 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
     return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
                     "num_seqs %d exceeds the HIP backend's %d per launch",
                     a->num_seqs, PKV_HIP_MAX_GRID_YZ);
+  const size_t group = (size_t)(a->num_q_heads / g->num_kv_heads);
+  if (a->max_q_len > 1 &&
+      ((size_t)a->max_q_len * group + 31) / 32 > (size_t)PKV_HIP_MAX_GRID_X)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "prefill of max_q_len %d x %zu q heads per kv head needs "
+                    "more than %d blocks of one HIP launch",
+                    a->max_q_len, group, PKV_HIP_MAX_GRID_X);
   SET_DEVICE(ctx, im);
   pkv_hip_launch l;
   memset(&l, 0, sizeof l);
@@ -419,11 +445,43 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
     sinks_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
   if (a->max_q_len <= 1) {
     int kv = a->max_kv_len > 0 ? a->max_kv_len : 1;
-    l.num_parts = (kv + ks->part - 1) / ks->part;
+    int part = ks->part;
+    if (im->gpu_decode && pkv__attn_plain(a)) {
+      /* Rows are 16-byte aligned when the pools are (recorded once, when
+       * the buffers were made) and the strides keep them so. */
+      const size_t es = pkv__elem_bytes(g->dtype);
+      l.gpu_decode = 1;
+      l.aligned = a->rows_aligned && a->k_pool->aligned16 && a->v_pool->aligned16 &&
+                  a->q->aligned16 &&
+                  ((size_t)(g->page_stride | g->head_stride | g->token_stride) *
+                   es) % 16 == 0;
+      pkv__fastdiv fd = pkv__fastdiv_make((uint32_t)g->page_size);
+      l.pdiv_mul = fd.mul;
+      l.pdiv_shift = (int)fd.shift;
+      /* Shorter partitions while the grid would not give every SM two
+       * blocks (a single long sequence, a small batch); never below four
+       * tiles. Until plan/run, counted from the longest sequence. */
+      const int group = a->num_q_heads / g->num_kv_heads;
+      const long long base = (long long)a->num_seqs * g->num_kv_heads *
+                             ((group + 7) / 8);
+      const int floor_len = 4 * ks->gpu_tile > 64 ? 4 * ks->gpu_tile : 64;
+      while (part / 2 >= floor_len &&
+             base * ((kv + part - 1) / part) < 2LL * im->sm_count)
+        part /= 2;
+      l.part_len = part;
+    }
+    l.num_parts = (kv + part - 1) / part;
     if (l.num_parts > 1) {
-      size_t rows = (size_t)a->num_seqs * (size_t)a->num_q_heads *
-                    (size_t)l.num_parts;
-      po_bytes = align_up(rows * (size_t)g->head_dim * sizeof(float), 256);
+      size_t rows, po;
+      if (!pkv__mul3_size((size_t)a->num_seqs, (size_t)a->num_q_heads,
+                          (size_t)l.num_parts, &rows) ||
+          !pkv__mul3_size(rows, (size_t)g->head_dim, sizeof(float), &po) ||
+          po > (size_t)-1 - 512)
+        return pkv__fail(ctx, PKV_ERR_OVERFLOW,
+                        "decode partials of %d seqs x %d q heads x %d parts "
+                        "overflow size_t",
+                        a->num_seqs, a->num_q_heads, l.num_parts);
+      po_bytes = align_up(po, 256);
       pm_bytes = rows * 2 * sizeof(float);
     }
   }
@@ -574,4 +632,7 @@ extern "C" const pkv_backend_ops pkv__hip_backend = {
     hip_copy_pages,      /* copy_pages */
     hip_pages_to_host,   /* pages_to_host */
     hip_pages_from_host, /* pages_from_host */
+    nullptr,             /* caps: every geometry the API accepts */
+    0,                   /* thread_safe: scratch and pinned staging are per
+                            context, so context.c serialises the operations */
 };

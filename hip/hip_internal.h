@@ -51,11 +51,18 @@ struct pkv_hip_launch {
    * does not offer fp8 yet (no caps), so always NULL / 0 */
   const float *kv_scales;
   int has_scales;
+  /* GPU-shaped decode (kernels/decode_gpu.cl) */
+  int gpu_decode;             /* 0: the CPU-shaped pkv_decode */
+  int aligned;                /* rows 16-byte aligned: the vector variant */
+  unsigned pdiv_mul;          /* fast divmod by page_size (lib/fastdiv.h) */
+  int pdiv_shift;
+  int part_len;               /* keys per partition */
 };
 
 /* The kernels of one (dtype, head dim) instantiation. */
 struct pkv_hip_kset {
   int part; /* keys per decode partition (PKV_PART) */
+  int gpu_tile; /* keys per tile of the GPU decode kernel (PKV_G_T) */
   hipError_t (*write_kv)(const pkv_hip_launch *a);
   /* decode (+ merge when num_parts > 1) if max_q_len <= 1, else prefill */
   hipError_t (*attention)(const pkv_hip_launch *a);
@@ -73,6 +80,8 @@ extern const pkv_hip_kset pkv_hip_ksets_t2[PKV_HIP_NUM_HEAD_DIMS];
 
 /* Largest grid extent in y and z on every vendor. */
 #define PKV_HIP_MAX_GRID_YZ 65535
+/* Largest grid extent in x (blocks) on every vendor. */
+#define PKV_HIP_MAX_GRID_X 2147483647
 
 /* Page moves of one pool buffer, in 16-byte words (kernels/pages.cl):
  * copy pairs[i] = {src, dst}; gather pages[i] into staging row

@@ -88,6 +88,32 @@ static inline void pkv__attn_strides(const pkv_attn_args *a, int64_t *qts,
   *ohs = a->o_hs ? a->o_hs : D;
 }
 
+/* Bytes of one element of a cache dtype, for the backend modules, which
+ * must not call into libpagedkv (pkv_dtype_size is its export). */
+static inline size_t pkv__elem_bytes(pkv_dtype d) {
+  return d == PKV_DTYPE_F32 ? 4
+         : (d == PKV_DTYPE_FP8_E4M3 || d == PKV_DTYPE_FP8_E5M2 ||
+            d == PKV_DTYPE_INT8)
+             ? 1
+             : 2;
+}
+
+/* An attention over a dense table with host mirrors, no sinks, and q and
+ * out contiguous [num_tokens][num_q_heads][head_dim] in the cache dtype:
+ * what the GPU-shaped decode kernel implements (kernels/decode_gpu.cl). */
+static inline int pkv__attn_plain(const pkv_attn_args *a) {
+  int64_t qts, qhs, ots, ohs;
+  pkv__attn_strides(a, &qts, &qhs, &ots, &ohs);
+  const int64_t D = a->geom->head_dim, row = D * a->num_q_heads;
+  /* quantized pools (scales) go to the CPU-shaped kernels, which fold
+   * the scales; their q/out are never in the pool dtype anyway */
+  return !a->csr && !a->h_sinks && !a->h_k_scales && !a->h_v_scales &&
+         a->geom->dtype != PKV_DTYPE_INT8 && a->h_block_table && a->h_seq_lens &&
+         a->q_dtype == a->geom->dtype && a->o_dtype == a->geom->dtype &&
+         a->q_off == 0 && a->o_off == 0 && qts == row && qhs == D &&
+         ots == row && ohs == D;
+}
+
 /* Page copies (copy-on-write), applied to every pool buffer. */
 typedef struct pkv_copy_args {
   const pkv_cache_geometry *geom;
@@ -153,6 +179,11 @@ struct pkv_backend_ops {
   pkv_status (*pages_from_host)(pkv_context *ctx, const pkv_host_move_args *a);
   /* optional: the device's limits (NULL: every geometry the API accepts) */
   void (*caps)(pkv_context *ctx, pkv_backend_caps *out);
+  /* 1 when the operations above may run concurrently on one context (no
+   * mutable per-context state). Otherwise the context layer serialises
+   * them per context (doc/api.md "Threads"); list_devices, init, fini and
+   * synchronize are never serialised: a backend makes those safe itself. */
+  int thread_safe;
 };
 
 /* Backends compiled in (with --disable-modules; in a module build these

@@ -25,6 +25,9 @@ enum pkv_ocl_kernel_id {
   PKV_K_COPY_PAGES,
   PKV_K_GATHER_PAGES,
   PKV_K_SCATTER_PAGES,
+  PKV_K_CPU_COUNT, /* the kernels every program has; then the GPU ones */
+  PKV_K_DECODE_GPU = PKV_K_CPU_COUNT,
+  PKV_K_DECODE_GPU_U,
   PKV_K_COUNT
 };
 
@@ -38,6 +41,19 @@ typedef struct pkv_ocl_program {
 } pkv_ocl_program;
 
 #define PKV_OCL_MAX_PROGRAMS 32
+
+/* Which decode kernel the context runs (ocl_kernel_choice.c): the
+ * GPU-shaped one (kernels/decode_gpu.cl) on GPU devices, the CPU-shaped
+ * one on CPU devices; PKV_KERNELS=gpu|cpu forces either. */
+typedef struct pkv_ocl_kernels {
+  int gpu;       /* 1: programs carry pkv_decode_gpu and decode uses it */
+  int wave;      /* PKV_WAVE of the GPU kernel: 32 or 64 */
+  int stages;    /* PKV_STAGES: 2..4 */
+  int native_sg; /* native sub-group shuffles (cl_intel_subgroups) */
+  int poison;    /* PKV_EMU_POISON: async copies land only at the wait */
+  int unaligned; /* test hook: always the element-copy variant */
+  int late_wait; /* test hook: poisoned copies land one wait late */
+} pkv_ocl_kernels;
 
 typedef struct pkv_ocl {
   cl_platform_id platform;
@@ -56,6 +72,7 @@ typedef struct pkv_ocl {
   cl_mem scales_buf; size_t scales_bytes; /* fp8 K/V scales of the last call */
   cl_mem dummy;                         /* stands for an absent buffer */
   double last_build_seconds;            /* for tests and tools */
+  pkv_ocl_kernels kern;                 /* decode kernel choice */
 } pkv_ocl;
 
 static inline pkv_ocl *pkv_ocl_of(pkv_context *ctx) {
@@ -67,6 +84,15 @@ const char *pkv__ocl_error_name(cl_int err);
 /* pkv__fail(ctx, PKV_ERR_DEVICE, "<call>: <CL name> (<code>)"). */
 pkv_status pkv__ocl_fail(const pkv_context *ctx, const char *call, cl_int err);
 
+/* Start-up lock (ocl_device.c). ICD loaders and drivers initialise
+ * themselves on the first platform/device query and context creation, and
+ * some (PoCL among them) do not survive threads racing through that: four
+ * threads creating their first contexts at once failed with
+ * CL_INVALID_BUFFER_SIZE or no device. Every enumeration, context creation
+ * and release holds this process-wide lock. */
+void pkv__ocl_startup_lock(void);
+void pkv__ocl_startup_unlock(void);
+
 /* Devices (ocl_device.c). */
 pkv_status pkv__ocl_list_devices(pkv_device_info *out, int capacity, int *count);
 pkv_status pkv__ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
@@ -76,20 +102,28 @@ void pkv__ocl_fill_info(cl_platform_id platform, cl_device_id device, int index,
 /* Index of a device in the flat listing, -1 when absent. */
 int pkv__ocl_device_index(cl_device_id device);
 
+/* Sets o->kern from the device class and the environment. */
+void pkv__ocl_choose_kernels(pkv_ocl *o);
+/* Work-group size of the GPU decode kernel (kernels/decode_gpu.cl). */
+int pkv__ocl_gpu_decode_wg(int head_dim, int wave);
+
 /* Programs (ocl_program.c): the program for (head_dim, dtype), built on
  * first use and kept for the context's life. */
 pkv_status pkv__ocl_program_get(pkv_context *ctx, int head_dim, int dtype,
                                pkv_ocl_program **out);
 void pkv__ocl_programs_release(pkv_ocl *o);
 
-/* On-disk binary cache (ocl_bincache.c). key is 16 bytes. A missing,
- * corrupt or foreign entry yields NULL; nothing is ever trusted unchecked. */
+/* On-disk binary cache (ocl_bincache.c). key is 16 bytes; binding is the
+ * text naming what the binary is built for, which a loaded entry must
+ * carry unchanged. A missing, corrupt, foreign, mismatched or
+ * unauthenticated entry yields NULL; nothing is ever trusted unchecked. */
 unsigned char *pkv__ocl_bincache_load(const char *dir, const unsigned char *key,
-                                     size_t *size);
+                                     const char *binding, size_t *size);
 /* Writes atomically (temporary file + rename); failures are ignored: the
  * cache only saves time. */
 void pkv__ocl_bincache_store(const char *dir, const unsigned char *key,
-                            const unsigned char *data, size_t size);
+                            const char *binding, const unsigned char *data,
+                            size_t size);
 /* Path of a key's entry, for tests. */
 void pkv__ocl_bincache_path(const char *dir, const unsigned char *key,
                            char *path, size_t cap);

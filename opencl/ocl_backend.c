@@ -94,7 +94,16 @@ static void release_all(pkv_ocl *o) {
   pkv__free(o);
 }
 
+static pkv_status init_locked(pkv_context *ctx);
+
 static pkv_status ocl_init(pkv_context *ctx) {
+  pkv__ocl_startup_lock();
+  pkv_status st = init_locked(ctx);
+  pkv__ocl_startup_unlock();
+  return st;
+}
+
+static pkv_status init_locked(pkv_context *ctx) {
   pkv_ocl *o = pkv__calloc(1, sizeof *o);
   if (!o) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "OpenCL backend state");
   ctx->impl = o;
@@ -113,6 +122,7 @@ static pkv_status ocl_init(pkv_context *ctx) {
   }
   pkv__ocl_fill_info(o->platform, o->device, pkv__ocl_device_index(o->device),
                     &ctx->info);
+  pkv__ocl_choose_kernels(o);
   if (ctx->info.index < 0) ctx->info.index = 0;
   if (clGetPlatformInfo(o->platform, CL_PLATFORM_NAME, sizeof o->platform_name,
                         o->platform_name, NULL) != CL_SUCCESS)
@@ -130,7 +140,9 @@ static void ocl_fini(pkv_context *ctx) {
   pkv_ocl *o = pkv_ocl_of(ctx);
   if (!o) return;
   clFinish(o->queue);
+  pkv__ocl_startup_lock();
   release_all(o);
+  pkv__ocl_startup_unlock();
   ctx->impl = NULL;
 }
 

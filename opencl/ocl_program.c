@@ -15,7 +15,8 @@
 
 static const char *const kernel_names[PKV_K_COUNT] = {
     "pkv_write_kv",   "pkv_decode",       "pkv_decode_merge", "pkv_prefill",
-    "pkv_copy_pages", "pkv_gather_pages", "pkv_scatter_pages"};
+    "pkv_copy_pages", "pkv_gather_pages", "pkv_scatter_pages",
+    "pkv_decode_gpu", "pkv_decode_gpu_u"};
 
 static double now_s(void) {
   struct timespec ts;
@@ -53,13 +54,23 @@ static int decode_part(cl_device_id dev) {
   return PKV_OCL_PART;
 }
 
-static void build_options(cl_device_id dev, int head_dim, int dtype, int part,
-                          char *buf, size_t cap) {
-  snprintf(buf, cap,
-           "-cl-std=CL1.2 -DPKV_HEAD_DIM=%d -DPKV_DTYPE=%d -DPKV_DEC_WG=%d "
-           "-DPKV_PART=%d -DPKV_MAXG=%d -DPKV_PF_BR=%d -DPKV_PF_BK=%d",
-           head_dim, dtype, PKV_OCL_DEC_WG, part, PKV_OCL_MAXG,
-           PKV_OCL_PF_BR, prefill_tile(dev, head_dim));
+static void build_options(cl_device_id dev, const pkv_ocl_kernels *k,
+                          int head_dim, int dtype, int part, char *buf,
+                          size_t cap) {
+  int n = snprintf(buf, cap,
+                   "-cl-std=CL1.2 -DPKV_HEAD_DIM=%d -DPKV_DTYPE=%d "
+                   "-DPKV_DEC_WG=%d -DPKV_PART=%d -DPKV_MAXG=%d -DPKV_PF_BR=%d "
+                   "-DPKV_PF_BK=%d",
+                   head_dim, dtype, PKV_OCL_DEC_WG, part, PKV_OCL_MAXG,
+                   PKV_OCL_PF_BR, prefill_tile(dev, head_dim));
+  /* The GPU kernel only where it runs: a CPU device's programs stay as
+   * they were (and as fast to build). */
+  if (k->gpu && n > 0 && (size_t)n < cap)
+    snprintf(buf + n, cap - (size_t)n,
+             " -DPKV_WITH_GPU -DPKV_WAVE=%d -DPKV_STAGES=%d%s%s%s", k->wave,
+             k->stages, k->native_sg ? " -DPKV_SG_NATIVE" : "",
+             k->poison ? " -DPKV_EMU_POISON" : "",
+             k->late_wait ? " -DPKV_EMU_LATE_WAIT" : "");
 }
 
 /* The cache key: everything that can change the binary. */
@@ -84,6 +95,31 @@ static void cache_key(pkv_context *ctx, const char *options,
   XXH128_canonical_t c;
   XXH128_canonicalFromHash(&c, h);
   memcpy(key, c.digest, 16);
+}
+
+/* What an entry is bound to: everything the key hashes, in clear, plus the
+ * program's parameters, so that a loaded entry is checked against them
+ * directly and not only through a 128-bit name. */
+static void binding_text(pkv_context *ctx, const char *options, int head_dim,
+                         int dtype, char *buf, size_t cap) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  XXH3_state_t *st = XXH3_createState();
+  XXH128_hash_t h = {0, 0};
+  if (st) {
+    XXH3_128bits_reset(st);
+    for (int i = 0; i < pkv__ocl_kernel_count; i++)
+      XXH3_128bits_update(st, pkv__ocl_kernel_sources[i],
+                          strlen(pkv__ocl_kernel_sources[i]) + 1);
+    h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+  }
+  snprintf(buf, cap,
+           "pagedkv-opencl-2\ndevice=%s\nvendor=%s\ndriver=%s\n"
+           "platform=%s\ndevice_version=%s\noptions=%s\n"
+           "sources=%016llx%016llx\nhead_dim=%d\ndtype=%d\n",
+           ctx->info.name, ctx->info.vendor, ctx->info.driver, o->platform_name,
+           o->device_version, options, (unsigned long long)h.high64,
+           (unsigned long long)h.low64, head_dim, dtype);
 }
 
 /* The build log, shortened to leave room in the error message. */
@@ -113,10 +149,10 @@ static pkv_status build_failure(pkv_context *ctx, cl_program prog,
 }
 
 static cl_program from_cache(pkv_context *ctx, const unsigned char *key,
-                             const char *options) {
+                             const char *binding, const char *options) {
   pkv_ocl *o = pkv_ocl_of(ctx);
   size_t size = 0;
-  unsigned char *bin = pkv__ocl_bincache_load(o->cache_dir, key, &size);
+  unsigned char *bin = pkv__ocl_bincache_load(o->cache_dir, key, binding, &size);
   if (!bin) return NULL;
   cl_int err, status = CL_SUCCESS;
   const unsigned char *bins[1] = {bin};
@@ -135,7 +171,7 @@ static cl_program from_cache(pkv_context *ctx, const unsigned char *key,
 }
 
 static void to_cache(pkv_context *ctx, cl_program prog,
-                     const unsigned char *key) {
+                     const unsigned char *key, const char *binding) {
   pkv_ocl *o = pkv_ocl_of(ctx);
   size_t size = 0;
   if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size,
@@ -146,12 +182,13 @@ static void to_cache(pkv_context *ctx, cl_program prog,
   unsigned char *bins[1] = {bin};
   if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) ==
       CL_SUCCESS)
-    pkv__ocl_bincache_store(o->cache_dir, key, bin, size);
+    pkv__ocl_bincache_store(o->cache_dir, key, binding, bin, size);
   pkv__free(bin);
 }
 
 static pkv_status make_kernels(pkv_context *ctx, pkv_ocl_program *p) {
-  for (int k = 0; k < PKV_K_COUNT; k++) {
+  const int count = pkv_ocl_of(ctx)->kern.gpu ? PKV_K_COUNT : PKV_K_CPU_COUNT;
+  for (int k = 0; k < count; k++) {
     cl_int err;
     p->kernels[k] = clCreateKernel(p->program, kernel_names[k], &err);
     if (err != CL_SUCCESS) {
@@ -169,15 +206,18 @@ static pkv_status build(pkv_context *ctx, int head_dim, int dtype,
   pkv_ocl *o = pkv_ocl_of(ctx);
   char options[512];
   int part = decode_part(o->device);
-  build_options(o->device, head_dim, dtype, part, options, sizeof options);
+  build_options(o->device, &o->kern, head_dim, dtype, part, options,
+                sizeof options);
   unsigned char key[16];
   cache_key(ctx, options, key);
+  char binding[2048];
+  binding_text(ctx, options, head_dim, dtype, binding, sizeof binding);
   memset(p, 0, sizeof *p);
   p->head_dim = head_dim;
   p->dtype = dtype;
   p->part = part;
   if (o->cache_dir[0]) {
-    p->program = from_cache(ctx, key, options);
+    p->program = from_cache(ctx, key, binding, options);
     if (p->program) {
       if (make_kernels(ctx, p) == PKV_OK) {
         p->from_binary_cache = 1;
@@ -207,7 +247,7 @@ static pkv_status build(pkv_context *ctx, int head_dim, int dtype,
     p->program = NULL;
     return st;
   }
-  if (o->cache_dir[0]) to_cache(ctx, p->program, key);
+  if (o->cache_dir[0]) to_cache(ctx, p->program, key, binding);
   return PKV_OK;
 }
 
