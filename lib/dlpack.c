@@ -68,6 +68,16 @@ static DLDataType dl_dtype(pkv_dtype d) {
     t.code = kDLBfloat;
     t.bits = 16;
   }
+  /* quantized pools: their codes as bytes (fp8 as uint8, int8 as int8);
+   * the scales are not part of the tensor (doc/quantized.md) */
+  if (d == PKV_DTYPE_FP8_E4M3 || d == PKV_DTYPE_FP8_E5M2) {
+    t.code = kDLUInt;
+    t.bits = 8;
+  }
+  if (d == PKV_DTYPE_INT8) {
+    t.code = kDLInt;
+    t.bits = 8;
+  }
   return t;
 }
 

@@ -9,6 +9,7 @@
  * copy-on-write bit for bit, and the bad-input rules (bad scales, fp8 q)
  * give their own status and change nothing. */
 #include "pagedkv.h"
+#include "pkv_dlpack.h"
 #include "tap.h"
 
 #include <math.h>
@@ -635,6 +636,27 @@ static void test_refusals(void) {
          pkv_dtype_size(PKV_DTYPE_FP8_E4M3) == 1 &&
          pkv_dtype_size(PKV_DTYPE_FP8_E5M2) == 1,
      "fp8 elements are one byte; an unknown dtype does not convert");
+  /* DLPack: quantized pools export their codes as bytes */
+  int dl_ok = 1;
+  const pkv_dtype qd[3] = {PKV_DTYPE_FP8_E4M3, PKV_DTYPE_FP8_E5M2, PKV_DTYPE_INT8};
+  for (int i = 0; i < 3; i++) {
+    desc.dtype = qd[i];
+    DLManagedTensor *t = NULL;
+    if (pkv_cache_create(ctx, &desc, &c) != PKV_OK ||
+        pkv_cache_export_dlpack(c, 0, PKV_POOL_V, &t) != PKV_OK) {
+      dl_ok = 0;
+    } else {
+      pkv_cache_geometry g;
+      pkv_cache_get_geometry(c, &g);
+      dl_ok &= t->dl_tensor.dtype.bits == 8 &&
+               t->dl_tensor.dtype.code == (i < 2 ? kDLUInt : kDLInt) &&
+               t->dl_tensor.strides[0] == g.page_stride;
+      t->deleter(t);
+    }
+    pkv_cache_destroy(c);
+  }
+  ok(dl_ok, "DLPack export of fp8 pools is uint8 codes, of int8 pools int8 "
+            "codes with the page stride over the scales");
   pkv_context_destroy(ctx);
   /* int8 is in the CPU reference only: OpenCL refuses the dtype. */
   cd.backend = PKV_BACKEND_OPENCL;
@@ -651,7 +673,7 @@ static void test_refusals(void) {
 }
 
 int main(void) {
-  plan(2 * 5 + 5 * CACHE_TESTS + 4);
+  plan(2 * 5 + 5 * CACHE_TESTS + 5);
   for (int i = 0; i < 2; i++) test_codes(&FMTS[i]);
   for (int i = 0; i < 3; i++) test_cache(&FMTS[i], PKV_BACKEND_CPU);
   for (int i = 0; i < 2; i++) test_cache(&FMTS[i], PKV_BACKEND_OPENCL);

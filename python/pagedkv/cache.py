@@ -93,6 +93,26 @@ class Cache(Handle):
         self._check(lib.pkv_cache_get_geometry(self._h(), out))
         return _structs.to_namespace(out, "pkv_cache_geometry")
 
+    def set_kv_scales(self, layer, k_scales=None, v_scales=None):
+        """fp8 scales of one layer, one float per kv head for K and for V
+        (None leaves that side unchanged): pkv_cache_set_kv_scales."""
+        n = self.get_geometry().num_kv_heads
+        ks = ffi.NULL if k_scales is None else ffi.new("float[]", [float(x) for x in k_scales])
+        vs = ffi.NULL if v_scales is None else ffi.new("float[]", [float(x) for x in v_scales])
+        for name, arr in (("k_scales", k_scales), ("v_scales", v_scales)):
+            if arr is not None and len(arr) != n:
+                raise ValueError("%s has %d entries, the cache has %d kv heads"
+                                 % (name, len(arr), n))
+        self._check(lib.pkv_cache_set_kv_scales(self._h(), int(layer), ks, vs))
+
+    def kv_scales(self, layer):
+        """(k_scales, v_scales) lists of one layer: pkv_cache_get_kv_scales."""
+        n = self.get_geometry().num_kv_heads
+        ks = ffi.new("float[]", n)
+        vs = ffi.new("float[]", n)
+        self._check(lib.pkv_cache_get_kv_scales(self._h(), int(layer), ks, vs))
+        return list(ks), list(vs)
+
     def kv_view(self, layer):
         """The kernel-layer KVView of one layer (pkv_cache_kv_view)."""
         from .kernel import KVView
