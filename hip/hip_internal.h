@@ -51,6 +51,7 @@ struct pkv_hip_launch {
    * does not offer fp8 yet (no caps), so always NULL / 0 */
   const float *kv_scales;
   int has_scales;
+  long long scale_offset;     /* int8 pages' scale block (not offered yet) */
   /* GPU-shaped decode (kernels/decode_gpu.cl) */
   int gpu_decode;             /* 0: the CPU-shaped pkv_decode */
   int aligned;                /* rows 16-byte aligned: the vector variant */

@@ -30,7 +30,8 @@ static hipError_t PKV_KNAME(pkv_hip_write)(const pkv_hip_launch *a) {
       (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
       (pkv_i64)a->token_stride, (pkv_i64)a->k_off, (pkv_i64)a->k_ts,
       (pkv_i64)a->k_hs, (pkv_i64)a->v_off, (pkv_i64)a->v_ts, (pkv_i64)a->v_hs,
-      (pkv_i64)a->num_pages, a->src_dtype, a->kv_scales, a->has_scales);
+      (pkv_i64)a->num_pages, a->src_dtype, a->kv_scales, a->has_scales,
+      (pkv_i64)a->scale_offset);
   return hipGetLastError();
 }
 
@@ -81,7 +82,8 @@ static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
         a->window_left, flags, a->num_parts, (pkv_i64)a->q_off,
         (pkv_i64)a->q_ts, (pkv_i64)a->q_hs, (pkv_i64)a->o_off,
         (pkv_i64)a->o_ts, (pkv_i64)a->o_hs, io, (int)a->num_pages,
-        a->num_tokens, (pkv_i64)a->num_kv_indices, a->kv_scales);
+        a->num_tokens, (pkv_i64)a->num_kv_indices, a->kv_scales,
+        (pkv_i64)a->scale_offset);
     hipError_t e = hipGetLastError();
     if (e != hipSuccess || a->num_parts <= 1) return e;
     dim3 mgrid((unsigned)a->num_q_heads, (unsigned)a->num_seqs);
@@ -103,7 +105,7 @@ static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
       a->window_left, flags, (pkv_i64)a->q_off, (pkv_i64)a->q_ts,
       (pkv_i64)a->q_hs, (pkv_i64)a->o_off, (pkv_i64)a->o_ts,
       (pkv_i64)a->o_hs, io, (int)a->num_pages, a->num_tokens,
-      (pkv_i64)a->num_kv_indices, a->kv_scales);
+      (pkv_i64)a->num_kv_indices, a->kv_scales, (pkv_i64)a->scale_offset);
   return hipGetLastError();
 }
 #endif

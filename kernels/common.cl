@@ -135,8 +135,38 @@ PKV_INLINE pkv_u8 pkv_f32_to_fp8(float f, int mbits, int bias, pkv_u32 maxc,
     for (int e_ = 0; e_ < 8; e_++) t_[e_] = PKV_FP8_DEC((p)[e_]);           \
     pkv_f8_ldl(dst, t_);                                                     \
   } while (0)
+#elif PKV_DTYPE == 5
+/* int8 codes; each row's f32 scale lies in its page's scale block (see
+ * PKV_ROW_SCALE), applied by the kernels, never by these loads */
+#define pkv_elem_t pkv_i8
+#define pkv_bits_t pkv_u8
+#define PKV_LD(p, i) ((float)(p)[i])
+#define PKV_ST(v, p, i) ((p)[i] = (pkv_i8)(v))
+#define PKV_LD8(p, o)                                                        \
+  do {                                                                       \
+    for (int e_ = 0; e_ < 8; e_++) (o)[e_] = (float)(p)[e_];                \
+  } while (0)
+#define PKV_LD8V(dst, p)                                                     \
+  do {                                                                       \
+    float t_[8];                                                             \
+    for (int e_ = 0; e_ < 8; e_++) t_[e_] = (float)(p)[e_];                 \
+    pkv_f8_ldl(dst, t_);                                                     \
+  } while (0)
 #else
-#error "PKV_DTYPE must be 0 (f32), 1 (f16), 2 (bf16), 3 (e4m3) or 4 (e5m2)"
+#error "PKV_DTYPE must be 0 (f32), 1 (f16), 2 (bf16), 3 (e4m3), 4 (e5m2) or 5 (int8)"
+#endif
+
+/* int8: the f32 scale of token t of kv head h in page `page` of a pool
+ * (bytes: page * page_stride + scale_offset + (h * page_size + t) * 4);
+ * 1 for every other dtype (a constant the compiler folds away). */
+#undef PKV_ROW_SCALE
+#if PKV_DTYPE == 5
+#define PKV_ROW_SCALE(pool, page, h, t)                                      \
+  (((const PKV_GLOBAL float *)((const PKV_GLOBAL pkv_u8 *)(pool) +           \
+                               (page) * page_stride + scale_offset))         \
+       [(pkv_i64)(h) * page_size + (t)])
+#else
+#define PKV_ROW_SCALE(pool, page, h, t) 1.0f
 #endif
 
 /* Score of key j for a query at position qpos, given the dot product; the

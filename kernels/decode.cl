@@ -36,8 +36,11 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
     int window_left, int flags, int num_parts, pkv_i64 q_off, pkv_i64 q_ts,
     pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
     int num_pages, int num_tokens, pkv_i64 num_kv_indices,
-    PKV_GLOBAL const float *kv_scales) {
+    PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset) {
   PKV_LOCAL_DECL float q_s[PKV_MAXG * PKV_HEAD_DIM];
+#if PKV_DTYPE == 5
+  PKV_LOCAL_DECL float vrs[PKV_PART]; /* int8: V row scale of each key */
+#endif
   PKV_LOCAL_DECL float big[PKV_DEC_BIG]; /* scores, then V partial sums */
   PKV_LOCAL_DECL float red[PKV_MAXG * PKV_DEC_WG];
   PKV_LOCAL_DECL float ml[2 * PKV_MAXG];
@@ -85,10 +88,17 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
   for (int k = tid * run_k; k < k_end; k++) {
     int j = kbeg + k;
     int pg = j / page_size;
-    const pkv_i64 off = pkv_page_at(bt, pg, num_pages) * page_stride + kvh * head_stride +
+    const pkv_i64 kpage = pkv_page_at(bt, pg, num_pages);
+    const pkv_i64 off = kpage * page_stride + kvh * head_stride +
                         (pkv_i64)(j - pg * page_size) * token_stride;
     const PKV_GLOBAL pkv_elem_t *kp = k_pool + off;
     koff[k] = off;
+    /* int8: the key's row scale multiplies its dot product, the value's
+     * its softmax weight (below); 1 otherwise */
+    const float krs = PKV_ROW_SCALE(k_pool, kpage, kvh, j - pg * page_size);
+#if PKV_DTYPE == 5
+    vrs[k] = PKV_ROW_SCALE(v_pool, kpage, kvh, j - pg * page_size);
+#endif
 #if (defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)) && PKV_MAXG >= 4
     if (gn == 4) {
       /* The common GQA group of four: each K chunk is loaded (and
@@ -124,13 +134,13 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
         sl2 = alibi[qh0 + 2];
         sl3 = alibi[qh0 + 3];
       }
-      big[k] = PKV_SCORE(pkv_f8_hsum(a00) + pkv_f8_hsum(a01), scale, softcap, sl0, j, qpos);
+      big[k] = PKV_SCORE((pkv_f8_hsum(a00) + pkv_f8_hsum(a01)) * krs, scale, softcap, sl0, j, qpos);
       big[PKV_PART + k] =
-          PKV_SCORE(pkv_f8_hsum(a10) + pkv_f8_hsum(a11), scale, softcap, sl1, j, qpos);
+          PKV_SCORE((pkv_f8_hsum(a10) + pkv_f8_hsum(a11)) * krs, scale, softcap, sl1, j, qpos);
       big[2 * PKV_PART + k] =
-          PKV_SCORE(pkv_f8_hsum(a20) + pkv_f8_hsum(a21), scale, softcap, sl2, j, qpos);
+          PKV_SCORE((pkv_f8_hsum(a20) + pkv_f8_hsum(a21)) * krs, scale, softcap, sl2, j, qpos);
       big[3 * PKV_PART + k] =
-          PKV_SCORE(pkv_f8_hsum(a30) + pkv_f8_hsum(a31), scale, softcap, sl3, j, qpos);
+          PKV_SCORE((pkv_f8_hsum(a30) + pkv_f8_hsum(a31)) * krs, scale, softcap, sl3, j, qpos);
       continue;
     }
 #endif
@@ -148,7 +158,7 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
         a1 = pkv_f8_fma(q1, k1, a1);
       }
       float slope = (flags & 1) ? alibi[qh0 + g] : 0.0f;
-      big[g * PKV_PART + k] = PKV_SCORE(pkv_f8_hsum(a0) + pkv_f8_hsum(a1),
+      big[g * PKV_PART + k] = PKV_SCORE((pkv_f8_hsum(a0) + pkv_f8_hsum(a1)) * krs,
                                         scale, softcap, slope, j, qpos);
     }
   }
@@ -209,6 +219,13 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
   }
   if (tid == 0)
     for (int g = 0; g < gn; g++) ml[PKV_MAXG + g] = red[g * PKV_DEC_WG];
+#if PKV_DTYPE == 5
+  /* int8: the softmax weights (their sum is taken) times each value
+   * row's scale, so the V pass below sums p * scale * code */
+  for (int k = tid; k < n; k += PKV_DEC_WG)
+    for (int g = 0; g < gn; g++) big[g * PKV_PART + k] *= vrs[k];
+  PKV_BARRIER();
+#endif
 
   /* V: work-item (chunk c, key stream ks) sums p * V over its keys. */
   const int c = tid % PKV_NCH, ks = tid / PKV_NCH;

@@ -27,7 +27,7 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
     int causal, int window_left, int flags, pkv_i64 q_off, pkv_i64 q_ts,
     pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
     int num_pages, int num_tokens, pkv_i64 num_kv_indices,
-    PKV_GLOBAL const float *kv_scales) {
+    PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset) {
   PKV_LOCAL_DECL float k_s[PKV_PF_BK * PKV_HEAD_DIM];
   PKV_LOCAL_DECL float v_s[PKV_PF_BK * PKV_HEAD_DIM];
 
@@ -88,6 +88,14 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
       pkv_f8 tk, tv;
       PKV_LD8V(tk, k_pool + off);
       PKV_LD8V(tv, v_pool + off);
+#if PKV_DTYPE == 5
+      { /* int8: each row times its (token, head) scale from the page */
+        const pkv_i64 pp = pkv_page_at(bt, pg, num_pages);
+        const int tt = j - pg * page_size;
+        tk = pkv_f8_axpy(PKV_ROW_SCALE(k_pool, pp, kvh, tt), tk, pkv_f8_zero());
+        tv = pkv_f8_axpy(PKV_ROW_SCALE(v_pool, pp, kvh, tt), tv, pkv_f8_zero());
+      }
+#endif
       pkv_f8_stl(tk, k_s + kk * PKV_HEAD_DIM + c * 8);
       pkv_f8_stl(tv, v_s + kk * PKV_HEAD_DIM + c * 8);
     }

@@ -13,7 +13,8 @@ PKV_KERNEL void PKV_KNAME(pkv_write_kv)(
     int page_size, pkv_i64 page_stride, pkv_i64 head_stride,
     pkv_i64 token_stride, pkv_i64 k_off, pkv_i64 k_ts, pkv_i64 k_hs,
     pkv_i64 v_off, pkv_i64 v_ts, pkv_i64 v_hs, pkv_i64 num_pages,
-    int src_dtype, PKV_GLOBAL const float *kv_scales, int has_scales) {
+    int src_dtype, PKV_GLOBAL const float *kv_scales, int has_scales,
+    pkv_i64 scale_offset) {
   pkv_i64 gid = (pkv_i64)PKV_GROUP(0) * PKV_LSIZE(0) + PKV_LID(0);
   pkv_i64 per_token = (pkv_i64)num_kv_heads * PKV_NCH;
   if (gid >= n * per_token) return;
@@ -29,6 +30,44 @@ PKV_KERNEL void PKV_KNAME(pkv_write_kv)(
                 c * 8;
   pkv_i64 ks = k_off + t * k_ts + h * k_hs + c * 8;
   pkv_i64 vs = v_off + t * v_ts + h * v_hs + c * 8;
+#if PKV_DTYPE == 5
+  /* int8 (never a bitwise copy: the layer above refuses int8 rows): the
+   * scale max|x|/127 of the whole row, which every chunk's work-item
+   * computes and chunk 0 stores in the page's scale block; codes rounded
+   * to nearest even within -127..127. A NaN/Inf in the row makes its
+   * scale NaN and its codes 0 (the CPU reference's rule). */
+  (void)kv_scales;
+  (void)has_scales;
+  const pkv_i64 k0 = k_off + t * k_ts + h * k_hs, v0 = v_off + t * v_ts + h * v_hs;
+  float ka = 0.0f, va = 0.0f;
+  int kbad = 0, vbad = 0;
+  for (int e = 0; e < PKV_HEAD_DIM; e++) {
+    const float x = pkv_ld_io(k, k0 + e, src_dtype), y = pkv_ld_io(v, v0 + e, src_dtype);
+    kbad |= !(x - x == 0.0f); /* NaN or Inf */
+    vbad |= !(y - y == 0.0f);
+    ka = pkv_fmaxf(ka, x < 0.0f ? -x : x);
+    va = pkv_fmaxf(va, y < 0.0f ? -y : y);
+  }
+  const float ksc = kbad ? pkv_as_float(0x7fc00000u) : ka / 127.0f;
+  const float vsc = vbad ? pkv_as_float(0x7fc00000u) : va / 127.0f;
+  PKV_GLOBAL pkv_i8 *ke = (PKV_GLOBAL pkv_i8 *)k_pool;
+  PKV_GLOBAL pkv_i8 *ve = (PKV_GLOBAL pkv_i8 *)v_pool;
+  for (int e = 0; e < 8; e++) {
+    float kc = (kbad || ksc == 0.0f) ? 0.0f : pkv_rintf(pkv_ld_io(k, ks + e, src_dtype) / ksc);
+    float vc = (vbad || vsc == 0.0f) ? 0.0f : pkv_rintf(pkv_ld_io(v, vs + e, src_dtype) / vsc);
+    kc = kc > 127.0f ? 127.0f : kc < -127.0f ? -127.0f : kc;
+    vc = vc > 127.0f ? 127.0f : vc < -127.0f ? -127.0f : vc;
+    ke[dst + e] = (pkv_i8)kc;
+    ve[dst + e] = (pkv_i8)vc;
+  }
+  if (c == 0) {
+    const pkv_i64 sb = page * page_stride + scale_offset +
+                       ((pkv_i64)h * page_size + off) * 4;
+    *(PKV_GLOBAL float *)((PKV_GLOBAL pkv_u8 *)k_pool + sb) = ksc;
+    *(PKV_GLOBAL float *)((PKV_GLOBAL pkv_u8 *)v_pool + sb) = vsc;
+  }
+#else
+  (void)scale_offset;
   if (src_dtype == PKV_DTYPE) {
     const PKV_GLOBAL pkv_bits_t *kb = (const PKV_GLOBAL pkv_bits_t *)k;
     const PKV_GLOBAL pkv_bits_t *vb = (const PKV_GLOBAL pkv_bits_t *)v;
@@ -46,4 +85,5 @@ PKV_KERNEL void PKV_KNAME(pkv_write_kv)(
       PKV_ST(pkv_ld_io(v, vs + e, src_dtype) / vd, ve, dst + e);
     }
   }
+#endif
 }

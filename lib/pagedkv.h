@@ -204,7 +204,7 @@ typedef enum pkv_dtype {
   /* int8 codes with one f32 scale per (token, kv head) for K and for V,
    * scale = max|x| / 127, stored in the page after the codes (geometry
    * scale_offset), so a page is self-contained. Written only from
-   * f32/f16/bf16 rows (pkv_kv_write); CPU reference only for now. */
+   * f32/f16/bf16 rows (pkv_kv_write); CPU reference and OpenCL. */
   PKV_DTYPE_INT8 = 5
 } pkv_dtype;
 

@@ -207,10 +207,11 @@ static pkv_status ocl_synchronize(pkv_context *ctx) {
   return err == CL_SUCCESS ? PKV_OK : pkv__ocl_fail(ctx, "clFinish", err);
 }
 
-/* The portable kernels read and write fp8 (kernels/common.cl). */
+/* The portable kernels read and write fp8 and int8 (kernels/common.cl). */
 static void ocl_caps(pkv_context *ctx, pkv_backend_caps *out) {
   (void)ctx;
-  out->dtypes |= (1u << PKV_DTYPE_FP8_E4M3) | (1u << PKV_DTYPE_FP8_E5M2);
+  out->dtypes |= (1u << PKV_DTYPE_FP8_E4M3) | (1u << PKV_DTYPE_FP8_E5M2) |
+                 (1u << PKV_DTYPE_INT8);
 }
 
 const pkv_backend_ops pkv__opencl_backend = {

@@ -109,8 +109,9 @@ pkv_status pkv__ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   ARG(x, kp); ARG(x, vp); ARG(x, k); ARG(x, v); ARG(x, slots); ARG(x, n);
   ARG(x, heads); ARG(x, page_size); ARG(x, ps); ARG(x, hs); ARG(x, ts);
   ARG(x, koff); ARG(x, kts_); ARG(x, khs_); ARG(x, voff); ARG(x, vts_);
+  cl_long soff = (cl_long)g->scale_offset;
   ARG(x, vhs_); ARG(x, npages); ARG(x, src_dt); ARG(x, scales);
-  ARG(x, has_scales);
+  ARG(x, has_scales); ARG(x, soff);
   size_t local = 64, items;
   if (!pkv__mul3_size((size_t)n, (size_t)heads, (size_t)(g->head_dim / 8),
                       &items) || items > (size_t)-1 - local)
@@ -175,6 +176,7 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
                      &scales, &has_scales);
   if (st != PKV_OK) return st;
   if (has_scales) flags |= 16;
+  cl_long soff = (cl_long)g->scale_offset; /* int8: the pages' scale block */
   /* Dense: pages = block_table (+ seq_lens); CSR: pages = kv_indices (+
    * kv_indptr, kv_last_page_len). Absent arrays are the dummy buffer. */
   cl_mem bt = o->dummy, sl = o->dummy, kvi = o->dummy, kvl = o->dummy;
@@ -258,7 +260,7 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
       ARG(x, causal); ARG(x, window); ARG(x, flags); ARG(x, parts);
       ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off); ARG(x, o_ts);
       ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok); ARG(x, nkvi);
-      ARG(x, scales);
+      ARG(x, scales); ARG(x, soff);
       size_t local[3] = {PKV_OCL_DEC_WG, 1, 1};
       size_t global[3] = {(size_t)parts * PKV_OCL_DEC_WG,
                           (size_t)g->num_kv_heads * chunks, (size_t)a->num_seqs};
@@ -282,7 +284,7 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
   ARG(x, scale); ARG(x, softcap); ARG(x, causal); ARG(x, window);
   ARG(x, flags); ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off);
   ARG(x, o_ts); ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok);
-  ARG(x, nkvi); ARG(x, scales);
+  ARG(x, nkvi); ARG(x, scales); ARG(x, soff);
   size_t rows = (size_t)a->max_q_len * (size_t)group;
   size_t local[3] = {PKV_OCL_PF_BR, 1, 1};
   size_t global[3] = {round_up(rows, PKV_OCL_PF_BR), (size_t)g->num_kv_heads,

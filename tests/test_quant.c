@@ -238,7 +238,9 @@ static int int8_row_bad(const uint8_t *pool, const pkv_cache_geometry *g,
   double amax = 0;
   for (int d = 0; d < D; d++)
     if (fabs(x[d]) > amax) amax = fabs(x[d]);
-  if (s != (float)(amax / 127.0)) return 1;
+  /* the quotient rounded to f32 (an f32 division on a device: within an
+   * ulp) */
+  if (!(fabs((double)s - amax / 127.0) <= 1.2e-7 * amax / 127.0)) return 1;
   int top = 0;
   for (int d = 0; d < D; d++) {
     int c = (int8_t)pool[page * g->page_stride + h * g->head_stride +
@@ -658,25 +660,13 @@ static void test_refusals(void) {
   ok(dl_ok, "DLPack export of fp8 pools is uint8 codes, of int8 pools int8 "
             "codes with the page stride over the scales");
   pkv_context_destroy(ctx);
-  /* int8 is in the CPU reference only: OpenCL refuses the dtype. */
-  cd.backend = PKV_BACKEND_OPENCL;
-  if (pkv_context_create(&cd, &ctx) != PKV_OK) {
-    skip(1, "no OpenCL device");
-    return;
-  }
-  desc.dtype = PKV_DTYPE_INT8;
-  pkv_status st = pkv_cache_create(ctx, &desc, &c);
-  ok(st == PKV_ERR_UNSUPPORTED, "OpenCL: an int8 cache is PKV_ERR_UNSUPPORTED: %s",
-     pkv_last_error(ctx));
-  if (st == PKV_OK) pkv_cache_destroy(c);
-  pkv_context_destroy(ctx);
 }
 
 int main(void) {
-  plan(2 * 5 + 5 * CACHE_TESTS + 5);
+  plan(2 * 5 + 6 * CACHE_TESTS + 4);
   for (int i = 0; i < 2; i++) test_codes(&FMTS[i]);
   for (int i = 0; i < 3; i++) test_cache(&FMTS[i], PKV_BACKEND_CPU);
-  for (int i = 0; i < 2; i++) test_cache(&FMTS[i], PKV_BACKEND_OPENCL);
+  for (int i = 0; i < 3; i++) test_cache(&FMTS[i], PKV_BACKEND_OPENCL);
   test_refusals();
   return done_testing();
 }

@@ -49,6 +49,9 @@ typedef struct ccase {
 static int is_fp8(pkv_dtype d) {
   return d == PKV_DTYPE_FP8_E4M3 || d == PKV_DTYPE_FP8_E5M2;
 }
+/* The dtype of the generated K/V/q rows: the cache's, except int8, whose
+ * rows are f32 quantized by the library on write (a scale per row). */
+static pkv_dtype data_dt(pkv_dtype d) { return d == PKV_DTYPE_INT8 ? PKV_DTYPE_F32 : d; }
 
 /* The dtype of q and out of a case. */
 static pkv_dtype io_dt(const ccase *c) { return c->io ? (pkv_dtype)(c->io - 1) : c->dt; }
@@ -100,15 +103,17 @@ typedef struct cdata {
 
 static void *rand_rows(const ccase *c, size_t rows, int heads, float value) {
   size_t n = rows * (size_t)heads * (size_t)c->dim;
-  void *p = malloc(n * pkv_dtype_size(c->dt) + 1);
+  const pkv_dtype dd = data_dt(c->dt);
+  void *p = malloc(n * pkv_dtype_size(dd) + 1);
   for (size_t i = 0; i < n; i++) {
     float x = value != 0 ? value : urand();
     const size_t r = i / (size_t)c->dim, e = i % (size_t)c->dim;
-    /* fp8 special rows (stored unscaled: the codes the kernels read) */
+    /* fp8/int8 special rows (fp8 stored unscaled: the codes the kernels
+     * read; int8: the outlier sets its row's scale) */
     if (c->special == 1 && e == (r * 7) % (size_t)c->dim)
       x = (r & 1) ? -1e6f : 1e6f; /* saturates to +-max */
     if (c->special == 2 && r % 3 == 0) x = 0.0f;
-    put(p, c->dt, i, x);
+    put(p, dd, i, x);
   }
   return p;
 }
@@ -192,9 +197,28 @@ static pkv_buffer *upload(pkv_context *ctx, const void *src, size_t bytes) {
   return b;
 }
 
+/* int8: f32 rows written through the kernel-level layer (quantized by
+ * the library, one scale per row) into slots. */
+static pkv_status write_f32_rows(pkv_context *ctx, pkv_cache *cache,
+                                 pkv_buffer *kb, pkv_buffer *vb,
+                                 pkv_buffer *slots, int64_t n) {
+  pkv_kv_view view;
+  pkv_tensor kt, vt;
+  pkv_kv_view_init(&view);
+  pkv_tensor_init(&kt);
+  pkv_tensor_init(&vt);
+  kt.buf = kb;
+  vt.buf = vb;
+  pkv_status st = pkv_cache_flush(cache);
+  if (st == PKV_OK) st = pkv_cache_kv_view(cache, 0, &view);
+  if (st == PKV_OK) st = pkv_kv_write(ctx, &view, slots, NULL, n, &kt, &vt);
+  return st;
+}
+
 static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
                char *err, size_t errcap) {
-  const size_t es = pkv_dtype_size(c->dt);
+  const size_t es = pkv_dtype_size(data_dt(c->dt));
+  const size_t pes = pkv_dtype_size(c->dt); /* pool element */
   const int nq = c->nkv * c->group;
   const size_t row = (size_t)c->nkv * c->dim, qrow = (size_t)nq * c->dim;
   const size_t on = (size_t)d->ntok * qrow;
@@ -229,10 +253,13 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
   pkv_buffer *pools[2];
   CHECK(pkv_cache_kv(cache, 0, &pools[0], &pools[1]));
   for (int i = 0; i < 2; i++) {
-    size_t n = pkv_buffer_size(pools[i]) / es;
-    void *tmp = malloc(n * es);
-    for (size_t j = 0; j < n; j++) put(tmp, c->dt, j, NAN);
-    pkv_status st = pkv_buffer_upload(pools[i], 0, tmp, n * es);
+    size_t n = pkv_buffer_size(pools[i]) / pes;
+    void *tmp = malloc(n * pes);
+    if (c->dt == PKV_DTYPE_INT8) /* codes -1, scales -NaN: never read */
+      memset(tmp, 0xff, n);
+    else
+      for (size_t j = 0; j < n; j++) put(tmp, c->dt, j, NAN);
+    pkv_status st = pkv_buffer_upload(pools[i], 0, tmp, n * pes);
     free(tmp);
     CHECK(st);
   }
@@ -252,7 +279,10 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
     vb = upload(ctx, d->hist_v[s], (size_t)h * row * es);
     sb = upload(ctx, slots, sizeof(int64_t) * (size_t)h);
     if (!kb || !vb || !sb) CHECK(PKV_ERR_NO_MEMORY);
-    CHECK(pkv_write_kv_slots(cache, 0, kb, vb, sb, h));
+    if (c->dt == PKV_DTYPE_INT8)
+      CHECK(write_f32_rows(ctx, cache, kb, vb, sb, h));
+    else
+      CHECK(pkv_write_kv_slots(cache, 0, kb, vb, sb, h));
     pkv_buffer_destroy(kb);
     pkv_buffer_destroy(vb);
     pkv_buffer_destroy(sb);
@@ -268,7 +298,13 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
     kb = upload(ctx, d->new_k, (size_t)d->ntok * row * es);
     vb = upload(ctx, d->new_v, (size_t)d->ntok * row * es);
     if (!kb || !vb) CHECK(PKV_ERR_NO_MEMORY);
-    CHECK(pkv_write_kv(batch, 0, kb, vb));
+    if (c->dt == PKV_DTYPE_INT8) {
+      pkv_batch_device dev;
+      CHECK(pkv_batch_get_device(batch, &dev));
+      CHECK(write_f32_rows(ctx, cache, kb, vb, dev.slot_mapping, d->ntok));
+    } else {
+      CHECK(pkv_write_kv(batch, 0, kb, vb));
+    }
   }
   pkv_attn_params p;
   pkv_attn_params_init(&p, nq);
@@ -291,7 +327,7 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
     for (size_t i = 0; i < q_elems; i++) put(qh, io, i, 0.5f);
     for (int t = 0; t < d->ntok; t++)
       for (size_t e = 0; e < qrow; e++)
-        put(qh, io, (size_t)t * (size_t)q_ts + e, get(d->q, c->dt, (size_t)t * qrow + e));
+        put(qh, io, (size_t)t * (size_t)q_ts + e, get(d->q, data_dt(c->dt), (size_t)t * qrow + e));
     qb = upload(ctx, qh, q_elems * ies);
     free(qh);
     ob = nan_buffer(ctx, io, o_elems);
@@ -395,6 +431,7 @@ static void case_name(const ccase *c, char *buf, size_t cap) {
   if (c->strided) n += snprintf(buf + n, cap - (size_t)n, " strided-q/out");
   if (c->io) n += snprintf(buf + n, cap - (size_t)n, " q/out %s", dt_name(io_dt(c)));
   if (is_fp8(c->dt)) n += snprintf(buf + n, cap - (size_t)n, " scales");
+  if (c->dt == PKV_DTYPE_INT8) n += snprintf(buf + n, cap - (size_t)n, " row-scales");
   if (c->special == 1) n += snprintf(buf + n, cap - (size_t)n, " outliers>max");
   if (c->special == 2) n += snprintf(buf + n, cap - (size_t)n, " zero-rows");
   n += snprintf(buf + n, cap - (size_t)n, " kv/q:");
@@ -424,7 +461,7 @@ static void check_case(pkv_context *test, pkv_context *ref, const ccase *c,
      * ~1e3), f16/bf16 outputs 1.5e-2 + 1e-2 relative (their rounding). */
     const pkv_dtype od = io_dt(c);
     const double atol = od == PKV_DTYPE_F32 ? 1e-4 : 1.5e-2,
-                 rtol = od == PKV_DTYPE_F32 ? (is_fp8(c->dt) ? 1e-4 : 0) : 1e-2;
+                 rtol = od == PKV_DTYPE_F32 ? (is_fp8(c->dt) || c->dt == PKV_DTYPE_INT8 ? 1e-4 : 0) : 1e-2;
     /* Saturated fp8 outliers (up to 57344 x scale) make scores of ~1e3
      * and V values of ~1e5: the f32 rounding of such a score (~1e-4
      * relative after the softmax) reaches every output through the
@@ -643,8 +680,7 @@ static void build_grid(int full) {
   add(k6);
   /* Quantized K/V (fp8, per-head scales): decode with partitions and
    * prefill, both layouts, q/out f32 or f16; outliers beyond the format's
-   * range (saturated on store), zero rows. int8 is in the CPU reference
-   * only, so it is not in the grid (tests/test_quant checks it). */
+   * range (saturated on store), zero rows. */
   for (int t = 0; t < 2; t++) {
     const pkv_dtype qd = t ? PKV_DTYPE_FP8_E5M2 : PKV_DTYPE_FP8_E4M3;
     ccase q1 = base(128, qd, t ? PKV_LAYOUT_NHD : PKV_LAYOUT_HND, 16, 2, 4);
@@ -670,6 +706,31 @@ static void build_grid(int full) {
     q4.csr = 1;
     q4.sinks = 1;
     add(q4);
+  }
+  /* int8 (a scale per token and head in the page; rows written from f32
+   * by the library on both sides): decode past a partition, prefill,
+   * outliers and zero rows. */
+  {
+    ccase i1 = base(128, PKV_DTYPE_INT8, PKV_LAYOUT_HND, 16, 2, 4);
+    seq(&i1, 1, 1);
+    seq(&i1, 33, 1);
+    seq(&i1, full ? 5000 : 2600, 1);
+    i1.io = 1 + PKV_DTYPE_F16;
+    add(i1);
+    ccase i2 = base(64, PKV_DTYPE_INT8, PKV_LAYOUT_NHD, 8, 1, 5);
+    seq(&i2, 100, 33);
+    seq(&i2, 9, 9);
+    i2.io = 1 + PKV_DTYPE_F32;
+    i2.special = 1;
+    add(i2);
+    ccase i3 = base(128, PKV_DTYPE_INT8, PKV_LAYOUT_NHD, 16, 2, 4);
+    seq(&i3, 300, 1);
+    seq(&i3, 40, 7);
+    i3.io = 1 + PKV_DTYPE_F32;
+    i3.special = 2;
+    i3.csr = 1;
+    i3.sinks = 1;
+    add(i3);
   }
   /* 50 repeated runs, bitwise identical: decode with a merge, and prefill. */
   ccase r = base(128, PKV_DTYPE_F16, PKV_LAYOUT_HND, 16, 2, 4);

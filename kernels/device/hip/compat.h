@@ -104,6 +104,7 @@ typedef int pkv_i32;
 typedef unsigned int pkv_u32;
 typedef unsigned short pkv_u16;
 typedef unsigned char pkv_u8;
+typedef signed char pkv_i8;
 #define pkv_rintf(x) rintf(x)
 /* half/bf16 conversions come from the backend header (hip/ or the CUDA
  * mapping), which defines pkv_load_f16 / pkv_store_f16 before including

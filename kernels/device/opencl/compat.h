@@ -20,6 +20,7 @@ typedef int pkv_i32;
 typedef uint pkv_u32;
 typedef ushort pkv_u16;
 typedef uchar pkv_u8;
+typedef char pkv_i8;
 #define pkv_rintf(x) rint(x)
 #define pkv_load_f16(p, i) vload_half((i), (p))
 #define pkv_store_f16(v, p, i) vstore_half_rte((v), (i), (p))
