@@ -129,12 +129,43 @@ PKV_INLINE pkv_u8 pkv_f32_to_fp8(float f, int mbits, int bias, pkv_u32 maxc,
   do {                                                                       \
     for (int e_ = 0; e_ < 8; e_++) (o)[e_] = PKV_FP8_DEC((p)[e_]);          \
   } while (0)
+#if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
+/* Eight codes at once, branch-free on the vector type (a CPU device runs
+ * the scalar decoder per element otherwise): normal codes by rebiasing
+ * the exponent, subnormals as code * 2^-(bias - 1 + mbits), then the
+ * special codes. Exact, like pkv_e4m3_to_f32 / pkv_e5m2_to_f32. */
+#if PKV_DTYPE == 3
+#define PKV_LD8V(dst, p)                                                     \
+  do {                                                                       \
+    const uint8 b_ = convert_uint8(vload8(0, (const PKV_GLOBAL uchar *)(p))); \
+    const uint8 s_ = (b_ & 0x80u) << 24, em_ = b_ & 0x7fu;                   \
+    const float8 n_ = as_float8(s_ | ((em_ + (120u << 3)) << 20));           \
+    const float8 u_ =                                                        \
+        as_float8(s_ | as_uint8(convert_float8(em_) * (1.0f / 512.0f)));     \
+    (dst) = select(select(n_, u_, em_ < 8u), as_float8(s_ | 0x7fc00000u),   \
+                   em_ == 0x7fu);                                            \
+  } while (0)
+#else
+#define PKV_LD8V(dst, p)                                                     \
+  do {                                                                       \
+    const uint8 b_ = convert_uint8(vload8(0, (const PKV_GLOBAL uchar *)(p))); \
+    const uint8 s_ = (b_ & 0x80u) << 24, em_ = b_ & 0x7fu;                   \
+    const float8 n_ = as_float8(s_ | ((em_ + (112u << 2)) << 21));           \
+    const float8 u_ =                                                        \
+        as_float8(s_ | as_uint8(convert_float8(em_) * (1.0f / 65536.0f)));   \
+    (dst) = select(select(n_, u_, em_ < 4u),                                 \
+                   as_float8(s_ | 0x7f800000u | ((em_ & 3u) << 21)),         \
+                   em_ >= 0x7cu);                                            \
+  } while (0)
+#endif
+#else
 #define PKV_LD8V(dst, p)                                                     \
   do {                                                                       \
     float t_[8];                                                             \
     for (int e_ = 0; e_ < 8; e_++) t_[e_] = PKV_FP8_DEC((p)[e_]);           \
     pkv_f8_ldl(dst, t_);                                                     \
   } while (0)
+#endif
 #elif PKV_DTYPE == 5
 /* int8 codes; each row's f32 scale lies in its page's scale block (see
  * PKV_ROW_SCALE), applied by the kernels, never by these loads */
