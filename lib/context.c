@@ -2,6 +2,7 @@
 /* Backend registry and contexts. */
 #include "alloc.h"
 #include "backend.h"
+#include "struct_size.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -76,15 +77,28 @@ pkv_status pkv_list_devices(pkv_backend_kind backend, pkv_device_info *out,
                     "backend '%s' is not compiled into this library",
                     pkv_backend_name(backend));
   }
-  return ops->list_devices(out, capacity, count);
-}
-
-void pkv_context_desc_init(pkv_context_desc *desc) {
-  if (!desc) return;
-  memset(desc, 0, sizeof *desc);
-  desc->backend = PKV_BACKEND_AUTO;
-  desc->device = -1;
-  desc->platform = -1;
+  if (capacity == 0) return ops->list_devices(NULL, 0, count);
+  /* The caller's array has its own element size (out[0].struct_size):
+   * list into one of ours, then copy each entry at the caller's stride. */
+  pkv_status st = pkv__struct_out_check(NULL, "out[0]", out, PKV__V1_DEVICE_INFO);
+  if (st != PKV_OK) return st;
+  const size_t stride = pkv__struct_size_of(out);
+  int total = 0;
+  if ((st = ops->list_devices(NULL, 0, &total)) != PKV_OK) return st;
+  int n = total < capacity ? total : capacity;
+  pkv_device_info *tmp = pkv__calloc(n > 0 ? (size_t)n : 1, sizeof *tmp);
+  if (!tmp)
+    return pkv__fail(NULL, PKV_ERR_NO_MEMORY, "device list of %d entries", n);
+  if ((st = ops->list_devices(tmp, n, &total)) == PKV_OK) {
+    for (int i = 0; i < n; i++) {
+      char *dst = (char *)out + (size_t)i * stride;
+      memcpy(dst, &stride, sizeof stride);
+      pkv__struct_out(dst, &tmp[i], sizeof tmp[i]);
+    }
+    *count = total;
+  }
+  pkv__free(tmp);
+  return st;
 }
 
 /* AUTO prefers a real GPU: HIP, then an OpenCL GPU, then the CPU reference.
@@ -107,10 +121,12 @@ static pkv_backend_kind auto_backend(void) {
 pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
   if (!out) return pkv__fail(NULL, PKV_ERR_NULL, "out is NULL");
   pkv_context_desc d;
-  if (desc)
-    d = *desc;
-  else
-    pkv_context_desc_init(&d);
+  pkv_context_desc_init(&d);
+  if (desc) {
+    pkv_status st = pkv__struct_in(NULL, "desc", desc, PKV__V1_CONTEXT_DESC,
+                                   &d, sizeof d);
+    if (st != PKV_OK) return st;
+  }
   if ((int)d.backend < 0 || (int)d.backend >= PKV_BACKEND_COUNT)
     return pkv__fail(NULL, PKV_ERR_INVALID, "desc->backend %d is unknown",
                     (int)d.backend);
@@ -173,7 +189,9 @@ pkv_backend_kind pkv_context_backend(const pkv_context *ctx) {
 pkv_status pkv_context_device_info(pkv_context *ctx, pkv_device_info *out) {
   if (!ctx) return pkv__fail(NULL, PKV_ERR_NULL, "ctx is NULL");
   if (!out) return pkv__fail(ctx, PKV_ERR_NULL, "out is NULL");
-  *out = ctx->info;
+  pkv_status st = pkv__struct_out_check(ctx, "out", out, PKV__V1_DEVICE_INFO);
+  if (st != PKV_OK) return st;
+  pkv__struct_out(out, &ctx->info, sizeof ctx->info);
   return PKV_OK;
 }
 

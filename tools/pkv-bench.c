@@ -636,6 +636,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   pkv_device_info info;
+  pkv_device_info_init(&info);
   pkv_context_device_info(ctx, &info);
   pkv_backend_kind kind = pkv_context_backend(ctx);
   const char *bname = pkv_backend_name(kind);

@@ -536,6 +536,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   pkv_device_info info;
+  pkv_device_info_init(&info);
   pkv_context_device_info(test, &info);
   printf("1..%d\n", ncases);
   printf("# pkv-conformance %s: %s backend, device %d '%s' (%s%s%s), %s grid\n",

@@ -435,7 +435,10 @@ static int count_state(const sim *s, int state) {
  * one, else a prefix match in its tenant's namespace. */
 static void open_seq(sim *s, req *r, int64_t *reused, int *from_session) {
   session *ss = &s->sessions[r->sess];
-  pkv_seq_desc d = {r->cls, s->tenants[r->tenant].ns};
+  pkv_seq_desc d;
+  pkv_seq_desc_init(&d);
+  d.priority_class = r->cls;
+  d.namespace_id = s->tenants[r->tenant].ns;
   *reused = 0;
   *from_session = 0;
   if (r->turn > 0 && ss->closed && !r->recompute && !r->child) {
@@ -629,6 +632,7 @@ static void swap_ins(sim *s) {
   int n = collect(s, ST_SWAPPED, by_admission);
   int running = count_state(s, ST_RUNNING);
   pkv_stats st;
+  pkv_stats_init(&st);
   CHECK(s, pkv_cache_stats(s->cache, &st));
   int64_t avail = st.pages_free + st.pages_cached;
   for (int i = 0; i < n && running < s->max_running; i++) {
@@ -723,6 +727,7 @@ static void step_once(sim *s, int64_t step) {
   }
   s->nplan = np;
   pkv_stats st;
+  pkv_stats_init(&st);
   if (np > 0) {
     ensure_buffers(s, tokens);
     struct timespec a, b;
@@ -839,6 +844,7 @@ static void setup(sim *s) {
     fprintf(stderr, "pkv-sim: cannot create a context: %s\n", pkv_last_error(NULL));
     exit(1);
   }
+  pkv_device_info_init(&s->info);
   CHECK(s, pkv_context_device_info(s->ctx, &s->info));
   s->gpu = s->info.type == PKV_DEVICE_GPU;
 
@@ -914,6 +920,7 @@ static void setup(sim *s) {
 
 static void progress(const sim *s, int64_t step, double t0, int last) {
   pkv_stats st;
+  pkv_stats_init(&st);
   if (pkv_cache_stats(s->cache, &st) != PKV_OK) return;
   double el = now_s() - t0;
   fprintf(stderr,
@@ -931,6 +938,7 @@ static double pct(double a, double b) { return b > 0 ? 100.0 * a / b : 0.0; }
 
 static void report(sim *s, int pool_whole, int out_finite) {
   pkv_stats st;
+  pkv_stats_init(&st);
   CHECK(s, pkv_cache_stats(s->cache, &st));
   int ver[3];
   pkv_version(&ver[0], &ver[1], &ver[2]);
@@ -1063,6 +1071,7 @@ int main(int argc, char **argv) {
       CHECK(&s, pkv_seq_release(s.cache, r->seq));
   }
   pkv_stats st;
+  pkv_stats_init(&st);
   CHECK(&s, pkv_cache_stats(s.cache, &st));
   int whole = st.pages_free + st.pages_cached == st.pages_total &&
               st.pages_live == 0 && st.host_pages_used == 0;
