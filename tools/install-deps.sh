@@ -41,7 +41,7 @@ else
 fi
 
 packages="build-essential autoconf automake libtool pkg-config libxxhash-dev
-ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo"
+ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo python3"
 if [ "$with_hip" = yes ]; then
   packages="$packages hipcc libamdhip64-dev"
 fi
