@@ -276,6 +276,29 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
     if (st != PKV_OK) return st; /* the batch stays invalid until rebuilt */
   }
   b->valid = true;
+  b->map_gen = c->map_gen;
+  return PKV_OK;
+}
+
+pkv_status pkv__batch_check_current(pkv_batch *b) {
+  pkv_cache *c = b->cache;
+  if (b->map_gen == c->map_gen) return PKV_OK;
+  for (int32_t i = 0; i < b->n; i++) {
+    pkv_seq *s = pkv__hmap_get(&c->seqs, (uint64_t)b->row_id[i]);
+    const char *why = !s ? "was released or closed"
+                      : s->swapped ? "is swapped out"
+                      : s->version != b->row_ver[i]
+                          ? "had pages replaced (copy-on-write, truncation "
+                            "or swap)"
+                          : NULL;
+    if (why)
+      return pkv__fail(b->ctx, PKV_ERR_STATE,
+                      "batch row %d: seq %lld %s since the batch was built: "
+                      "call pkv_batch_build again",
+                      i, (long long)b->row_id[i], why);
+  }
+  /* Every row checked: later calls take the O(1) path again. */
+  b->map_gen = c->map_gen;
   return PKV_OK;
 }
 

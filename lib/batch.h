@@ -35,6 +35,8 @@ struct pkv_batch {
   uint64_t *row_ver;
   int64_t *row_np;
   pkv_seq **row_seq;     /* scratch: the sequences of the build under way */
+  uint64_t map_gen;      /* the cache's map_gen when the rows were last known
+                          * to be current */
   /* Device copies, grown geometrically. */
   pkv_buffer *dev[PKV_BA_COUNT];
   /* ALiBi slopes last uploaded. */
@@ -42,6 +44,12 @@ struct pkv_batch {
   int32_t alibi_n;
   pkv_buffer *alibi_dev;
 };
+
+/* PKV_OK when every row's sequence still maps the slots of the last build
+ * (open, resident, page list unchanged but for appended pages); otherwise
+ * PKV_ERR_STATE naming the first stale row. O(1) unless some sequence of
+ * the cache was remapped since. */
+pkv_status pkv__batch_check_current(pkv_batch *b);
 
 /* A device copy of ALiBi slopes kept in the batch, uploaded again only when
  * the values change. *out stays owned by the batch. */

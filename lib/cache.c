@@ -258,6 +258,7 @@ void pkv_cache_destroy(pkv_cache *c) {
     pkv_seq *s = c->seqs.vals[i];
     if (!s) continue;
     pkv__free(s->pages);
+    pkv__free(s->spare);
     pkv__free(s->host_pages);
     pkv__free(s->host_tokens);
     pkv__free(s->host_known);

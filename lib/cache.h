@@ -49,6 +49,10 @@ struct pkv_cache {
   int64_t swaps_out, swaps_in, cow_copies, alloc_failures;
 
   uint64_t build_stamp;  /* unique per batch build attempt */
+  /* Bumped whenever any sequence's existing slots stop being its own
+   * (copy-on-write remap, truncation, swap out/in, release, close): a batch
+   * built under an older value re-checks its rows before a write. */
+  uint64_t map_gen;
 };
 
 /* Looks a sequence up; fails with PKV_ERR_NOT_FOUND naming `what`. */

@@ -66,9 +66,6 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   if (!ss) return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
   int64_t k;
   st = resolve(c, seqs, n, false, ss, &k);
-  /* A copy-on-write copy still pending must land before its page is read
-   * for the host. */
-  if (st == PKV_OK && c->cow_n > 0) st = pkv__cache_flush_copies(c);
   if (st == PKV_OK && k > c->host_nfree)
     st = pkv__fail(c->ctx, PKV_ERR_NO_HOST_PAGES,
                   "swap_out needs %lld host pages; %lld free of %lld",
@@ -96,6 +93,10 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
       st = pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
                     (long long)k);
   }
+  /* A copy-on-write copy still pending must land before its page is read
+   * for the host. Last of the checks: a call refused above changes nothing,
+   * not even the refcounts the queue holds. */
+  if (st == PKV_OK && c->cow_n > 0) st = pkv__cache_flush_copies(c);
   if (st == PKV_OK) {
     int64_t t = 0;
     for (int32_t i = 0; i < n; i++)
@@ -128,6 +129,8 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
           memcpy(ptok[i] + j * ps, g->tokens, (size_t)ps * sizeof(int32_t));
       }
       for (int64_t j = s->npages; j-- > 0;) pkv__pool_unref(&c->pool, s->pages[j]);
+      /* Reserved pages hold no data: they go back to the pool. */
+      while (s->nspare > 0) pkv__pool_unref(&c->pool, s->spare[--s->nspare]);
       s->host_pages = per[i];
       s->host_tokens = ptok[i];
       s->host_known = pknown[i];
@@ -135,7 +138,7 @@ pkv_status pkv_seq_swap_out(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
       ptok[i] = NULL;
       pknown[i] = NULL;
       s->swapped = true;
-      s->version++;
+      pkv__seq_remapped(c, s);
     }
     c->swaps_out += n;
   }
@@ -179,6 +182,40 @@ static bool can_take_all(const pkv_pool *p0, pkv_seq **ss, int32_t n,
   return true;
 }
 
+static int cmp_i32(const void *a, const void *b) {
+  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* The pool's counters as they will be once the pending copies have run
+ * (each copy gives back its reference on its source), so that swap_in can
+ * judge its page needs before it flushes anything. */
+static pkv_status pool_after_flush(pkv_cache *c, pkv_pool *out) {
+  *out = c->pool;
+  if (c->cow_n == 0) return PKV_OK;
+  int32_t *src = pkv__malloc((size_t)c->cow_n * sizeof *src);
+  if (!src)
+    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "copy list of %lld pages",
+                    (long long)c->cow_n);
+  for (int64_t i = 0; i < c->cow_n; i++) src[i] = c->cow_pairs[2 * i];
+  qsort(src, (size_t)c->cow_n, sizeof *src, cmp_i32);
+  for (int64_t i = 0, j; i < c->cow_n; i = j) {
+    for (j = i; j < c->cow_n && src[j] == src[i]; j++) {}
+    const pkv_page *g = &c->pool.pg[src[i]];
+    if (g->ref > j - i) continue; /* someone else still holds it */
+    out->nlive--;
+    out->in_use[g->cls]--;
+    if (g->entry || g->holds > 0) {
+      out->ncached++;
+      out->ncached_cls[g->cls]++;
+    } else {
+      out->nfree++;
+    }
+  }
+  pkv__free(src);
+  return PKV_OK;
+}
+
 pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_status st = check_args(c, seqs, n, false);
@@ -187,12 +224,11 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
   if (!ss) return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "swap list");
   int64_t k;
   st = resolve(c, seqs, n, true, ss, &k);
-  /* A pending copy may target a page freed since: it must land before the
-   * host data does, not after. */
-  if (st == PKV_OK && c->cow_n > 0) st = pkv__cache_flush_copies(c);
   int32_t fcls = 0;
   int64_t fneed = 0;
-  if (st == PKV_OK && !can_take_all(&c->pool, ss, n, &fcls, &fneed))
+  pkv_pool after;
+  if (st == PKV_OK) st = pool_after_flush(c, &after);
+  if (st == PKV_OK && !can_take_all(&after, ss, n, &fcls, &fneed))
     st = pkv__cache_no_pages(c, fcls, fneed, "swap_in");
   if (st == PKV_OK) st = check_backend(c, false);
   int32_t *dev = NULL, **toks = NULL;
@@ -214,6 +250,10 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
       st = pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "swap lists of %lld pages",
                     (long long)k);
   }
+  /* A pending copy may target a page freed since: it must land before the
+   * host data does, not after. Only now, once nothing else can refuse the
+   * call (the page check above counted what the flush gives back). */
+  if (st == PKV_OK && c->cow_n > 0) st = pkv__cache_flush_copies(c);
   if (st == PKV_OK) {
     int64_t t = 0;
     for (int32_t i = 0; i < n; i++)
@@ -257,7 +297,7 @@ pkv_status pkv_seq_swap_in(pkv_cache *c, const pkv_seq_id *seqs, int32_t n) {
       s->host_tokens = NULL;
       s->host_known = NULL;
       s->swapped = false;
-      s->version++;
+      pkv__seq_remapped(c, s);
       pkv__seq_account(c, s, +1);
     }
     c->swaps_in += n;

@@ -121,7 +121,10 @@ pkv_status pkv_write_kv(pkv_batch *batch, int32_t layer, pkv_buffer *k,
   if ((st = need_op(ctx, (const void *)ctx->ops->write_kv, "write_kv")) !=
       PKV_OK)
     return st;
+  if ((st = pkv__batch_check_current(batch)) != PKV_OK) return st;
   if (view.num_tokens == 0) return PKV_OK;
+  /* A queued copy must not land on these slots after the write. */
+  if ((st = pkv__cache_flush_copies(cache)) != PKV_OK) return st;
   return write_kv(ctx, cache, &g, layer, k, v, dev.slot_mapping,
                   view.slot_mapping, view.num_tokens);
 }
@@ -151,6 +154,9 @@ pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer, pkv_buffer *k,
       PKV_OK)
     return st;
   if (n == 0) return PKV_OK;
+  /* Pending copy-on-write copies land first, or the next flush would copy
+   * stale content over what this call writes. */
+  if ((st = pkv__cache_flush_copies(cache)) != PKV_OK) return st;
   /* The slots live on the device: the backend checks their range before
    * it writes anything (the CPU backend reads them in place). */
   return write_kv(ctx, cache, &g, layer, k, v, slots, NULL, n);
@@ -241,6 +247,7 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
   if ((st = need_op(ctx, (const void *)ctx->ops->attention, "attention")) !=
       PKV_OK)
     return st;
+  if ((st = pkv__batch_check_current(batch)) != PKV_OK) return st;
   if (view.num_tokens == 0) return PKV_OK;
 
   pkv_buffer *kp = NULL, *vp = NULL, *alibi = NULL;
@@ -249,6 +256,9 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
       (st = pkv__batch_alibi_buffer(batch, params->alibi_slopes, nq, &alibi)) !=
           PKV_OK)
     return st;
+
+  /* The pages it reads must hold their copied content. */
+  if ((st = pkv__cache_flush_copies(cache)) != PKV_OK) return st;
 
   pkv_attn_args a;
   memset(&a, 0, sizeof a);

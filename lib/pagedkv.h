@@ -362,6 +362,24 @@ PKV_API pkv_status pkv_seq_truncate_front(pkv_cache *cache, pkv_seq_id seq,
                                           int64_t max_tokens,
                                           int64_t *dropped);
 
+/* ---- speculative decoding (doc/api.md) ---- */
+
+/* PKV_EXPERIMENTAL_BEGIN */
+/* Drops the last n_tokens tokens (0..length), e.g. rejected draft tokens:
+ * pages past the new end are released; the new last page may be partial,
+ * and the next append writes into it in place only if nothing else holds
+ * it (else copy-on-write). All-or-nothing; batches that include the
+ * sequence must be rebuilt. */
+PKV_API pkv_status pkv_seq_truncate_back(pkv_cache *cache, pkv_seq_id seq,
+                                         int64_t n_tokens);
+/* Takes ahead the pages that the next n_tokens appended tokens need (and
+ * the copy of a shared partial last page), so that those appends cannot
+ * fail with PKV_ERR_NO_PAGES. Sets the reservation: a smaller n gives
+ * pages back, 0 cancels it. Reserved pages are live pages of the class. */
+PKV_API pkv_status pkv_seq_reserve(pkv_cache *cache, pkv_seq_id seq,
+                                   int64_t n_tokens);
+/* PKV_EXPERIMENTAL_END */
+
 /* ---- priority classes and preemption ---- */
 
 PKV_API pkv_status pkv_class_set_reserved(pkv_cache *cache, int32_t cls,

@@ -68,4 +68,13 @@ void pkv__pool_unref(pkv_pool *p, int32_t page);
 /* A cached page that lost its last reason to be cached becomes free. */
 void pkv__pool_maybe_free(pkv_pool *p, int32_t page);
 
+/* Whether an append may write into the page in place: only its one live
+ * holder keeps it. Any other holder (a second sequence, a pending copy, a
+ * closed session's hold, an index entry that can hand the page to another
+ * request) would see the new tokens, so the append copies the page first. */
+static inline bool pkv__page_writable(const pkv_pool *p, int32_t page) {
+  const pkv_page *g = &p->pg[page];
+  return g->ref == 1 && g->holds == 0 && g->entry == NULL;
+}
+
 #endif

@@ -76,13 +76,14 @@ void pkv__prefix_free(pkv_cache *c) {
   pkv__hmap_free(&x->namespaces);
 }
 
-/* Room for one more entry; false when memory is short. */
-static bool index_reserve(pkv_cache *c, uint64_t ns) {
+/* Room for `extra` more entries; false when memory is short. */
+static bool index_reserve(pkv_cache *c, uint64_t ns, int64_t extra) {
   pkv_prefix_index *x = &c->prefix;
   if (!pkv__hmap_get(&x->namespaces, ns) && !pkv__hmap_reserve(&x->namespaces, 1))
     return false;
-  if ((size_t)x->count + 1 <= x->nbuckets) return true;
+  if ((size_t)(x->count + extra) <= x->nbuckets) return true;
   size_t nb = x->nbuckets ? x->nbuckets * 2 : 1024;
+  while (nb < (size_t)(x->count + extra)) nb *= 2;
   pkv_pentry **bk = pkv__calloc(nb, sizeof *bk);
   if (!bk) return false;
   for (size_t b = 0; b < x->nbuckets; b++) {
@@ -101,11 +102,9 @@ static bool index_reserve(pkv_cache *c, uint64_t ns) {
   return true;
 }
 
-static pkv_pentry *insert(pkv_cache *c, int32_t page, XXH128_hash_t key,
-                          uint64_t ns, int32_t parent) {
-  if (!index_reserve(c, ns)) return NULL;
-  pkv_pentry *e = pkv__calloc(1, sizeof *e);
-  if (!e) return NULL;
+/* Links a preallocated entry (index_reserve made room): cannot fail. */
+static void insert(pkv_cache *c, pkv_pentry *e, int32_t page,
+                   XXH128_hash_t key, uint64_t ns, int32_t parent) {
   pkv_prefix_index *x = &c->prefix;
   e->key = key;
   e->ns = ns;
@@ -122,7 +121,6 @@ static pkv_pentry *insert(pkv_cache *c, int32_t page, XXH128_hash_t key,
   pkv__hmap_put(&x->namespaces, ns, e);
   x->count++;
   c->pool.pg[page].entry = e;
-  return e;
 }
 
 /* Whether the chain's last canonical page is still the one indexed. */
@@ -132,8 +130,20 @@ static bool chain_alive(const pkv_cache *c, const pkv_seq *s) {
   return g->gen == s->chain_gen && g->entry != NULL;
 }
 
-void pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s) {
+/* How many entries indexing the sequence may insert at most. */
+static int64_t index_bound(const pkv_cache *c, const pkv_seq *s,
+                           int64_t committed) {
+  if (!s->chain_ok || s->detached) return 0;
+  int64_t full = committed / c->geom.page_size;
+  if (full > s->npages) full = s->npages;
+  return full > s->chain_pages ? full - s->chain_pages : 0;
+}
+
+int64_t pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s, pkv_pentry **spare,
+                              int64_t nspare) {
   const int32_t ps = c->geom.page_size;
+  int64_t used = 0;
+  if (s->detached) s->chain_ok = false;
   while (s->chain_ok && s->chain_pages < s->npages &&
          (s->chain_pages + 1) * ps <= s->committed) {
     int32_t page = s->pages[s->chain_pages];
@@ -147,15 +157,19 @@ void pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s) {
     /* An equal page already indexed stands for this one: the chain goes on
      * from it, so that later pages of this sequence stay reachable. */
     int32_t canon = e ? e->page : page;
-    if (!e && (g->entry || !insert(c, page, key, s->ns, s->chain_page))) {
+    if (!e && (g->entry || used == nspare)) {
+      /* The page is indexed under another chain: it cannot stand for this
+       * one too, so the chain ends here (nspare covers every other page). */
       s->chain_ok = false;
       break;
     }
+    if (!e) insert(c, spare[used++], page, key, s->ns, s->chain_page);
     s->chain_page = canon;
     s->chain_gen = c->pool.pg[canon].gen;
     s->chain_key = key;
     s->chain_pages++;
   }
+  return used;
 }
 
 pkv_status pkv_seq_commit(pkv_cache *c, pkv_seq_id id, int64_t computed) {
@@ -170,8 +184,30 @@ pkv_status pkv_seq_commit(pkv_cache *c, pkv_seq_id id, int64_t computed) {
   if (s->swapped)
     return pkv__fail(c->ctx, PKV_ERR_STATE, "seq %lld is swapped out",
                     (long long)id);
-  if (computed > s->committed) s->committed = computed;
-  pkv__prefix_index_seq(c, s);
+  int64_t committed = computed > s->committed ? computed : s->committed;
+  /* All-or-nothing: the entries the walk may need are allocated first, so
+   * that a short memory fails the call with nothing changed, instead of
+   * leaving pages unindexed (and the chain cut) behind a PKV_OK. */
+  int64_t bound = index_bound(c, s, committed);
+  pkv_pentry **spare = NULL;
+  bool fail = false;
+  if (bound > 0) {
+    spare = pkv__calloc((size_t)bound, sizeof *spare);
+    fail = !spare || !index_reserve(c, s->ns, bound);
+    for (int64_t i = 0; !fail && i < bound; i++)
+      fail = !(spare[i] = pkv__calloc(1, sizeof **spare));
+  }
+  if (fail) {
+    for (int64_t i = 0; spare && i < bound; i++) pkv__free(spare[i]);
+    pkv__free(spare);
+    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY,
+                    "prefix index entries for %lld pages of seq %lld",
+                    (long long)bound, (long long)id);
+  }
+  s->committed = committed;
+  int64_t used = pkv__prefix_index_seq(c, s, spare, bound);
+  for (int64_t i = used; i < bound; i++) pkv__free(spare[i]);
+  pkv__free(spare);
   return PKV_OK;
 }
 

@@ -19,9 +19,10 @@ struct pkv_pentry {
 /* The page is being evicted or invalidated: drop its entry. */
 void pkv__prefix_forget(pkv_cache *c, int32_t page);
 void pkv__prefix_free(pkv_cache *c);
-/* Indexes the sequence's full committed pages not yet considered. May
- * leave pages unindexed when memory is short (never an error: indexing is
- * an optimisation). */
-void pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s);
+/* Indexes the sequence's full committed pages not yet considered, linking
+ * the preallocated entries spare[0..nspare) (enough for every such page);
+ * returns how many it used, from the front. Cannot fail. */
+int64_t pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s, pkv_pentry **spare,
+                              int64_t nspare);
 
 #endif

@@ -95,6 +95,17 @@ pkv_status pkv_seq_open(pkv_cache *c, const pkv_seq_desc *user_desc,
   return PKV_OK;
 }
 
+/* A fresh page for the sequence: a reserved one, else from the pool. */
+static int32_t take_page(pkv_cache *c, pkv_seq *s) {
+  if (s->nspare > 0) return s->spare[--s->nspare];
+  return pkv__pool_take(&c->pool, s->cls);
+}
+
+/* Gives the reserved pages back to the pool. */
+static void drop_spares(pkv_cache *c, pkv_seq *s) {
+  while (s->nspare > 0) pkv__pool_unref(&c->pool, s->spare[--s->nspare]);
+}
+
 pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
                           const int32_t *token_ids, int64_t *slots_out) {
   if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
@@ -120,9 +131,12 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
   int64_t room = off ? ps - off : 0;
   int64_t k = n > room ? pkv_pages_for(n - room, ps) : 0;
   int32_t last = off ? s->pages[s->npages - 1] : -1;
-  int cow = last >= 0 && c->pool.pg[last].ref > 1;
-  if (!pkv__pool_can_take(&c->pool, s->cls, k + cow))
-    return pkv__cache_no_pages(c, s->cls, k + cow, "append");
+  int cow = last >= 0 && !pkv__page_writable(&c->pool, last);
+  /* Pages reserved ahead are used first; only the rest comes from the
+   * pool. */
+  int64_t from_pool = k + cow > s->nspare ? k + cow - s->nspare : 0;
+  if (!pkv__pool_can_take(&c->pool, s->cls, from_pool))
+    return pkv__cache_no_pages(c, s->cls, from_pool, "append");
 
   /* Everything that can fail, before any mutation. */
   if (!pkv__seq_grow(s, s->npages + k) || (cow && !pkv__cow_reserve(c, 1)))
@@ -146,7 +160,7 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
   pkv__seq_account(c, s, -1);
   int64_t t = 0;
   if (cow) {
-    int32_t dst = pkv__pool_take(&c->pool, s->cls);
+    int32_t dst = take_page(c, s);
     pkv_page *src = &c->pool.pg[last], *d = &c->pool.pg[dst];
     d->known = src->known;
     if (src->tokens && tok) {
@@ -157,10 +171,10 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
     }
     pkv__cow_push(c, last, dst);
     s->pages[s->npages - 1] = dst;
-    s->version++;
+    pkv__seq_remapped(c, s);
   }
   for (int64_t i = 0; i < k; i++) {
-    int32_t p = pkv__pool_take(&c->pool, s->cls);
+    int32_t p = take_page(c, s);
     if (tok) c->pool.pg[p].tokens = tok[t++];
     s->pages[s->npages++] = p;
   }
@@ -188,6 +202,7 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
 /* Drops the sequence's references, deepest page first so that its pages
  * enter the LRU list in eviction order. */
 void pkv__seq_drop_pages(pkv_cache *c, pkv_seq *s) {
+  drop_spares(c, s);
   if (s->swapped) {
     for (int64_t i = 0; i < s->npages; i++)
       c->host_free[c->host_nfree++] = s->host_pages[i];
@@ -196,11 +211,19 @@ void pkv__seq_drop_pages(pkv_cache *c, pkv_seq *s) {
   }
 }
 
+void pkv__seq_remapped(pkv_cache *c, pkv_seq *s) {
+  s->version++;
+  c->map_gen++;
+}
+
 void pkv__seq_destroy_internal(pkv_cache *c, pkv_seq *s) {
+  /* Ids are never reused: a batch row naming this id finds it gone. */
+  c->map_gen++;
   pkv__seq_account(c, s, -1);
   class_unlink(c, s);
   pkv__hmap_del(&c->seqs, (uint64_t)s->id);
   pkv__free(s->pages);
+  pkv__free(s->spare);
   pkv__free(s->host_pages);
   pkv__free(s->host_tokens);
   pkv__free(s->host_known);
@@ -271,6 +294,7 @@ pkv_status pkv_seq_fork(pkv_cache *c, pkv_seq_id parent, pkv_seq_id *child) {
   s->committed = p->committed;
   s->chain_pages = p->chain_pages;
   s->chain_ok = p->chain_ok;
+  s->detached = p->detached;
   s->chain_page = p->chain_page;
   s->chain_gen = p->chain_gen;
   s->chain_key = p->chain_key;
@@ -303,18 +327,99 @@ pkv_status pkv_seq_truncate_front(pkv_cache *c, pkv_seq_id id,
     memmove(s->pages, s->pages + k, (size_t)(s->npages - k) * sizeof *s->pages);
     s->npages -= k;
     s->len -= drop;
-    s->version++;
-    /* The remaining KV depends on the dropped context: it may extend its
-     * chain only from a page that was already indexed. */
-    if (s->chain_pages >= k && s->npages > 0) {
-      s->chain_pages -= k;
-    } else {
-      s->chain_ok = false;
-      s->chain_pages = 0;
-    }
+    pkv__seq_remapped(c, s);
+    /* The remaining KV, and all KV appended from now on, depends on the
+     * dropped context, which no chain key can name any more: the sequence
+     * leaves the index for good (pages already indexed stay matchable,
+     * they were computed with their whole prefix). */
+    s->detached = true;
+    s->chain_ok = false;
+    s->chain_pages = 0;
     s->committed = s->committed > drop ? s->committed - drop : 0;
     pkv__seq_account(c, s, +1);
   }
   if (dropped) *dropped = drop;
+  return PKV_OK;
+}
+
+pkv_status pkv_seq_truncate_back(pkv_cache *c, pkv_seq_id id,
+                                 int64_t n_tokens) {
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  pkv_seq *s;
+  pkv_status st = pkv__cache_find_seq(c, id, "seq", &s);
+  if (st != PKV_OK) return st;
+  if (n_tokens < 0 || n_tokens > s->len)
+    return pkv__fail(c->ctx, PKV_ERR_RANGE,
+                    "n_tokens %lld is outside 0..%lld (the length of seq %lld)",
+                    (long long)n_tokens, (long long)s->len, (long long)id);
+  if (s->swapped)
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
+                    "seq %lld is swapped out: swap it in before truncating",
+                    (long long)id);
+  if (n_tokens == 0) return PKV_OK;
+  const int32_t ps = c->geom.page_size;
+  int64_t len = s->len - n_tokens, np = pkv_pages_for(len, ps);
+  pkv__seq_account(c, s, -1);
+  /* Pages past the new end go, deepest first. An indexed one stays cached
+   * and matchable: its K/V is what its key names. The new last page keeps
+   * its content; the next append writes into it in place only when it is
+   * writable (pkv__page_writable), else copies it first, so a fork sibling,
+   * a session or the index never sees the replacement tokens. */
+  for (int64_t i = s->npages; i-- > np;) pkv__pool_unref(&c->pool, s->pages[i]);
+  s->npages = np;
+  s->len = len;
+  if (s->committed > len) s->committed = len;
+  /* The chain stands for whole considered pages; cutting into them ends it
+   * (rejected speculative tokens are not committed, so an engine that
+   * commits only accepted tokens never gets here). */
+  if (s->chain_pages * (int64_t)ps > len) {
+    s->chain_ok = false;
+    s->chain_pages = len / ps;
+  }
+  /* Slots of the dropped tokens no longer belong to the sequence. */
+  pkv__seq_remapped(c, s);
+  pkv__seq_account(c, s, +1);
+  return PKV_OK;
+}
+
+pkv_status pkv_seq_reserve(pkv_cache *c, pkv_seq_id id, int64_t n_tokens) {
+  if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
+  pkv_seq *s;
+  pkv_status st = pkv__cache_find_seq(c, id, "seq", &s);
+  if (st != PKV_OK) return st;
+  if (n_tokens < 0)
+    return pkv__fail(c->ctx, PKV_ERR_INVALID, "n_tokens %lld is negative",
+                    (long long)n_tokens);
+  if (s->swapped)
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
+                    "seq %lld is swapped out: swap it in before reserving",
+                    (long long)id);
+  if (n_tokens > INT32_MAX - s->len)
+    return pkv__fail(c->ctx, PKV_ERR_OVERFLOW,
+                    "seq %lld length %lld + n_tokens %lld exceeds %d",
+                    (long long)id, (long long)s->len, (long long)n_tokens,
+                    INT32_MAX);
+  const int32_t ps = c->geom.page_size;
+  int64_t off = s->len % ps, room = off ? ps - off : 0;
+  int64_t need = n_tokens > room ? pkv_pages_for(n_tokens - room, ps) : 0;
+  if (n_tokens > 0 && off && !pkv__page_writable(&c->pool, s->pages[s->npages - 1]))
+    need++; /* the first append will copy the shared last page */
+  if (need > s->nspare) {
+    int64_t more = need - s->nspare;
+    if (!pkv__pool_can_take(&c->pool, s->cls, more))
+      return pkv__cache_no_pages(c, s->cls, more, "reserve");
+    if (need > s->spare_cap) {
+      int32_t *p = pkv__realloc(s->spare, (size_t)need * sizeof *p);
+      if (!p)
+        return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY,
+                        "reserve list of %lld pages", (long long)need);
+      s->spare = p;
+      s->spare_cap = need;
+    }
+    while (s->nspare < need)
+      s->spare[s->nspare++] = pkv__pool_take(&c->pool, s->cls);
+  } else {
+    while (s->nspare > need) pkv__pool_unref(&c->pool, s->spare[--s->nspare]);
+  }
   return PKV_OK;
 }

@@ -19,6 +19,10 @@ struct pkv_seq {
   int32_t *host_tokens;  /* token ids [npages][page_size] while swapped */
   uint8_t *host_known;   /* per page: ids known, while swapped */
   int64_t npages, cap;
+  /* Pages taken ahead by pkv_seq_reserve (live, refcount 1, not in the
+   * block table): appends use them before the pool. */
+  int32_t *spare;
+  int64_t nspare, spare_cap;
   /* Bumped whenever the page list changes other than by appending pages
    * (copy-on-write, truncation, swap-in): the batch builder compares it to
    * decide whether a block-table row must be rewritten. */
@@ -34,6 +38,11 @@ struct pkv_seq {
   int64_t committed;
   int64_t chain_pages;
   bool chain_ok;
+  /* Set for good once a truncation dropped pages: the KV that remains (and
+   * every token appended later) was computed with context the chain no
+   * longer names, so none of it may ever be indexed. Forks and sessions
+   * inherit it. */
+  bool detached;
   int32_t chain_page;
   uint32_t chain_gen;
   XXH128_hash_t chain_key;
@@ -55,6 +64,9 @@ pkv_seq *pkv__seq_new_internal(pkv_cache *c, int32_t cls, uint64_t ns,
 bool pkv__seq_grow(pkv_seq *s, int64_t need);
 /* Gives back the sequence's device (or host) pages, deepest first. */
 void pkv__seq_drop_pages(pkv_cache *c, pkv_seq *s);
+/* The page list changed other than by appending pages: slots handed out
+ * before (batches built before) no longer name this sequence's tokens. */
+void pkv__seq_remapped(pkv_cache *c, pkv_seq *s);
 /* Unregisters and frees the sequence (its pages already dropped). */
 void pkv__seq_destroy_internal(pkv_cache *c, pkv_seq *s);
 

@@ -61,6 +61,7 @@ pkv_status pkv_seq_close_session(pkv_cache *c, pkv_seq_id id,
   r->committed = s->committed;
   r->chain_pages = s->chain_pages;
   r->chain_ok = s->chain_ok;
+  r->detached = s->detached;
   r->chain_page = s->chain_page;
   r->chain_gen = s->chain_gen;
   r->chain_key = s->chain_key;
@@ -112,8 +113,11 @@ pkv_status pkv_session_open(pkv_cache *c, uint64_t session_key,
   s->npages = m;
   s->len = r->len < m * ps ? r->len : m * ps;
   s->committed = r->committed < s->len ? r->committed : s->len;
+  s->detached = r->detached;
   if (m == 0) {
-    /* Nothing survived: the engine recomputes from the start. */
+    /* Nothing survived: the engine recomputes from the start, which is the
+     * root of a new chain, unless a truncation cut that start away. */
+    s->chain_ok = !r->detached;
   } else if (r->chain_pages <= m) {
     s->chain_pages = r->chain_pages;
     s->chain_ok = r->chain_ok;

@@ -14,6 +14,7 @@ typedef struct pkv_session {
   uint32_t *gens;        /* generation of each page at close */
   int64_t committed, chain_pages;
   bool chain_ok;
+  bool detached;         /* see pkv_seq.detached */
   int32_t chain_page;
   uint32_t chain_gen;
   XXH128_hash_t chain_key;
