@@ -46,7 +46,7 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
   if (d->num_pages < 0)
     return pkv__fail(ctx, PKV_ERR_INVALID, "desc->num_pages %lld is negative",
                     (long long)d->num_pages);
-  size_t page_elems, page_bytes;
+  size_t page_elems = 0, page_bytes = 0; /* -Og cannot see through pkv__mul_size */
   if (!pkv__mul_size((size_t)d->num_kv_heads, (size_t)d->page_size,
                     &page_elems) ||
       !pkv__mul_size(page_elems, (size_t)d->head_dim, &page_elems) ||
