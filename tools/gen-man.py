@@ -27,9 +27,12 @@ SPECIAL = {
 }
 
 
-def esc(text):
-    """Plain text to roff: backslashes, special characters."""
+def esc(text, code=False):
+    """Plain text to roff: backslashes, special characters; in code, every
+    hyphen a minus sign (so that it copies and searches as ASCII)."""
     text = text.replace("\\", r"\e")
+    if code:
+        text = text.replace("-", r"\-")
     for k, v in SPECIAL.items():
         text = text.replace(k, v)
     return text
@@ -45,7 +48,7 @@ def inline(text):
     text = re.sub(r"\*\*(.+?)\*\*", "\x01\\1\x02", text)
     for i, part in enumerate(re.split(r"(`[^`]*`)", text)):
         if i % 2:
-            out.append(r"\fB" + esc(part[1:-1]).replace("-", r"\-") + r"\fR")
+            out.append(r"\fB" + esc(part[1:-1], code=True) + r"\fR")
         else:
             p = esc(part)
             p = re.sub(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])", r"\\fI\1\\fR", p)
@@ -82,7 +85,7 @@ def body_to_roff(lines):
             out.append(".nf")
             i += 1
             while i < len(lines) and not lines[i].startswith("```"):
-                out.append(line_safe(esc(lines[i]).replace("-", r"\-")) or r"\&")
+                out.append(line_safe(esc(lines[i], code=True)) or r"\&")
                 i += 1
             out.append(".fi")
             out.append(".RE")
@@ -184,10 +187,11 @@ def fname(sig):
 def first_sentence(body):
     text = " ".join(x.strip() for x in body if x.strip() and
                     not x.startswith(("|", "```", "- ")))
-    m = re.match(r"(.+?[.:])(\s|$)", text)
+    m = re.match(r"(.+?\.)(\s|$)", text)
     s = (m.group(1) if m else text).rstrip(":.")
     s = re.sub(r"`([^`]*)`", r"\1", s)
     s = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", s)
+    s = s.replace("**", "").replace("*", "")
     if len(s) > 110:
         s = s[:107].rsplit(" ", 1)[0] + "..."
     return s or "see DESCRIPTION"
@@ -201,7 +205,7 @@ def th(name, sect, version, title):
 
 
 def page3(name, sigs, body, section, others, version):
-    out = th(name, "3", version, "pagedkv Library Functions")
+    out = th(name, "3", version, "pagedkv Manual")
     out += [".SH NAME"]
     names = [fname(s) for s in sigs if fname(s)]
     out.append(r"%s \- %s" % (", ".join(n.replace("_", "_") for n in names),
