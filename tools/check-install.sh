@@ -126,7 +126,7 @@ else
   hv=$(sed -n 's/^#define PKV_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' "$incdir/pagedkv.h" | paste -sd.)
   pv=$(sed -n 's/^Version: //p' "$pc")
   [ "$hv" = "$pv" ] || E "pkgconfig-version-mismatch pc $pv, header $hv"
-  req=$(sed -n 's/^Requires.private: *//p' "$pc" | tr ',' ' ')
+  req=$(sed -n 's/^Requires.private: *//p' "$pc" | tr ',' ' ' | tr -s ' ')
   for m in $req; do
     pkg-config --exists "$m" 2>/dev/null || W "pkgconfig-requires-not-found $m"
   done
