@@ -25,6 +25,7 @@ typedef struct job {
   int32_t group;          /* q heads per kv head */
   int64_t max_kv;         /* longest sequence: the logits row length */
   double scale;
+  int64_t qts, qhs, ots, ohs; /* q/out strides, defaults resolved */
 } job;
 
 typedef struct worker {
@@ -86,11 +87,22 @@ PKV_VECTORIZE static void axpy(double *restrict acc, double p, const double *res
   for (int32_t d = 0; d < n; d++) acc[d] += p * x[d];
 }
 
-static int64_t pool_offset(const pkv_attn_args *a, int32_t seq, int64_t j,
-                           int32_t kvh) {
+/* Sequence seq's row of pages (dense or CSR) and its kv length. */
+static const int32_t *table_row(const pkv_attn_args *a, int32_t seq,
+                                int64_t *kv_len) {
+  if (a->csr) {
+    int64_t np = a->h_kv_indptr[seq + 1] - a->h_kv_indptr[seq];
+    *kv_len = np > 0 ? (np - 1) * a->geom->page_size + a->h_kv_last[seq] : 0;
+    return a->h_kv_indices + a->h_kv_indptr[seq];
+  }
+  *kv_len = a->h_seq_lens[seq];
+  return a->h_block_table + (int64_t)seq * a->max_pages;
+}
+
+static int64_t pool_offset(const pkv_attn_args *a, const int32_t *row,
+                           int64_t j, int32_t kvh) {
   const pkv_cache_geometry *g = a->geom;
-  int32_t page =
-      a->h_block_table[(int64_t)seq * a->max_pages + j / g->page_size];
+  int32_t page = row[j / g->page_size];
   int64_t t = j % g->page_size;
   return (int64_t)page * g->page_stride + (int64_t)kvh * g->head_stride +
          t * g->token_stride;
@@ -104,7 +116,8 @@ static void run_item(const job *jb, int64_t item, double *scratch) {
   const int64_t tok = item / nkv;
   const int32_t kvh = (int32_t)(item % nkv);
   const int32_t seq = jb->tok_seq[tok];
-  const int64_t kv_len = a->h_seq_lens[seq];
+  int64_t kv_len;
+  const int32_t *prow = table_row(a, seq, &kv_len);
   const int64_t q_len = a->h_q_indptr[seq + 1] - a->h_q_indptr[seq];
   const int64_t qpos = (tok - a->h_q_indptr[seq]) + kv_len - q_len;
 
@@ -127,25 +140,28 @@ static void run_item(const job *jb, int64_t item, double *scratch) {
 
   for (int32_t r = 0; r < G; r++) {
     int32_t hq = kvh * G + r;
-    load_row(dt, qbase, (tok * a->num_q_heads + hq) * (int64_t)dim, dim,
+    load_row(a->q_dtype, qbase, a->q_off + tok * jb->qts + hq * jb->qhs, dim,
              qv + (int64_t)r * dim);
   }
 
   if (hi < lo) {
-    /* No visible key: zeros and -inf, never NaN. */
+    /* No visible key: zeros, and an LSE of -inf (or the sink's logit, the
+     * only term of the denominator), never NaN. */
     for (int32_t r = 0; r < G; r++) {
       int32_t hq = kvh * G + r;
       for (int32_t d = 0; d < dim; d++)
-        pkv_store_elem(dt, obase, (tok * a->num_q_heads + hq) * (int64_t)dim + d,
-                       0.0);
-      if (lse) lse[tok * a->num_q_heads + hq] = -INFINITY;
+        pkv_store_elem(a->o_dtype, obase,
+                       a->o_off + tok * jb->ots + hq * jb->ohs + d, 0.0);
+      if (lse)
+        lse[tok * a->num_q_heads + hq] =
+            a->h_sinks ? a->h_sinks[hq] : -INFINITY;
     }
     return;
   }
 
   const int64_t n = hi - lo + 1;
   for (int64_t j = lo; j <= hi; j++) {
-    load_row(dt, kp, pool_offset(a, seq, j, kvh), dim, row);
+    load_row(dt, kp, pool_offset(a, prow, j, kvh), dim, row);
     for (int32_t r = 0; r < G; r++) {
       double s = dot(qv + (int64_t)r * dim, row, dim) * jb->scale;
       if (a->softcap > 0.0f) s = a->softcap * tanh(s / a->softcap);
@@ -165,7 +181,7 @@ static void run_item(const job *jb, int64_t item, double *scratch) {
   }
 
   for (int64_t j = lo; j <= hi; j++) {
-    load_row(dt, vp, pool_offset(a, seq, j, kvh), dim, row);
+    load_row(dt, vp, pool_offset(a, prow, j, kvh), dim, row);
     for (int32_t r = 0; r < G; r++) {
       double p = exp(logits[(int64_t)r * max_kv + (j - lo)] - mx[r]);
       sum[r] += p;
@@ -175,10 +191,18 @@ static void run_item(const job *jb, int64_t item, double *scratch) {
 
   for (int32_t r = 0; r < G; r++) {
     int32_t hq = kvh * G + r;
-    int64_t o = (tok * a->num_q_heads + hq) * (int64_t)dim;
+    int64_t o = a->o_off + tok * jb->ots + hq * jb->ohs;
+    double m = mx[r], l = sum[r];
+    if (a->h_sinks) {
+      /* The sink joins the denominator only: rescale to a common max. */
+      double sk = a->h_sinks[hq], M = m > sk ? m : sk;
+      l = l * exp(m - M) + exp(sk - M);
+      for (int32_t d = 0; d < dim; d++) acc[(int64_t)r * dim + d] *= exp(m - M);
+      m = M;
+    }
     for (int32_t d = 0; d < dim; d++)
-      pkv_store_elem(dt, obase, o + d, acc[(int64_t)r * dim + d] / sum[r]);
-    if (lse) lse[tok * a->num_q_heads + hq] = (float)(mx[r] + log(sum[r]));
+      pkv_store_elem(a->o_dtype, obase, o + d, acc[(int64_t)r * dim + d] / l);
+    if (lse) lse[tok * a->num_q_heads + hq] = (float)(m + log(l));
   }
 }
 
@@ -207,7 +231,7 @@ static int thread_count(const pkv_context *ctx, const pkv_attn_args *a,
 pkv_status pkv__cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
   const pkv_cache_geometry *g = a->geom;
   if (a->num_tokens <= 0) return PKV_OK;
-  if (g->dtype == PKV_DTYPE_F16) pthread_once(&f16_lut_once, f16_lut_init);
+  pthread_once(&f16_lut_once, f16_lut_init); /* pool, q or out may be f16 */
   const int32_t group = a->num_q_heads / g->num_kv_heads;
   const int64_t items = a->num_tokens * g->num_kv_heads;
 
@@ -221,8 +245,11 @@ pkv_status pkv__cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
       tok_seq[t] = s;
 
   int64_t max_kv = 1;
-  for (int32_t s = 0; s < a->num_seqs; s++)
-    if (a->h_seq_lens[s] > max_kv) max_kv = a->h_seq_lens[s];
+  for (int32_t s = 0; s < a->num_seqs; s++) {
+    int64_t len;
+    (void)table_row(a, s, &len);
+    if (len > max_kv) max_kv = len;
+  }
   int nthreads = thread_count(ctx, a, items, max_kv);
   const size_t per = (size_t)group * (size_t)max_kv +
                      2 * (size_t)group * (size_t)g->head_dim +
@@ -239,7 +266,9 @@ pkv_status pkv__cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
   }
 
   job jb = {a, tok_seq, group, max_kv,
-            a->scale > 0.0f ? (double)a->scale : 1.0 / sqrt((double)g->head_dim)};
+            a->scale > 0.0f ? (double)a->scale : 1.0 / sqrt((double)g->head_dim),
+            0, 0, 0, 0};
+  pkv__attn_strides(a, &jb.qts, &jb.qhs, &jb.ots, &jb.ohs);
   for (int i = 0; i < nthreads; i++) {
     ws[i].j = &jb;
     ws[i].first = i;

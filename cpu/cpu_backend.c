@@ -3,6 +3,7 @@
  * in cpu_attention.c; this file holds memory, the K/V write and page moves. */
 #include "backend.h"
 #include "cpu_attention.h"
+#include "dtype_convert.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,8 @@ static pkv_status cpu_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   const size_t row = (size_t)g->head_dim * esz;
   unsigned char *kp = a->k_pool->native, *vp = a->v_pool->native;
   const unsigned char *k = a->k->native, *v = a->v->native;
+  int64_t kts, khs, vts, vhs;
+  pkv__write_strides(a, &kts, &khs, &vts, &vhs);
   for (int64_t i = 0; i < a->n; i++) {
     if (slots[i] < 0) continue; /* padding */
     int64_t page = slots[i] / g->page_size, off = slots[i] % g->page_size;
@@ -151,9 +154,21 @@ static pkv_status cpu_write_kv(pkv_context *ctx, const pkv_write_args *a) {
       size_t dst = (size_t)(page * g->page_stride + h * g->head_stride +
                             off * g->token_stride) *
                    esz;
-      size_t src = ((size_t)i * (size_t)g->num_kv_heads + (size_t)h) * row;
-      memcpy(kp + dst, k + src, row);
-      memcpy(vp + dst, v + src, row);
+      size_t ks = (size_t)(a->k_off + i * kts + h * khs) * esz;
+      size_t vs = (size_t)(a->v_off + i * vts + h * vhs) * esz;
+      if (a->convert) {
+        /* element by element through the shared rounding helpers */
+        const size_t ses = pkv_dtype_size(a->src_dtype);
+        for (int32_t d = 0; d < g->head_dim; d++) {
+          pkv_store_elem(g->dtype, kp + dst, d,
+                         pkv_load_elem(a->src_dtype, k + ks / esz * ses, d));
+          pkv_store_elem(g->dtype, vp + dst, d,
+                         pkv_load_elem(a->src_dtype, v + vs / esz * ses, d));
+        }
+        continue;
+      }
+      memcpy(kp + dst, k + ks, row);
+      memcpy(vp + dst, v + vs, row);
     }
   }
   return PKV_OK;

@@ -328,6 +328,16 @@ static pkv_status hip_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   l.v = a->v->native;
   l.slots = (const int64_t *)a->slots->native;
   l.n = a->n;
+  int64_t kts, khs, vts, vhs;
+  pkv__write_strides(a, &kts, &khs, &vts, &vhs);
+  l.k_off = a->k_off;
+  l.k_ts = kts;
+  l.k_hs = khs;
+  l.v_off = a->v_off;
+  l.v_ts = vts;
+  l.v_hs = vhs;
+  l.num_pages = g->num_pages;
+  l.src_dtype = a->convert ? (int)a->src_dtype : (int)g->dtype;
   LAUNCH_CHECK(ctx, "launch of pkv_write_kv", ks->write_kv(&l));
   return PKV_OK;
 }
@@ -366,9 +376,31 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
   l.q = a->q->native;
   l.out = a->out->native;
   l.lse = a->lse ? (float *)a->lse->native : NULL;
-  l.block_table = (const int32_t *)a->block_table->native;
-  l.seq_lens = (const int32_t *)a->seq_lens->native;
+  if (a->csr) {
+    l.csr = 1;
+    l.pages = a->kv_indices ? (const int32_t *)a->kv_indices->native : NULL;
+    l.kv_indptr = (const int32_t *)a->kv_indptr->native;
+    l.kv_last = (const int32_t *)a->kv_last->native;
+  } else {
+    l.pages = (const int32_t *)a->block_table->native;
+    l.seq_lens = (const int32_t *)a->seq_lens->native;
+  }
+  l.num_kv_indices = a->num_kv_indices;
   l.q_indptr = (const int32_t *)a->q_indptr->native;
+  l.num_pages = g->num_pages;
+  l.num_tokens = (int)a->num_tokens;
+  l.q_dtype = (int)a->q_dtype;
+  l.o_dtype = (int)a->o_dtype;
+  {
+    int64_t qts, qhs, ots, ohs;
+    pkv__attn_strides(a, &qts, &qhs, &ots, &ohs);
+    l.q_off = a->q_off;
+    l.q_ts = qts;
+    l.q_hs = qhs;
+    l.o_off = a->o_off;
+    l.o_ts = ots;
+    l.o_hs = ohs;
+  }
   l.num_seqs = a->num_seqs;
   l.max_pages = a->max_pages;
   l.num_q_heads = a->num_q_heads;
@@ -379,10 +411,12 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
   l.causal = a->causal;
   l.window_left = a->window_left;
   l.num_parts = 1;
-  /* Scratch layout: [alibi slopes][partial outputs][partial m, l]. */
-  size_t alibi_bytes = 0, po_bytes = 0, pm_bytes = 0;
+  /* Scratch layout: [alibi slopes][sinks][partial outputs][partial m, l]. */
+  size_t alibi_bytes = 0, sinks_bytes = 0, po_bytes = 0, pm_bytes = 0;
   if (a->h_alibi && !a->alibi)
     alibi_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
+  if (a->h_sinks)
+    sinks_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
   if (a->max_q_len <= 1) {
     int kv = a->max_kv_len > 0 ? a->max_kv_len : 1;
     l.num_parts = (kv + ks->part - 1) / ks->part;
@@ -393,6 +427,7 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
       pm_bytes = rows * 2 * sizeof(float);
     }
   }
+  alibi_bytes += sinks_bytes; /* the sinks follow the slopes */
   if (alibi_bytes + po_bytes + pm_bytes > 0) {
     pkv_status st = need_scratch(ctx, alibi_bytes + po_bytes + pm_bytes);
     if (st != PKV_OK) return st;
@@ -405,6 +440,13 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
                              (size_t)a->num_q_heads * sizeof(float));
     if (st != PKV_OK) return st;
     l.alibi = (const float *)sc;
+  }
+  if (a->h_sinks) {
+    size_t at = alibi_bytes - sinks_bytes;
+    pkv_status st = stage_up(ctx, at, a->h_sinks,
+                             (size_t)a->num_q_heads * sizeof(float));
+    if (st != PKV_OK) return st;
+    l.sinks = (const float *)(sc + at);
   }
   if (l.num_parts > 1) {
     l.part_o = (float *)(sc + alibi_bytes);

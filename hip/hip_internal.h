@@ -27,12 +27,22 @@ struct pkv_hip_launch {
   const void *k, *v;
   const int64_t *slots;
   long long n;
+  long long k_off, k_ts, k_hs, v_off, v_ts, v_hs; /* elements */
+  long long num_pages;
+  int src_dtype;              /* dtype of k and v (the pool's: bit copy) */
   /* attention */
   const void *q;
   void *out;
   float *lse;                 /* NULL: not written */
-  const int32_t *block_table, *seq_lens, *q_indptr;
+  /* pages = block_table (dense) or kv_indices (CSR, csr = 1) */
+  const int32_t *pages, *seq_lens, *kv_indptr, *kv_last, *q_indptr;
+  int csr;
+  long long num_kv_indices;
   const float *alibi;         /* NULL: off */
+  const float *sinks;         /* NULL: off */
+  int q_dtype, o_dtype;
+  long long q_off, q_ts, q_hs, o_off, o_ts, o_hs; /* elements of q / out */
+  int num_tokens;
   float *part_o, *part_ml;    /* decode partitions, when num_parts > 1 */
   int num_seqs, max_pages, num_q_heads, max_q_len, max_kv_len;
   float scale, softcap;

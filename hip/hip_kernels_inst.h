@@ -22,46 +22,57 @@ static hipError_t PKV_KNAME(pkv_hip_write)(const pkv_hip_launch *a) {
   PKV_KNAME(pkv_write_kv)<<<(unsigned)((items + 63) / 64), 64, 0,
                             a->stream>>>(
       (pkv_bits_t *)a->k_pool, (pkv_bits_t *)a->v_pool,
-      (const pkv_bits_t *)a->k, (const pkv_bits_t *)a->v,
+      a->k, a->v,
       (const pkv_i64 *)a->slots, (pkv_i64)a->n, a->num_kv_heads, a->page_size,
       (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
-      (pkv_i64)a->token_stride);
+      (pkv_i64)a->token_stride, (pkv_i64)a->k_off, (pkv_i64)a->k_ts,
+      (pkv_i64)a->k_hs, (pkv_i64)a->v_off, (pkv_i64)a->v_ts, (pkv_i64)a->v_hs,
+      (pkv_i64)a->num_pages, a->src_dtype);
   return hipGetLastError();
 }
 
 static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
   const int group = a->num_q_heads / a->num_kv_heads;
-  const int flags = (a->alibi ? 1 : 0) | (a->lse ? 2 : 0);
+  const int flags = (a->alibi ? 1 : 0) | (a->lse ? 2 : 0) |
+                    (a->sinks ? 4 : 0) | (a->csr ? 8 : 0);
+  const int io = a->q_dtype | (a->o_dtype << 4);
   if (a->max_q_len <= 1) {
     const int chunks = (group + PKV_MAXG - 1) / PKV_MAXG;
     dim3 grid((unsigned)a->num_parts, (unsigned)(a->num_kv_heads * chunks),
               (unsigned)a->num_seqs);
     PKV_KNAME(pkv_decode)<<<grid, PKV_DEC_WG, 0, a->stream>>>(
-        (const pkv_elem_t *)a->q, (const pkv_elem_t *)a->k_pool,
-        (const pkv_elem_t *)a->v_pool, a->block_table, a->seq_lens,
-        a->q_indptr, a->alibi, (pkv_elem_t *)a->out, a->lse, a->part_o,
-        a->part_ml, a->max_pages, a->num_q_heads, group, a->page_size,
+        a->q, (const pkv_elem_t *)a->k_pool, (const pkv_elem_t *)a->v_pool,
+        a->pages, a->seq_lens, a->kv_indptr, a->kv_last, a->q_indptr,
+        a->alibi, a->sinks, a->out, a->lse, a->part_o, a->part_ml,
+        a->max_pages, a->num_q_heads, group, a->page_size,
         (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
         (pkv_i64)a->token_stride, a->scale, a->softcap, a->causal,
-        a->window_left, flags, a->num_parts);
+        a->window_left, flags, a->num_parts, (pkv_i64)a->q_off,
+        (pkv_i64)a->q_ts, (pkv_i64)a->q_hs, (pkv_i64)a->o_off,
+        (pkv_i64)a->o_ts, (pkv_i64)a->o_hs, io, (int)a->num_pages,
+        a->num_tokens, (pkv_i64)a->num_kv_indices);
     hipError_t e = hipGetLastError();
     if (e != hipSuccess || a->num_parts <= 1) return e;
     dim3 mgrid((unsigned)a->num_q_heads, (unsigned)a->num_seqs);
     PKV_KNAME(pkv_decode_merge)<<<mgrid, 64, 0, a->stream>>>(
-        a->part_o, a->part_ml, a->q_indptr, (pkv_elem_t *)a->out, a->lse,
-        a->num_q_heads, flags, a->num_parts);
+        a->part_o, a->part_ml, a->q_indptr, a->sinks, a->out, a->lse,
+        a->num_q_heads, flags, a->num_parts, (pkv_i64)a->o_off,
+        (pkv_i64)a->o_ts, (pkv_i64)a->o_hs, io, a->num_tokens);
     return hipGetLastError();
   }
   const long long rows = (long long)a->max_q_len * group;
   dim3 grid((unsigned)((rows + PKV_PF_BR - 1) / PKV_PF_BR),
             (unsigned)a->num_kv_heads, (unsigned)a->num_seqs);
   PKV_KNAME(pkv_prefill)<<<grid, PKV_PF_BR, 0, a->stream>>>(
-      (const pkv_elem_t *)a->q, (const pkv_elem_t *)a->k_pool,
-      (const pkv_elem_t *)a->v_pool, a->block_table, a->seq_lens, a->q_indptr,
-      a->alibi, (pkv_elem_t *)a->out, a->lse, a->max_pages, a->num_q_heads,
-      group, a->page_size, (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
+      a->q, (const pkv_elem_t *)a->k_pool, (const pkv_elem_t *)a->v_pool,
+      a->pages, a->seq_lens, a->kv_indptr, a->kv_last, a->q_indptr, a->alibi,
+      a->sinks, a->out, a->lse, a->max_pages, a->num_q_heads, group,
+      a->page_size, (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
       (pkv_i64)a->token_stride, a->scale, a->softcap, a->causal,
-      a->window_left, flags);
+      a->window_left, flags, (pkv_i64)a->q_off, (pkv_i64)a->q_ts,
+      (pkv_i64)a->q_hs, (pkv_i64)a->o_off, (pkv_i64)a->o_ts,
+      (pkv_i64)a->o_hs, io, (int)a->num_pages, a->num_tokens,
+      (pkv_i64)a->num_kv_indices);
   return hipGetLastError();
 }
 #endif

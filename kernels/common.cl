@@ -86,4 +86,67 @@ PKV_INLINE float pkv_score_(float dot, float scale, float softcap,
 PKV_INLINE float pkv_exp_diff(float s, float m) {
   return m == -PKV_INFINITY ? 0.0f : pkv_expf(s - m);
 }
+
+/* q and out have their own dtype, a run-time argument (0 f32, 1 f16,
+ * 2 bf16), independent of the pool dtype of the instantiation. */
+PKV_INLINE float pkv_ld_io(const PKV_GLOBAL void *p, pkv_i64 i, int dt) {
+  if (dt == 1) return pkv_load_f16((const PKV_GLOBAL pkv_half *)p, i);
+  if (dt == 2) return pkv_bf16_to_f32(((const PKV_GLOBAL pkv_u16 *)p)[i]);
+  return ((const PKV_GLOBAL float *)p)[i];
+}
+PKV_INLINE void pkv_st_io(float v, PKV_GLOBAL void *p, pkv_i64 i, int dt) {
+  if (dt == 1)
+    pkv_store_f16(v, (PKV_GLOBAL pkv_half *)p, i);
+  else if (dt == 2)
+    ((PKV_GLOBAL pkv_u16 *)p)[i] = pkv_f32_to_bf16(v);
+  else
+    ((PKV_GLOBAL float *)p)[i] = v;
+}
+
+/* Sequence s's row of pages, dense (block_table row s) or CSR
+ * (kv_indices[kv_indptr[s]..kv_indptr[s+1])), and its kv length, bounded
+ * by the row: a table the host could not check never makes a kernel read
+ * past the row or the index array. *row0 gets the row's first index. */
+PKV_INLINE int pkv_table_row(const PKV_GLOBAL int *seq_lens,
+                             const PKV_GLOBAL int *kv_indptr,
+                             const PKV_GLOBAL int *kv_last, int csr, int s,
+                             int max_pages, int page_size,
+                             pkv_i64 num_kv_indices, pkv_i64 *row0) {
+  pkv_i64 row_len;
+  int kv_len;
+  if (csr) {
+    const int b = kv_indptr[s], e = kv_indptr[s + 1];
+    *row0 = 0;
+    if (b < 0 || e < b || (pkv_i64)e > num_kv_indices) return 0;
+    *row0 = b;
+    row_len = e - b;
+    kv_len = row_len > 0 ? (int)(row_len - 1) * page_size + kv_last[s] : 0;
+  } else {
+    *row0 = (pkv_i64)s * max_pages;
+    row_len = max_pages;
+    kv_len = seq_lens[s];
+  }
+  if ((pkv_i64)kv_len > row_len * page_size) kv_len = (int)(row_len * page_size);
+  return kv_len < 0 ? 0 : kv_len;
+}
+
+/* A page index from the table, bounded by the pool: an entry outside it
+ * reads page 0 (unspecified values, never memory outside the pool). */
+PKV_INLINE pkv_i64 pkv_page_at(const PKV_GLOBAL int *pages, pkv_i64 i,
+                               int num_pages) {
+  const int p = pages[i];
+  return (p >= 0 && p < num_pages) ? p : 0;
+}
+
+/* Folds a sink logit into a finished softmax (max *m, sum *l): the sink
+ * joins the denominator only. Returns the factor for the output normalised
+ * by the old sum; *m and *l become those of the full denominator. */
+PKV_INLINE float pkv_sink_fold(float *m, float *l, float sink) {
+  const float M = pkv_fmaxf(*m, sink);
+  const float a = *l > 0.0f ? *l * pkv_exp_diff(*m, M) : 0.0f;
+  const float L = a + pkv_expf(sink - M);
+  *m = M;
+  *l = L;
+  return a / L;
+}
 #endif

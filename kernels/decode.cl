@@ -17,17 +17,23 @@
   (PKV_MAXG * PKV_PART > PKV_DEC_WG * 8 * PKV_MAXG ? PKV_MAXG * PKV_PART    \
                                                    : PKV_DEC_WG * 8 * PKV_MAXG)
 
-/* flags: 1 = ALiBi slopes given, 2 = write LSE */
+/* flags: 1 = ALiBi slopes given, 2 = write LSE, 4 = sinks given, 8 = CSR
+ * table (pages = kv_indices) instead of dense (pages = block_table).
+ * io_dtypes: q dtype | out dtype << 4. q and out offsets and strides are
+ * in their own elements. */
 PKV_KERNEL void PKV_KNAME(pkv_decode)(
-    PKV_GLOBAL const pkv_elem_t *q, PKV_GLOBAL const pkv_elem_t *k_pool,
-    PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *block_table,
-    PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *q_indptr,
-    PKV_GLOBAL const float *alibi, PKV_GLOBAL pkv_elem_t *out,
-    PKV_GLOBAL float *lse, PKV_GLOBAL float *part_o,
+    PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,
+    PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *pages,
+    PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *kv_indptr,
+    PKV_GLOBAL const int *kv_last, PKV_GLOBAL const int *q_indptr,
+    PKV_GLOBAL const float *alibi, PKV_GLOBAL const float *sinks,
+    PKV_GLOBAL void *out, PKV_GLOBAL float *lse, PKV_GLOBAL float *part_o,
     PKV_GLOBAL float *part_ml, int max_pages, int num_q_heads, int group,
     int page_size, pkv_i64 page_stride, pkv_i64 head_stride,
     pkv_i64 token_stride, float scale, float softcap, int causal,
-    int window_left, int flags, int num_parts) {
+    int window_left, int flags, int num_parts, pkv_i64 q_off, pkv_i64 q_ts,
+    pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
+    int num_pages, int num_tokens, pkv_i64 num_kv_indices) {
   PKV_LOCAL_DECL float q_s[PKV_MAXG * PKV_HEAD_DIM];
   PKV_LOCAL_DECL float big[PKV_DEC_BIG]; /* scores, then V partial sums */
   PKV_LOCAL_DECL float red[PKV_MAXG * PKV_DEC_WG];
@@ -41,9 +47,13 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
   const int gn = group - g0 < PKV_MAXG ? group - g0 : PKV_MAXG;
   const int qh0 = kvh * group + g0;
   const int qi = q_indptr[s];
-  if (q_indptr[s + 1] - qi <= 0) return; /* no query: uniform exit */
-  const int kv_len = seq_lens[s];
+  /* no query, or one outside q: uniform exit */
+  if (q_indptr[s + 1] - qi <= 0 || qi < 0 || qi >= num_tokens) return;
+  pkv_i64 row0;
+  const int kv_len = pkv_table_row(seq_lens, kv_indptr, kv_last, flags & 8, s,
+                                   max_pages, page_size, num_kv_indices, &row0);
   const int qpos = kv_len - 1;
+  const int q_dt = io_dtypes & 15, o_dt = io_dtypes >> 4;
 
   int kbeg = part * PKV_PART;
   int kend = kbeg + PKV_PART < kv_len ? kbeg + PKV_PART : kv_len;
@@ -53,12 +63,13 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
 
   for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {
     int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
-    q_s[i] = PKV_LD(q, ((pkv_i64)qi * num_q_heads + qh0 + g) * PKV_HEAD_DIM + d);
+    q_s[i] = pkv_ld_io(q, q_off + (pkv_i64)qi * q_ts + (pkv_i64)(qh0 + g) * q_hs + d,
+                       q_dt);
   }
   PKV_BARRIER();
 
   /* Scores: one key per work-item, all group heads at once. */
-  const PKV_GLOBAL int *bt = block_table + (pkv_i64)s * max_pages;
+  const PKV_GLOBAL int *bt = pages + row0;
   /* Each work-item takes a contiguous run of keys: consecutive rows, which
    * a CPU's prefetcher follows (a GPU reads whole rows per thread anyway). */
   const int run_k = (n + PKV_DEC_WG - 1) / PKV_DEC_WG;
@@ -66,7 +77,7 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
   for (int k = tid * run_k; k < k_end; k++) {
     int j = kbeg + k;
     int pg = j / page_size;
-    const pkv_i64 off = (pkv_i64)bt[pg] * page_stride + kvh * head_stride +
+    const pkv_i64 off = pkv_page_at(bt, pg, num_pages) * page_stride + kvh * head_stride +
                         (pkv_i64)(j - pg * page_size) * token_stride;
     const PKV_GLOBAL pkv_elem_t *kp = k_pool + off;
     koff[k] = off;
@@ -271,7 +282,8 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
     float o = l > 0.0f ? sum / l : 0.0f;
     int qh = qh0 + g;
     if (num_parts == 1) {
-      PKV_ST(o, out, ((pkv_i64)qi * num_q_heads + qh) * PKV_HEAD_DIM + d);
+      if (flags & 4) o *= pkv_sink_fold(&m, &l, sinks[qh]);
+      pkv_st_io(o, out, o_off + (pkv_i64)qi * o_ts + (pkv_i64)qh * o_hs + d, o_dt);
       if ((flags & 2) && d == 0)
         lse[(pkv_i64)qi * num_q_heads + qh] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;
     } else {
@@ -285,28 +297,34 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
   }
 }
 
-/* Log-sum-exp merge of the partitions of one (sequence, query head). */
+/* Log-sum-exp merge of the partitions of one (sequence, query head); the
+ * sink, if any, joins here (the partitions never see it). */
 PKV_KERNEL void PKV_KNAME(pkv_decode_merge)(
     PKV_GLOBAL const float *part_o, PKV_GLOBAL const float *part_ml,
-    PKV_GLOBAL const int *q_indptr, PKV_GLOBAL pkv_elem_t *out,
-    PKV_GLOBAL float *lse, int num_q_heads, int flags, int num_parts) {
+    PKV_GLOBAL const int *q_indptr, PKV_GLOBAL const float *sinks,
+    PKV_GLOBAL void *out, PKV_GLOBAL float *lse, int num_q_heads, int flags,
+    int num_parts, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
+    int num_tokens) {
   const int qh = PKV_GROUP(0), s = PKV_GROUP(1), tid = PKV_LID(0);
   const int qi = q_indptr[s];
-  if (q_indptr[s + 1] - qi <= 0) return;
+  if (q_indptr[s + 1] - qi <= 0 || qi < 0 || qi >= num_tokens) return;
+  const int o_dt = io_dtypes >> 4;
   const pkv_i64 row0 = ((pkv_i64)s * num_q_heads + qh) * num_parts;
   float M = -PKV_INFINITY, L = 0.0f;
   for (int p = 0; p < num_parts; p++) M = pkv_fmaxf(M, part_ml[2 * (row0 + p)]);
   for (int p = 0; p < num_parts; p++)
     L += part_ml[2 * (row0 + p) + 1] * pkv_exp_diff(part_ml[2 * (row0 + p)], M);
+  float Mf = M, Lf = L;
+  const float f = (flags & 4) ? pkv_sink_fold(&Mf, &Lf, sinks[qh]) : 1.0f;
   for (int d = tid; d < PKV_HEAD_DIM; d += PKV_LSIZE(0)) {
     float acc = 0.0f;
     for (int p = 0; p < num_parts; p++) {
       float w = part_ml[2 * (row0 + p) + 1] * pkv_exp_diff(part_ml[2 * (row0 + p)], M);
       acc += w * part_o[(row0 + p) * PKV_HEAD_DIM + d];
     }
-    PKV_ST(L > 0.0f ? acc / L : 0.0f, out,
-           ((pkv_i64)qi * num_q_heads + qh) * PKV_HEAD_DIM + d);
+    pkv_st_io(L > 0.0f ? acc / L * f : 0.0f, out,
+              o_off + (pkv_i64)qi * o_ts + (pkv_i64)qh * o_hs + d, o_dt);
   }
   if ((flags & 2) && tid == 0)
-    lse[(pkv_i64)qi * num_q_heads + qh] = L > 0.0f ? M + pkv_logf(L) : -PKV_INFINITY;
+    lse[(pkv_i64)qi * num_q_heads + qh] = Lf > 0.0f ? Mf + pkv_logf(Lf) : -PKV_INFINITY;
 }

@@ -14,23 +14,31 @@
  * j >= qpos - window_left). A row that sees no key gives zeros and an LSE
  * of -inf. */
 
-/* flags: 1 = ALiBi slopes given, 2 = write LSE */
+/* flags, io_dtypes and the table arguments: as pkv_decode (decode.cl). */
 PKV_KERNEL void PKV_KNAME(pkv_prefill)(
-    PKV_GLOBAL const pkv_elem_t *q, PKV_GLOBAL const pkv_elem_t *k_pool,
-    PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *block_table,
-    PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *q_indptr,
-    PKV_GLOBAL const float *alibi, PKV_GLOBAL pkv_elem_t *out,
-    PKV_GLOBAL float *lse, int max_pages, int num_q_heads, int group,
-    int page_size, pkv_i64 page_stride, pkv_i64 head_stride,
-    pkv_i64 token_stride, float scale, float softcap, int causal,
-    int window_left, int flags) {
+    PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,
+    PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *pages,
+    PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *kv_indptr,
+    PKV_GLOBAL const int *kv_last, PKV_GLOBAL const int *q_indptr,
+    PKV_GLOBAL const float *alibi, PKV_GLOBAL const float *sinks,
+    PKV_GLOBAL void *out, PKV_GLOBAL float *lse, int max_pages,
+    int num_q_heads, int group, int page_size, pkv_i64 page_stride,
+    pkv_i64 head_stride, pkv_i64 token_stride, float scale, float softcap,
+    int causal, int window_left, int flags, pkv_i64 q_off, pkv_i64 q_ts,
+    pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
+    int num_pages, int num_tokens, pkv_i64 num_kv_indices) {
   PKV_LOCAL_DECL float k_s[PKV_PF_BK * PKV_HEAD_DIM];
   PKV_LOCAL_DECL float v_s[PKV_PF_BK * PKV_HEAD_DIM];
 
   const int tile = PKV_GROUP(0), kvh = PKV_GROUP(1), s = PKV_GROUP(2);
   const int tid = PKV_LID(0);
   const int q0 = q_indptr[s], q_len = q_indptr[s + 1] - q0;
-  const int kv_len = seq_lens[s];
+  /* a query run outside q: uniform exit, nothing read or written */
+  if (q0 < 0 || q_len < 0 || q_len > num_tokens - q0) return;
+  pkv_i64 row0;
+  const int kv_len = pkv_table_row(seq_lens, kv_indptr, kv_last, flags & 8, s,
+                                   max_pages, page_size, num_kv_indices, &row0);
+  const int q_dt = io_dtypes & 15, o_dt = io_dtypes >> 4;
   const int nrows = q_len * group, r0 = tile * PKV_PF_BR;
   if (r0 >= nrows) return; /* uniform over the work-group */
   const int r1 = (r0 + PKV_PF_BR < nrows ? r0 + PKV_PF_BR : nrows) - 1;
@@ -44,7 +52,8 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
   const int valid = r < nrows;
   const int i = r / group, g = r - (r / group) * group;
   const int qh = kvh * group + g, qpos = i + kv_len - q_len;
-  const pkv_i64 orow = ((pkv_i64)(q0 + i) * num_q_heads + qh) * PKV_HEAD_DIM;
+  const pkv_i64 qrow = q_off + (pkv_i64)(q0 + i) * q_ts + (pkv_i64)qh * q_hs;
+  const pkv_i64 orow = o_off + (pkv_i64)(q0 + i) * o_ts + (pkv_i64)qh * o_hs;
   const float slope = (valid && (flags & 1)) ? alibi[qh] : 0.0f;
 
   pkv_f8 qv[PKV_NCH], o[PKV_NCH];
@@ -54,15 +63,19 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
     qv[c] = pkv_f8_zero();
   }
   if (valid)
-    for (int c = 0; c < PKV_NCH; c++) PKV_LD8V(qv[c], q + orow + c * 8);
+    for (int c = 0; c < PKV_NCH; c++) {
+      float t[8];
+      for (int e = 0; e < 8; e++) t[e] = pkv_ld_io(q, qrow + c * 8 + e, q_dt);
+      pkv_f8_ldl(qv[c], t);
+    }
 
-  const PKV_GLOBAL int *bt = block_table + (pkv_i64)s * max_pages;
+  const PKV_GLOBAL int *bt = pages + row0;
   for (int kt = kbeg; kt < kend; kt += PKV_PF_BK) {
     const int nk = kend - kt < PKV_PF_BK ? kend - kt : PKV_PF_BK;
     for (int idx = tid; idx < nk * PKV_NCH; idx += PKV_PF_BR) {
       int kk = idx / PKV_NCH, c = idx - kk * PKV_NCH;
       int j = kt + kk, pg = j / page_size;
-      pkv_i64 off = (pkv_i64)bt[pg] * page_stride + kvh * head_stride +
+      pkv_i64 off = pkv_page_at(bt, pg, num_pages) * page_stride + kvh * head_stride +
                     (pkv_i64)(j - pg * page_size) * token_stride + c * 8;
       pkv_f8 tk, tv;
       PKV_LD8V(tk, k_pool + off);
@@ -111,10 +124,13 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
     PKV_BARRIER();
   }
   if (valid) {
+    const float l0 = l;
+    const float f = (flags & 4) ? pkv_sink_fold(&m, &l, sinks[qh]) : 1.0f;
     for (int c = 0; c < PKV_NCH; c++) {
       float t[8];
       pkv_f8_stp(o[c], t);
-      for (int e = 0; e < 8; e++) PKV_ST(l > 0.0f ? t[e] / l : 0.0f, out, orow + c * 8 + e);
+      for (int e = 0; e < 8; e++)
+        pkv_st_io(l0 > 0.0f ? t[e] / l0 * f : 0.0f, out, orow + c * 8 + e, o_dt);
     }
     if (flags & 2)
       lse[(pkv_i64)(q0 + i) * num_q_heads + qh] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;

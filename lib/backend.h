@@ -9,35 +9,78 @@
 
 #include "internal.h"
 
-/* Arguments of the K/V write: token i's K (and V) rows
- * src[i][h][0..head_dim) go to slot slots[i]; negative slots are skipped. */
+/* Arguments of the K/V write: token i's K (and V) rows go to slot
+ * slots[i]; negative slots are skipped. The rows of token i, head h start
+ * at element k_off + i*k_ts + h*k_hs of k (likewise v), in the pool dtype.
+ * A device backend skips a slot past the pool (it never writes out of
+ * bounds); the layer above checks host slots before the call. */
 typedef struct pkv_write_args {
   const pkv_cache_geometry *geom;
   pkv_buffer *k_pool, *v_pool;   /* one layer's pools */
-  pkv_buffer *k, *v;             /* [n][num_kv_heads][head_dim], cache dtype */
+  pkv_buffer *k, *v;
   pkv_buffer *slots;             /* int64 [n] on the device */
   const int64_t *h_slots;        /* the same on the host, or NULL */
   int64_t n;
+  /* elements; a stride of 0 = contiguous [n][num_kv_heads][head_dim] */
+  int64_t k_off, k_ts, k_hs, v_off, v_ts, v_hs;
+  /* 0: k and v are in the pool dtype, copied bitwise; 1: they are in
+   * src_dtype and converted (through f32, rounding to nearest even) */
+  int32_t convert;
+  pkv_dtype src_dtype;
 } pkv_write_args;
 
-/* Arguments of paged attention over one layer (see pkv_attention). */
+/* The write's strides with the defaults resolved. */
+static inline void pkv__write_strides(const pkv_write_args *a, int64_t *kts,
+                                     int64_t *khs, int64_t *vts, int64_t *vhs) {
+  const int64_t D = a->geom->head_dim, row = D * a->geom->num_kv_heads;
+  *kts = a->k_ts ? a->k_ts : row;
+  *khs = a->k_hs ? a->k_hs : D;
+  *vts = a->v_ts ? a->v_ts : row;
+  *vhs = a->v_hs ? a->v_hs : D;
+}
+
+/* Arguments of paged attention over one layer (see pkv_kv_attention).
+ * geom describes the view (num_layers 1). The table is dense or CSR; the
+ * host mirrors are NULL when the caller has none (device backends only:
+ * the kernels then bound every index, see pkv_kv_table). q and out have
+ * their own dtypes; offsets and strides are in their elements. */
 typedef struct pkv_attn_args {
   const pkv_cache_geometry *geom;
   pkv_buffer *k_pool, *v_pool;
   int32_t num_seqs, max_pages;
   int64_t num_tokens;
   int32_t max_q_len, max_kv_len;
-  /* host mirrors (always valid) */
+  int32_t csr;                   /* 1: kv_indptr/kv_indices/kv_last */
+  int64_t num_kv_indices;
+  /* host mirrors (NULL when absent) */
   const int32_t *h_block_table, *h_seq_lens, *h_q_indptr;
-  /* device copies */
+  const int32_t *h_kv_indptr, *h_kv_indices, *h_kv_last;
+  /* device copies (dense: block_table + seq_lens; CSR: the other three) */
   pkv_buffer *block_table, *seq_lens, *q_indptr;
+  pkv_buffer *kv_indptr, *kv_indices, *kv_last;
   pkv_buffer *q, *out, *lse;     /* lse may be NULL */
+  pkv_dtype q_dtype, o_dtype;
+  int64_t q_off, q_ts, q_hs, o_off, o_ts, o_hs; /* elements */
+  int32_t rows_aligned;          /* every K/V row 16-byte aligned (a hint:
+                                    every backend runs misaligned rows) */
   int32_t num_q_heads;
   float scale, softcap;          /* softcap 0 = off */
   int32_t causal, window_left;   /* window_left < 0 = off */
   const float *h_alibi;          /* host [num_q_heads] or NULL */
   pkv_buffer *alibi;             /* device copy, or NULL */
+  const float *h_sinks;          /* host [num_q_heads] or NULL */
 } pkv_attn_args;
+
+/* q/out strides with the defaults resolved (0 = contiguous
+ * [num_tokens][num_q_heads][head_dim]). */
+static inline void pkv__attn_strides(const pkv_attn_args *a, int64_t *qts,
+                                    int64_t *qhs, int64_t *ots, int64_t *ohs) {
+  const int64_t D = a->geom->head_dim, row = D * a->num_q_heads;
+  *qts = a->q_ts ? a->q_ts : row;
+  *qhs = a->q_hs ? a->q_hs : D;
+  *ots = a->o_ts ? a->o_ts : row;
+  *ohs = a->o_hs ? a->o_hs : D;
+}
 
 /* Page copies (copy-on-write), applied to every pool buffer. */
 typedef struct pkv_copy_args {
@@ -61,6 +104,20 @@ typedef struct pkv_host_move_args {
   unsigned char *host_base;
 } pkv_host_move_args;
 
+/* What a backend can run on its device: cache creation refuses a geometry
+ * outside it with PKV_ERR_UNSUPPORTED before any memory is allocated. The
+ * library fills every member with "anything the API accepts" before it
+ * asks, so a backend sets only its limits. */
+#define PKV_CAPS_MAX_HEAD_DIMS 16
+typedef struct pkv_backend_caps {
+  uint32_t dtypes;          /* bit (1u << pkv_dtype) per K/V dtype */
+  int32_t num_head_dims;    /* 0: every head dim the API accepts */
+  int32_t head_dims[PKV_CAPS_MAX_HEAD_DIMS];
+  int32_t max_page_size;    /* tokens per page */
+} pkv_backend_caps;
+
+/* Members marked "optional" may be NULL; the library checks before each
+ * call (ops.c answers PKV_ERR_UNSUPPORTED naming the missing operation). */
 struct pkv_backend_ops {
   pkv_backend_kind kind;
   const char *name;
@@ -86,9 +143,12 @@ struct pkv_backend_ops {
   pkv_status (*copy_pages)(pkv_context *ctx, const pkv_copy_args *a);
   pkv_status (*pages_to_host)(pkv_context *ctx, const pkv_host_move_args *a);
   pkv_status (*pages_from_host)(pkv_context *ctx, const pkv_host_move_args *a);
+  /* optional: the device's limits (NULL: every geometry the API accepts) */
+  void (*caps)(pkv_context *ctx, pkv_backend_caps *out);
 };
 
-/* Backends compiled in; NULL when not. */
+/* Backends compiled in (with --disable-modules; in a module build these
+ * live in the modules and lib/module_loader.c finds them). */
 extern const pkv_backend_ops pkv__cpu_backend;
 #ifdef PKV_HAVE_OPENCL
 extern const pkv_backend_ops pkv__opencl_backend;
@@ -97,6 +157,15 @@ extern const pkv_backend_ops pkv__opencl_backend;
 extern const pkv_backend_ops pkv__hip_backend;
 #endif
 
+/* The backend of `kind`: compiled in, or loaded from its module on first
+ * use. NULL when there is none; pkv__backend_get says why. */
 const pkv_backend_ops *pkv__backend_ops_for(pkv_backend_kind kind);
+/* The same, failing with PKV_ERR_NO_BACKEND and a message (the dlerror()
+ * text of a module that did not load) on the calling thread. */
+pkv_status pkv__backend_get(pkv_backend_kind kind, const pkv_backend_ops **out);
+/* Refuses (PKV_ERR_UNSUPPORTED, message on ctx) a cache geometry that the
+ * context's backend cannot run, from its capability query. */
+pkv_status pkv__backend_check_caps(pkv_context *ctx, pkv_dtype dtype,
+                                   int32_t head_dim, int32_t page_size);
 
 #endif

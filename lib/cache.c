@@ -2,6 +2,7 @@
 /* Cache creation: validation of the description, the K/V pools of every
  * layer, the host tier; geometry queries. */
 #include "alloc.h"
+#include "backend.h"
 #include "cache.h"
 #include "prefix.h"
 #include "session.h"
@@ -156,7 +157,7 @@ static void free_cache(pkv_cache *c) {
   for (int32_t i = 0; c->pools && i < c->num_pools; i++)
     if (c->pools[i]) pkv__buffer_free_view(c->pools[i]);
   for (int32_t i = 0; c->natives && i < c->num_pools; i++)
-    if (c->natives[i]) c->ctx->ops->mem_free(c->ctx, c->natives[i]);
+    if (c->natives[i] && !c->external) c->ctx->ops->mem_free(c->ctx, c->natives[i]);
   pkv__free(c->pools);
   pkv__free(c->natives);
   pkv_buffer_destroy(c->cow_dev);
@@ -171,8 +172,37 @@ static void evict_hook(void *ud, int32_t page) {
   pkv__prefix_forget((pkv_cache *)ud, page);
 }
 
-pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *user_desc,
-                            pkv_cache **out) {
+/* Engine buffers for every pool: present, of this context, large enough. */
+static pkv_status check_over(pkv_context *ctx, const pkv_cache_geometry *g,
+                             pkv_buffer *const *k_bufs,
+                             pkv_buffer *const *v_bufs) {
+  if (!k_bufs) return pkv__fail(ctx, PKV_ERR_NULL, "k_bufs is NULL");
+  if (!v_bufs) return pkv__fail(ctx, PKV_ERR_NULL, "v_bufs is NULL");
+  for (int32_t l = 0; l < 2 * g->num_layers; l++) {
+    const pkv_buffer *b = (l & 1) ? v_bufs[l / 2] : k_bufs[l / 2];
+    const char *name = (l & 1) ? "v_bufs" : "k_bufs";
+    if (!b) return pkv__fail(ctx, PKV_ERR_NULL, "%s[%d] is NULL", name, l / 2);
+    if (b->ctx != ctx)
+      return pkv__fail(ctx, PKV_ERR_INVALID,
+                      "%s[%d] belongs to another context than ctx", name, l / 2);
+    if (b->bytes < g->layer_bytes)
+      return pkv__fail(ctx, PKV_ERR_SIZE,
+                      "%s[%d] holds %zu bytes but num_pages %lld x %zu-byte "
+                      "pages need %zu",
+                      name, l / 2, b->bytes, (long long)g->num_pages,
+                      g->page_bytes, g->layer_bytes);
+    if (ctx->kind != PKV_BACKEND_OPENCL && (uintptr_t)b->native % 16 != 0)
+      return pkv__fail(ctx, PKV_ERR_INVALID,
+                      "%s[%d] is not 16-byte aligned: the vector kernels load "
+                      "whole rows",
+                      name, l / 2);
+  }
+  return PKV_OK;
+}
+
+static pkv_status create(pkv_context *ctx, const pkv_cache_desc *user_desc,
+                         pkv_buffer *const *k_bufs, pkv_buffer *const *v_bufs,
+                         bool over, pkv_cache **out) {
   if (!ctx) return pkv__fail(NULL, PKV_ERR_NULL, "ctx is NULL");
   if (!user_desc) return pkv__fail(ctx, PKV_ERR_NULL, "desc is NULL");
   if (!out) return pkv__fail(ctx, PKV_ERR_NULL, "out is NULL");
@@ -188,6 +218,11 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *user_desc,
   int32_t ncls = 1;
   st = check_desc(ctx, desc, &g, &ncls);
   if (st != PKV_OK) return st;
+  /* what this device cannot run is refused before any allocation */
+  st = pkv__backend_check_caps(ctx, desc->dtype, desc->head_dim,
+                               desc->page_size);
+  if (st != PKV_OK) return st;
+  if (over && (st = check_over(ctx, &g, k_bufs, v_bufs)) != PKV_OK) return st;
 
   pkv_cache *c = pkv__calloc(1, sizeof *c);
   if (!c) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "cache allocation");
@@ -199,6 +234,7 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *user_desc,
   c->geom = g;
   c->next_id = 1;
   c->num_pools = 2 * g.num_layers;
+  c->external = over;
   if (!pkv__pool_init(&c->pool, g.num_pages, g.page_size, ncls)) {
     free_cache(c);
     return pkv__fail(ctx, PKV_ERR_NO_MEMORY,
@@ -215,7 +251,12 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *user_desc,
     return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "pool tables");
   }
   for (int32_t i = 0; i < c->num_pools; i++) {
-    st = ctx->ops->mem_alloc(ctx, g.layer_bytes, &c->natives[i]);
+    if (over) {
+      c->natives[i] = ((i & 1) ? v_bufs : k_bufs)[i / 2]->native;
+      st = PKV_OK;
+    } else {
+      st = ctx->ops->mem_alloc(ctx, g.layer_bytes, &c->natives[i]);
+    }
     if (st != PKV_OK) {
       int32_t np = c->num_pools;
       c->natives[i] = NULL;
@@ -250,6 +291,17 @@ pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *user_desc,
   }
   *out = c;
   return PKV_OK;
+}
+
+pkv_status pkv_cache_create(pkv_context *ctx, const pkv_cache_desc *desc,
+                            pkv_cache **out) {
+  return create(ctx, desc, NULL, NULL, false, out);
+}
+
+pkv_status pkv_cache_create_over(pkv_context *ctx, const pkv_cache_desc *desc,
+                                 pkv_buffer *const *k_bufs,
+                                 pkv_buffer *const *v_bufs, pkv_cache **out) {
+  return create(ctx, desc, k_bufs, v_bufs, true, out);
 }
 
 void pkv_cache_destroy(pkv_cache *c) {

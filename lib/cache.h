@@ -22,6 +22,7 @@ struct pkv_cache {
   int32_t num_pools;
   void **natives;        /* K0, V0, K1, V1, ... from ctx->ops->mem_alloc */
   pkv_buffer **pools;    /* views of the same */
+  bool external;         /* natives are the engine's (create_over): not freed */
   pkv_pool pool;
 
   pkv_hmap seqs;         /* id -> pkv_seq* */

@@ -5,12 +5,17 @@
 #include "struct_size.h"
 
 #include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const backend_names[PKV_BACKEND_COUNT] = {"auto", "cpu",
                                                              "opencl", "hip"};
 
+#ifndef PKV_MODULES
+/* --disable-modules: the backends are linked in. (A module build finds
+ * them in lib/module_loader.c.) */
 const pkv_backend_ops *pkv__backend_ops_for(pkv_backend_kind kind) {
   switch (kind) {
   case PKV_BACKEND_CPU: return &pkv__cpu_backend;
@@ -22,6 +27,56 @@ const pkv_backend_ops *pkv__backend_ops_for(pkv_backend_kind kind) {
 #endif
   default: return NULL;
   }
+}
+
+pkv_status pkv__backend_get(pkv_backend_kind kind, const pkv_backend_ops **out) {
+  *out = pkv__backend_ops_for(kind);
+  if (*out) return PKV_OK;
+  if (!pkv_backend_name(kind))
+    return pkv__fail(NULL, PKV_ERR_INVALID, "backend %d is unknown", (int)kind);
+  return pkv__fail(NULL, PKV_ERR_NO_BACKEND,
+                   "backend '%s' is not compiled into this library "
+                   "(built with --disable-modules)",
+                   pkv_backend_name(kind));
+}
+#endif
+
+pkv_status pkv__backend_check_caps(pkv_context *ctx, pkv_dtype dtype,
+                                   int32_t head_dim, int32_t page_size) {
+  if (!ctx->ops->caps) return PKV_OK;
+  pkv_backend_caps c;
+  memset(&c, 0, sizeof c);
+  c.dtypes = ~0u;
+  c.max_page_size = INT32_MAX;
+  ctx->ops->caps(ctx, &c);
+  if (!(c.dtypes & (1u << (unsigned)dtype)))
+    return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
+                     "desc->dtype %d is not supported by the %s backend "
+                     "(dtype mask 0x%x)",
+                     (int)dtype, ctx->ops->name, c.dtypes);
+  if (c.num_head_dims > 0) {
+    int n = c.num_head_dims < PKV_CAPS_MAX_HEAD_DIMS ? c.num_head_dims
+                                                     : PKV_CAPS_MAX_HEAD_DIMS;
+    int found = 0;
+    char list[128] = "";
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+      if (c.head_dims[i] == head_dim) found = 1;
+      int w = snprintf(list + len, sizeof list - len, "%s%d", i ? ", " : "",
+                       c.head_dims[i]);
+      if (w > 0 && (size_t)w < sizeof list - len) len += (size_t)w;
+    }
+    if (!found)
+      return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
+                       "desc->head_dim %d is not supported by the %s backend "
+                       "(it runs %s)",
+                       head_dim, ctx->ops->name, list);
+  }
+  if (page_size > c.max_page_size)
+    return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
+                     "desc->page_size %d exceeds the %s backend's %d",
+                     page_size, ctx->ops->name, c.max_page_size);
+  return PKV_OK;
 }
 
 const char *pkv_backend_name(pkv_backend_kind kind) {
@@ -54,7 +109,11 @@ pkv_status pkv_backend_from_name(const char *name, pkv_backend_kind *out) {
 }
 
 int pkv_backend_available(pkv_backend_kind kind) {
-  return pkv__backend_ops_for(kind) != NULL;
+  /* through pkv__backend_get, so that a module that does not load leaves
+   * its reason in pkv_last_error(NULL) */
+  const pkv_backend_ops *ops;
+  if ((int)kind <= PKV_BACKEND_AUTO || (int)kind >= PKV_BACKEND_COUNT) return 0;
+  return pkv__backend_get(kind, &ops) == PKV_OK;
 }
 
 pkv_status pkv_list_devices(pkv_backend_kind backend, pkv_device_info *out,
@@ -68,19 +127,16 @@ pkv_status pkv_list_devices(pkv_backend_kind backend, pkv_device_info *out,
   if (backend == PKV_BACKEND_AUTO)
     return pkv__fail(NULL, PKV_ERR_INVALID,
                     "backend AUTO names no backend to list; name one");
-  const pkv_backend_ops *ops = pkv__backend_ops_for(backend);
-  if (!ops) {
-    if (!pkv_backend_name(backend))
-      return pkv__fail(NULL, PKV_ERR_INVALID, "backend %d is unknown",
-                      (int)backend);
-    return pkv__fail(NULL, PKV_ERR_NO_BACKEND,
-                    "backend '%s' is not compiled into this library",
-                    pkv_backend_name(backend));
-  }
+  if (!pkv_backend_name(backend))
+    return pkv__fail(NULL, PKV_ERR_INVALID, "backend %d is unknown",
+                     (int)backend);
+  const pkv_backend_ops *ops;
+  pkv_status st = pkv__backend_get(backend, &ops);
+  if (st != PKV_OK) return st;
   if (capacity == 0) return ops->list_devices(NULL, 0, count);
   /* The caller's array has its own element size (out[0].struct_size):
    * list into one of ours, then copy each entry at the caller's stride. */
-  pkv_status st = pkv__struct_out_check(NULL, "out[0]", out, PKV__V1_DEVICE_INFO);
+  st = pkv__struct_out_check(NULL, "out[0]", out, PKV__V1_DEVICE_INFO);
   if (st != PKV_OK) return st;
   const size_t stride = pkv__struct_size_of(out);
   int total = 0;
@@ -148,11 +204,9 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
     }
     if (kind == PKV_BACKEND_AUTO) kind = auto_backend();
   }
-  const pkv_backend_ops *ops = pkv__backend_ops_for(kind);
-  if (!ops)
-    return pkv__fail(NULL, PKV_ERR_NO_BACKEND,
-                    "backend '%s' is not compiled into this library",
-                    pkv_backend_name(kind));
+  const pkv_backend_ops *ops;
+  pkv_status gst = pkv__backend_get(kind, &ops);
+  if (gst != PKV_OK) return gst;
   pkv_context *ctx = pkv__calloc(1, sizeof *ctx);
   if (!ctx) return pkv__fail(NULL, PKV_ERR_NO_MEMORY, "context allocation");
   ctx->ops = ops;

@@ -57,6 +57,7 @@ const char *pkv_status_name(pkv_status s) {
   case PKV_ERR_SIZE: return "PKV_ERR_SIZE";
   case PKV_ERR_BUILD: return "PKV_ERR_BUILD";
   case PKV_ERR_NO_HOST_PAGES: return "PKV_ERR_NO_HOST_PAGES";
+  case PKV_ERR_NOT_EXPORTABLE: return "PKV_ERR_NOT_EXPORTABLE";
   }
   return "PKV_ERR_UNKNOWN";
 }

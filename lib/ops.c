@@ -4,6 +4,7 @@
  * well-formed requests (backend.h) and an error leaves all state as it was. */
 #include "backend.h"
 #include "batch.h"
+#include "kvlayer.h"
 #include "struct_size.h"
 
 #include <math.h>
@@ -78,15 +79,26 @@ static pkv_status check_kv_inputs(pkv_context *ctx, const pkv_cache_geometry *g,
   return st;
 }
 
+/* Contiguous [n][heads][head_dim] in the cache dtype: the tensor the
+ * cache/batch API has always taken. */
+static pkv_tensor packed(pkv_buffer *b, pkv_dtype dt) {
+  pkv_tensor t;
+  pkv_tensor_init(&t);
+  t.buf = b;
+  t.dtype = dt;
+  return t;
+}
+
 static pkv_status write_kv(pkv_context *ctx, pkv_cache *cache,
                            const pkv_cache_geometry *g, int32_t layer,
                            pkv_buffer *k, pkv_buffer *v, pkv_buffer *slots,
                            const int64_t *h_slots, int64_t n) {
-  pkv_buffer *kp = NULL, *vp = NULL;
-  pkv_status st = pkv_cache_kv(cache, layer, &kp, &vp);
+  pkv_kv_view view;
+  pkv_kv_view_init(&view);
+  pkv_status st = pkv_cache_kv_view(cache, layer, &view);
   if (st != PKV_OK) return st;
-  pkv_write_args a = {g, kp, vp, k, v, slots, h_slots, n};
-  return ctx->ops->write_kv(ctx, &a);
+  pkv_tensor kt = packed(k, g->dtype), vt = packed(v, g->dtype);
+  return pkv__kv_write(ctx, &view, slots, h_slots, n, &kt, &vt);
 }
 
 pkv_status pkv_write_kv(pkv_batch *batch, int32_t layer, pkv_buffer *k,
@@ -162,38 +174,6 @@ pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer, pkv_buffer *k,
   return write_kv(ctx, cache, &g, layer, k, v, slots, NULL, n);
 }
 
-static pkv_status check_params(pkv_context *ctx, const pkv_cache_geometry *g,
-                               const pkv_attn_params *p) {
-  if (p->num_q_heads <= 0 || p->num_q_heads % g->num_kv_heads != 0)
-    return pkv__fail(ctx, PKV_ERR_INVALID,
-                    "params->num_q_heads = %d must be a positive multiple of "
-                    "the cache's num_kv_heads = %d",
-                    p->num_q_heads, g->num_kv_heads);
-  if (!isfinite(p->scale) || p->scale < 0.0f)
-    return pkv__fail(ctx, PKV_ERR_INVALID,
-                    "params->scale = %g must be finite and >= 0 (0 = "
-                    "1/sqrt(head_dim))",
-                    (double)p->scale);
-  if (p->causal != 0 && p->causal != 1)
-    return pkv__fail(ctx, PKV_ERR_INVALID, "params->causal = %d must be 0 or 1",
-                    p->causal);
-  if (p->window_left < -1)
-    return pkv__fail(ctx, PKV_ERR_INVALID,
-                    "params->window_left = %d must be >= -1 (-1 = no window)",
-                    p->window_left);
-  if (!isfinite(p->softcap) || p->softcap < 0.0f)
-    return pkv__fail(ctx, PKV_ERR_INVALID,
-                    "params->softcap = %g must be finite and >= 0 (0 = off)",
-                    (double)p->softcap);
-  if (p->alibi_slopes)
-    for (int32_t h = 0; h < p->num_q_heads; h++)
-      if (!isfinite(p->alibi_slopes[h]))
-        return pkv__fail(ctx, PKV_ERR_INVALID,
-                        "params->alibi_slopes[%d] = %g is not finite", h,
-                        (double)p->alibi_slopes[h]);
-  return PKV_OK;
-}
-
 pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
                          const pkv_attn_params *user_params, pkv_buffer *q,
                          pkv_buffer *out, pkv_buffer *lse) {
@@ -215,7 +195,8 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
   pkv_status st = pkv_cache_get_geometry(cache, &g);
   if (st != PKV_OK) return st;
   if ((st = check_layer(ctx, &g, layer)) != PKV_OK) return st;
-  if ((st = check_params(ctx, &g, params)) != PKV_OK) return st;
+  if ((st = pkv__check_attn_params(ctx, g.num_kv_heads, params)) != PKV_OK)
+    return st;
   pkv_batch_view view;
   pkv_batch_device dev;
   pkv_batch_view_init(&view);
@@ -250,8 +231,7 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
   if ((st = pkv__batch_check_current(batch)) != PKV_OK) return st;
   if (view.num_tokens == 0) return PKV_OK;
 
-  pkv_buffer *kp = NULL, *vp = NULL, *alibi = NULL;
-  if ((st = pkv_cache_kv(cache, layer, &kp, &vp)) != PKV_OK) return st;
+  pkv_buffer *alibi = NULL;
   if (params->alibi_slopes &&
       (st = pkv__batch_alibi_buffer(batch, params->alibi_slopes, nq, &alibi)) !=
           PKV_OK)
@@ -260,33 +240,13 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
   /* The pages it reads must hold their copied content. */
   if ((st = pkv__cache_flush_copies(cache)) != PKV_OK) return st;
 
-  pkv_attn_args a;
-  memset(&a, 0, sizeof a);
-  a.geom = &g;
-  a.k_pool = kp;
-  a.v_pool = vp;
-  a.num_seqs = view.num_seqs;
-  a.max_pages = view.max_pages;
-  a.num_tokens = view.num_tokens;
-  a.max_q_len = view.max_q_len;
-  a.max_kv_len = view.max_kv_len;
-  a.h_block_table = view.block_table;
-  a.h_seq_lens = view.seq_lens;
-  a.h_q_indptr = view.q_indptr;
-  a.block_table = dev.block_table;
-  a.seq_lens = dev.seq_lens;
-  a.q_indptr = dev.q_indptr;
-  a.q = q;
-  a.out = out;
-  a.lse = lse;
-  a.num_q_heads = nq;
-  /* Backends receive the resolved scale, never the 0 default. */
-  a.scale = params->scale > 0.0f ? params->scale
-                                 : (float)(1.0 / sqrt((double)g.head_dim));
-  a.softcap = params->softcap;
-  a.causal = params->causal;
-  a.window_left = params->window_left;
-  a.h_alibi = params->alibi_slopes;
-  a.alibi = alibi;
-  return ctx->ops->attention(ctx, &a);
+  pkv_kv_view kv;
+  pkv_kv_table t;
+  pkv_kv_view_init(&kv);
+  pkv_kv_table_init(&t);
+  if ((st = pkv_cache_kv_view(cache, layer, &kv)) != PKV_OK ||
+      (st = pkv_batch_get_table(batch, PKV_TABLE_DENSE, &t)) != PKV_OK)
+    return st;
+  pkv_tensor qt = packed(q, g.dtype), ot = packed(out, g.dtype);
+  return pkv__kv_attention(ctx, &kv, &t, params, &qt, &ot, lse, alibi);
 }

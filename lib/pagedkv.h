@@ -67,14 +67,16 @@ typedef enum pkv_status {
   PKV_ERR_NO_MEMORY = 5,     /* a host allocation failed */
   PKV_ERR_NO_PAGES = 6,      /* the page pool (or a class quota) is exhausted */
   PKV_ERR_UNSUPPORTED = 7,   /* valid request the backend/build cannot do */
-  PKV_ERR_NO_BACKEND = 8,    /* backend not compiled in or no device found */
+  PKV_ERR_NO_BACKEND = 8,    /* backend not built or not loadable, or no device */
   PKV_ERR_DEVICE = 9,        /* the device runtime reported an error */
   PKV_ERR_DUPLICATE = 10,    /* the same sequence twice in one batch, etc. */
   PKV_ERR_NOT_FOUND = 11,    /* unknown sequence id or session key */
   PKV_ERR_STATE = 12,        /* the object is not in a state that allows it */
   PKV_ERR_SIZE = 13,         /* a buffer is too small for the request */
   PKV_ERR_BUILD = 14,        /* a device program failed to build */
-  PKV_ERR_NO_HOST_PAGES = 15 /* the host tier is exhausted */
+  PKV_ERR_NO_HOST_PAGES = 15, /* the host tier is exhausted */
+  PKV_ERR_NOT_EXPORTABLE = 16 /* the memory cannot be exported (DLPack of an
+                                 OpenCL buffer) */
 } pkv_status;
 
 /* A static, human-readable name for a status ("PKV_ERR_NO_PAGES"). */
@@ -105,7 +107,8 @@ typedef enum pkv_backend_kind {
 PKV_API const char *pkv_backend_name(pkv_backend_kind kind);
 /* Parses a backend name (case-insensitive). */
 PKV_API pkv_status pkv_backend_from_name(const char *name, pkv_backend_kind *out);
-/* 1 when the backend was compiled into this library, else 0. */
+/* 1 when the backend is built into this library or its module loads, else 0
+ * (then pkv_last_error(NULL) says why). */
 PKV_API int pkv_backend_available(pkv_backend_kind kind);
 
 typedef enum pkv_device_type {
@@ -115,7 +118,7 @@ typedef enum pkv_device_type {
 } pkv_device_type;
 
 typedef struct pkv_device_info {
-  size_t struct_size; /* set by pkv_device_info_init(): see \"Growable structs\" */
+  size_t struct_size; /* set by pkv_device_info_init(): see "Growable structs" */
   pkv_backend_kind backend;
   int index;                /* index to pass as pkv_context_desc.device */
   pkv_device_type type;
@@ -137,7 +140,8 @@ PKV_API void pkv_device_info_init_sized(pkv_device_info *info, size_t size);
  * out[0] must be initialised (pkv_device_info_init): its struct_size is the
  * stride of the array, and every entry written gets that struct_size.
  * A backend that is compiled in but finds no device returns PKV_OK with
- * *count = 0; one not compiled in returns PKV_ERR_NO_BACKEND. */
+ * *count = 0; one not built, or whose module does not load, returns
+ * PKV_ERR_NO_BACKEND. */
 PKV_API pkv_status pkv_list_devices(pkv_backend_kind backend,
                                     pkv_device_info *out, int capacity,
                                     int *count);
@@ -148,7 +152,7 @@ typedef struct pkv_context pkv_context;
 #define PKV_CTX_NO_BINARY_CACHE 0x1u /* OpenCL: do not read/write the program cache */
 
 typedef struct pkv_context_desc {
-  size_t struct_size; /* set by pkv_context_desc_init(): see \"Growable structs\" */
+  size_t struct_size; /* set by pkv_context_desc_init(): see "Growable structs" */
   pkv_backend_kind backend; /* AUTO by default */
   int device;               /* device index within the backend; -1 = default */
   const char *device_name;  /* optional case-insensitive name substring */
@@ -239,7 +243,7 @@ typedef enum pkv_layout {
 #define PKV_MAX_CLASSES 8
 
 typedef struct pkv_cache_desc {
-  size_t struct_size; /* set by pkv_cache_desc_init(): see \"Growable structs\" */
+  size_t struct_size; /* set by pkv_cache_desc_init(): see "Growable structs" */
   int32_t num_layers;
   int32_t num_kv_heads;
   int32_t head_dim;      /* 64, 80, 96, 112, 128, 192 or 256 */
@@ -274,7 +278,7 @@ PKV_API pkv_context *pkv_cache_context(const pkv_cache *cache);
  *   p*page_stride + h*head_stride + t*token_stride
  * and its head_dim elements are contiguous. */
 typedef struct pkv_cache_geometry {
-  size_t struct_size; /* set by pkv_cache_geometry_init(): see \"Growable structs\" */
+  size_t struct_size; /* set by pkv_cache_geometry_init(): see "Growable structs" */
   int32_t num_layers, num_kv_heads, head_dim, page_size;
   int64_t num_pages;
   pkv_dtype dtype;
@@ -302,7 +306,7 @@ PKV_API pkv_status pkv_cache_kv(pkv_cache *cache, int32_t layer,
 typedef int64_t pkv_seq_id;
 
 typedef struct pkv_seq_desc {
-  size_t struct_size; /* set by pkv_seq_desc_init(): see \"Growable structs\" */
+  size_t struct_size; /* set by pkv_seq_desc_init(): see "Growable structs" */
   int32_t priority_class; /* 0 = lowest */
   uint64_t namespace_id;  /* prefix sharing domain (tenant, model, LoRA) */
 } pkv_seq_desc;
@@ -416,7 +420,7 @@ typedef struct pkv_class_stats {
 } pkv_class_stats;
 
 typedef struct pkv_stats {
-  size_t struct_size; /* set by pkv_stats_init(): see \"Growable structs\" */
+  size_t struct_size; /* set by pkv_stats_init(): see "Growable structs" */
   int64_t pages_total;
   int64_t pages_free;     /* neither live nor cached */
   int64_t pages_live;     /* referenced by at least one sequence */
@@ -451,7 +455,7 @@ PKV_API pkv_status pkv_cache_stats(const pkv_cache *cache, pkv_stats *out);
 #define PKV_PAGE_CACHED 2 /* refcount 0, kept for prefix or session reuse */
 
 typedef struct pkv_page_info {
-  size_t struct_size; /* set by pkv_page_info_init(): see \"Growable structs\" */
+  size_t struct_size; /* set by pkv_page_info_init(): see "Growable structs" */
   int32_t state;          /* PKV_PAGE_* */
   int32_t refcount;       /* sequences (and pending copies) holding it */
   int32_t priority_class; /* class charged (live) or attributed (cached) */
@@ -483,7 +487,7 @@ PKV_API pkv_status pkv_batch_build(pkv_batch *batch, const pkv_seq_id *seqs,
 
 /* Host views of the last build; valid until the next build or destroy. */
 typedef struct pkv_batch_view {
-  size_t struct_size; /* set by pkv_batch_view_init(): see \"Growable structs\" */
+  size_t struct_size; /* set by pkv_batch_view_init(): see "Growable structs" */
   int32_t num_seqs;
   int32_t max_pages;          /* row length of block_table */
   int64_t num_tokens;         /* total query tokens = q_indptr[num_seqs] */
@@ -505,7 +509,7 @@ PKV_API pkv_status pkv_batch_get_view(const pkv_batch *batch,
 
 /* Device copies of the same arrays (for handing to other kernels). */
 typedef struct pkv_batch_device {
-  size_t struct_size; /* set by pkv_batch_device_init(): see \"Growable structs\" */
+  size_t struct_size; /* set by pkv_batch_device_init(): see "Growable structs" */
   pkv_buffer *block_table, *seq_lens, *q_indptr, *kv_indptr, *kv_indices,
       *kv_last_page_len, *slot_mapping;
 } pkv_batch_device;
@@ -533,13 +537,17 @@ PKV_API pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer,
                                       pkv_buffer *slots, int64_t n);
 
 typedef struct pkv_attn_params {
-  size_t struct_size; /* set by pkv_attn_params_init(): see \"Growable structs\" */
+  size_t struct_size; /* set by pkv_attn_params_init(): see "Growable structs" */
   int32_t num_q_heads;   /* multiple of num_kv_heads */
   float scale;           /* 0 = 1/sqrt(head_dim) */
   int32_t causal;        /* 1 (default): query i sees j <= i + kv_len - q_len */
   int32_t window_left;   /* -1 = none; else keys j >= qpos - window_left */
   float softcap;         /* 0 = off; else s = softcap * tanh(s / softcap) */
   const float *alibi_slopes; /* host [num_q_heads]; NULL = off */
+  /* Attention sinks (gpt-oss): host f32 [num_q_heads], a learned logit per
+   * q head that joins the softmax denominator (not the numerator); NULL =
+   * none. The LSE output then includes the sink's term. */
+  const float *sinks;
 } pkv_attn_params;
 
 /* Defaults (scale 0 = 1/sqrt(head_dim), causal, no window, no softcap, no
@@ -559,8 +567,156 @@ PKV_API pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
                                  pkv_buffer *q, pkv_buffer *out,
                                  pkv_buffer *lse);
 
+/* ------------------------------------------------------------------ */
+/* Kernel-level layer (vendor-neutral block-table API)                  */
+/* ------------------------------------------------------------------ */
+
 /* PKV_EXPERIMENTAL_BEGIN */
-/* (no experimental API in this release) */
+/* Attention and K/V writes over memory the caller owns: pools, block
+ * tables and activations, no pkv_cache needed. An engine with its own
+ * block manager uses this layer alone; pkv_write_kv and pkv_attention are
+ * built on it (one path to the kernels). See doc/integration.md.
+ * Structs follow the struct_size rule: initialise with the *_init macro,
+ * the library reads only the first struct_size bytes. */
+
+/* Activation tensor [tokens][heads][head_dim]: the head_dim elements of one
+ * (token, head) are contiguous; tokens and heads are strided, so q may be a
+ * slice of a fused QKV projection. Strides are in elements of `dtype`; the
+ * offset is in bytes and must be a multiple of the element size. */
+typedef struct pkv_tensor {
+  size_t struct_size;
+  pkv_buffer *buf;
+  size_t offset;         /* bytes from the buffer's start to [0][0][0] */
+  pkv_dtype dtype;       /* default PKV_DTYPE_F32 */
+  int64_t token_stride;  /* elements between tokens; 0 = heads * head_dim */
+  int64_t head_stride;   /* elements between heads; 0 = head_dim */
+} pkv_tensor;
+
+PKV_API void pkv_tensor_init_sized(pkv_tensor *t, size_t size);
+#define pkv_tensor_init(t) pkv_tensor_init_sized((t), sizeof(*(t)))
+
+/* Paged K/V pools of one layer. Token t of kv head h in page p starts at
+ * element p*page_stride + h*head_stride + t*token_stride of k (and v); its
+ * head_dim elements are contiguous. All three strides 0 = packed HND. */
+typedef struct pkv_kv_view {
+  size_t struct_size;
+  pkv_buffer *k, *v;
+  int32_t page_size, num_kv_heads, head_dim;
+  int64_t num_pages;
+  pkv_dtype dtype;       /* storage dtype of the pools */
+  int64_t page_stride, head_stride, token_stride; /* elements */
+} pkv_kv_view;
+
+PKV_API void pkv_kv_view_init_sized(pkv_kv_view *v, size_t size);
+#define pkv_kv_view_init(v) pkv_kv_view_init_sized((v), sizeof(*(v)))
+
+/* The view of one layer of a cache (its own pools and geometry). */
+PKV_API pkv_status pkv_cache_kv_view(pkv_cache *cache, int32_t layer,
+                                     pkv_kv_view *out);
+
+typedef enum pkv_table_kind {
+  PKV_TABLE_DENSE = 0, /* block_table [num_seqs][max_pages] + seq_lens */
+  PKV_TABLE_CSR = 1    /* kv_indptr / kv_indices / kv_last_page_len */
+} pkv_table_kind;
+
+/* The pages of each sequence of one step, as int32 device buffers, plus
+ * q_indptr [num_seqs+1] (query token runs). The host scalars size the
+ * launch. The host_* mirrors are optional: when given (or when the
+ * buffers are host memory, CPU backend), every entry is checked before
+ * anything is launched; otherwise the kernels bound every index (a page
+ * outside the pool, a length past the row, a query past num_tokens never
+ * read or write out of bounds, but give unspecified values). */
+typedef struct pkv_kv_table {
+  size_t struct_size;
+  pkv_table_kind kind;
+  int32_t num_seqs;
+  int64_t num_tokens;    /* q_indptr[num_seqs] */
+  int32_t max_q_len;     /* longest query run (1 = decode) */
+  int32_t max_kv_len;    /* longest kv length */
+  pkv_buffer *q_indptr;
+  /* PKV_TABLE_DENSE */
+  pkv_buffer *block_table, *seq_lens;
+  int32_t max_pages;     /* row length of block_table */
+  /* PKV_TABLE_CSR */
+  pkv_buffer *kv_indptr, *kv_indices, *kv_last_page_len;
+  int64_t num_kv_indices; /* entries of kv_indices */
+  /* optional host copies of the same arrays */
+  const int32_t *host_q_indptr, *host_block_table, *host_seq_lens;
+  const int32_t *host_kv_indptr, *host_kv_indices, *host_kv_last_page_len;
+} pkv_kv_table;
+
+PKV_API void pkv_kv_table_init_sized(pkv_kv_table *t, size_t size);
+#define pkv_kv_table_init(t) pkv_kv_table_init_sized((t), sizeof(*(t)))
+
+/* The table of a built batch (device arrays + host mirrors), dense or CSR.
+ * Valid until the next build or destroy. */
+PKV_API pkv_status pkv_batch_get_table(const pkv_batch *batch,
+                                       pkv_table_kind kind, pkv_kv_table *out);
+
+/* Writes n tokens' K and V rows ([n][num_kv_heads][head_dim], dtype of the
+ * view, strided) into slots[i] = page * page_size + offset (int64 device
+ * buffer; negative = skip). host_slots (may be NULL) is the same list on
+ * the host: then every slot is range-checked before anything is written. */
+PKV_API pkv_status pkv_kv_write(pkv_context *ctx, const pkv_kv_view *view,
+                                pkv_buffer *slots, const int64_t *host_slots,
+                                int64_t n, const pkv_tensor *k,
+                                const pkv_tensor *v);
+
+/* Paged attention of the table's queries over the view. q and out are
+ * [num_tokens][num_q_heads][head_dim], strided, each in its own dtype
+ * (f32, f16 or bf16, independent of the pool dtype). lse (may be NULL):
+ * f32 [num_tokens][num_q_heads], contiguous. */
+PKV_API pkv_status pkv_kv_attention(pkv_context *ctx, const pkv_kv_view *view,
+                                    const pkv_kv_table *table,
+                                    const pkv_attn_params *params,
+                                    const pkv_tensor *q, const pkv_tensor *out,
+                                    pkv_buffer *lse);
+
+/* ---- engine-allocated pools and DLPack (lib/pkv_dlpack.h) ---- */
+
+/* A cache over K/V pools the engine allocated: k_bufs[l], v_bufs[l] for
+ * every layer, each at least the geometry's layer_bytes and laid out as
+ * desc->layout says (pkv_cache_get_geometry gives the strides). The cache
+ * never frees them; they must outlive it. */
+PKV_API pkv_status pkv_cache_create_over(pkv_context *ctx,
+                                         const pkv_cache_desc *desc,
+                                         pkv_buffer *const *k_bufs,
+                                         pkv_buffer *const *v_bufs,
+                                         pkv_cache **out);
+
+struct DLManagedTensor;
+
+/* Which pool of a layer. */
+#define PKV_POOL_K 0
+#define PKV_POOL_V 1
+
+/* The pool of one layer as a DLPack tensor without a copy: shape
+ * [num_pages][num_kv_heads][page_size][head_dim] (HND) or
+ * [num_pages][page_size][num_kv_heads][head_dim] (NHD). The caller calls
+ * (*out)->deleter(*out) when done; the memory stays the cache's. Devices:
+ * kDLCPU (CPU backend), kDLCUDA / kDLROCM (HIP backend). OpenCL buffers
+ * have no DLPack device: PKV_ERR_NOT_EXPORTABLE. */
+PKV_API pkv_status pkv_cache_export_dlpack(pkv_cache *cache, int32_t layer,
+                                           int32_t which,
+                                           struct DLManagedTensor **out);
+
+/* Arrays of the last batch build (device copies). */
+typedef enum pkv_batch_array {
+  PKV_BATCH_BLOCK_TABLE = 0,  /* int32 [num_seqs][max_pages] */
+  PKV_BATCH_SEQ_LENS = 1,     /* int32 [num_seqs] */
+  PKV_BATCH_Q_INDPTR = 2,     /* int32 [num_seqs+1] */
+  PKV_BATCH_KV_INDPTR = 3,    /* int32 [num_seqs+1] */
+  PKV_BATCH_KV_INDICES = 4,   /* int32 [kv_indptr[num_seqs]] */
+  PKV_BATCH_KV_LAST_PAGE_LEN = 5, /* int32 [num_seqs] */
+  PKV_BATCH_SLOT_MAPPING = 6  /* int64 [num_tokens] */
+} pkv_batch_array;
+
+/* One array of the last build as a DLPack tensor (no copy); valid until
+ * the next build or destroy of the batch. */
+PKV_API pkv_status pkv_batch_export_dlpack(pkv_batch *batch,
+                                           pkv_batch_array which,
+                                           struct DLManagedTensor **out);
+
 /* PKV_EXPERIMENTAL_END */
 
 #ifdef __cplusplus

@@ -1,14 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 # HIP backend detection: AMD through hipcc (--with-hip[=DIR]) or NVIDIA
-# through nvcc (--with-cuda[=DIR]). One library holds one variant: the two
-# runtimes export the same kernels under the same names and an engine links
-# the build that matches its fleet, so both at once is refused.
+# through nvcc (--with-cuda[=DIR]). In a module build both may be given:
+# each vendor's objects go into their own module (backend-hip.so,
+# backend-cuda.so), so one install serves AMD and NVIDIA nodes. With
+# --disable-modules the backend is linked into libpagedkv, where the two
+# variants' identical kernel names would clash: one vendor only.
 #
 # Results:
-#   PKV_HAVE_HIP (config.h)     the HIP backend is built
-#   HIPCC, NVCC (precious)      the device compiler of the variant
-#   HIP_COMPILE_FLAGS           flags of every hip/*.hip compile
-#   HIP_LIBS                    runtime link flags (also pagedkv.pc)
+#   PKV_HAVE_HIP (config.h)     a HIP backend is built (either vendor)
+#   HIPCC, NVCC (precious)      the device compilers
+#   HIP_AMD_FLAGS, HIP_AMD_LIBS     hipcc flags and runtime link flags
+#   HIP_CUDA_FLAGS, HIP_CUDA_LIBS   nvcc flags and runtime link flags
+#   HIP_LIBS                    the runtime of a --disable-modules build
 #   HIP_LT_MODE                 libtool compile mode (one PIC object only)
 #   HIP_AMD_DETAIL, HIP_CUDA_DETAIL   the summary line
 #   conditionals HAVE_HIP_AMD, HAVE_HIP_CUDA, HAVE_HIP
@@ -16,14 +19,18 @@ have_hip_amd=no
 have_hip_cuda=no
 HIP_AMD_DETAIL=
 HIP_CUDA_DETAIL=
-HIP_COMPILE_FLAGS=
+HIP_AMD_FLAGS=
+HIP_AMD_LIBS=
+HIP_CUDA_FLAGS=
+HIP_CUDA_LIBS=
 HIP_LIBS=
 AC_ARG_VAR([HIPCC], [HIP compiler for the AMD build (default: hipcc)])
 AC_ARG_VAR([NVCC], [CUDA compiler for the NVIDIA build (default: nvcc)])
 AC_ARG_VAR([HIPFLAGS], [extra flags for every HIP/CUDA device compile])
 
-AS_IF([test "x$with_hip" != xno && test "x$with_cuda" != xno],
-  [AC_MSG_ERROR([--with-hip and --with-cuda are exclusive: configure one build per vendor])])
+AS_IF([test "x$with_hip" != xno && test "x$with_cuda" != xno &&
+       test "x$enable_modules" = xno],
+  [AC_MSG_ERROR([--with-hip and --with-cuda together need backend modules: drop --disable-modules, or configure one build per vendor])])
 
 # The configure probes compile a tiny kernel that uses what the backend
 # uses (half conversion, a shuffle of the device's width) for every
@@ -49,13 +56,13 @@ AS_IF([test "x$with_hip" != xno], [
   AS_IF([test -z "$pkv_targets"],
     [AC_MSG_ERROR([--with-amdgpu-targets is empty: name at least one target (gfx908,gfx90a,...)])])
   AS_IF([test -n "$pkv_hip_dir"], [
-    HIP_LIBS="-L$pkv_hip_dir/lib"
+    HIP_AMD_LIBS="-L$pkv_hip_dir/lib"
     # A ROCm tree is found by hipcc itself through ROCM_PATH/HIP_PATH.
-    HIP_COMPILE_FLAGS="--rocm-path=$pkv_hip_dir"
+    HIP_AMD_FLAGS="--rocm-path=$pkv_hip_dir"
   ])
-  HIP_LIBS="$HIP_LIBS -lamdhip64"
+  HIP_AMD_LIBS="$HIP_AMD_LIBS -lamdhip64"
   # -fno-gpu-rdc: each object is complete, so libtool can link it like C.
-  HIP_COMPILE_FLAGS="$HIP_COMPILE_FLAGS -x hip -std=c++17 -O3 -fPIC -fvisibility=hidden -fno-gpu-rdc -Wall -Wno-unused-command-line-argument $pkv_targets"
+  HIP_AMD_FLAGS="$HIP_AMD_FLAGS -x hip -std=c++17 -O3 -fPIC -fvisibility=hidden -fno-gpu-rdc -Wall -Wno-unused-command-line-argument $pkv_targets"
 
   AC_MSG_CHECKING([whether $HIPCC compiles for$pkv_targets])
   cat > conftest_rt.h <<'EOF'
@@ -77,17 +84,17 @@ extern "C" int pkv_probe_count(void) {
   return PROBE_COUNT(&n) == 0 ? n : -1;
 }
 EOF
-  AS_IF([$HIPCC $HIP_COMPILE_FLAGS $HIPFLAGS -c conftest.hip -o conftest.$OBJEXT >&AS_MESSAGE_LOG_FD 2>&1],
+  AS_IF([$HIPCC $HIP_AMD_FLAGS $HIPFLAGS -c conftest.hip -o conftest.$OBJEXT >&AS_MESSAGE_LOG_FD 2>&1],
     [AC_MSG_RESULT([yes])],
     [AC_MSG_RESULT([no])
      AC_MSG_ERROR([--with-hip: $HIPCC cannot compile for$pkv_targets (see config.log); choose targets it supports with --with-amdgpu-targets])])
   save_LIBS=$LIBS
-  LIBS="$HIP_LIBS $LIBS"
-  AC_MSG_CHECKING([for the HIP runtime ($HIP_LIBS)])
+  LIBS="$HIP_AMD_LIBS $LIBS"
+  AC_MSG_CHECKING([for the HIP runtime ($HIP_AMD_LIBS)])
   AC_LINK_IFELSE([AC_LANG_CALL([], [hipGetDeviceCount])],
     [AC_MSG_RESULT([yes])],
     [AC_MSG_RESULT([no])
-     AC_MSG_ERROR([--with-hip: cannot link $HIP_LIBS (Debian: apt-get install libamdhip64-dev)])])
+     AC_MSG_ERROR([--with-hip: cannot link $HIP_AMD_LIBS (Debian: apt-get install libamdhip64-dev)])])
   LIBS=$save_LIBS
   rm -f conftest_rt.h conftest.hip conftest.$OBJEXT
   have_hip_amd=yes
@@ -118,13 +125,13 @@ AS_IF([test "x$with_cuda" != xno], [
     [AC_MSG_ERROR([--with-cuda-arch is empty: name at least one compute capability (80,90)])])
   # The NVIDIA build reaches the HIP names through hip/pkv_hip_runtime.h.
   # (--compiler-options=, not -Xcompiler: libtool eats -Xcompiler.)
-  HIP_COMPILE_FLAGS="-x cu -std=c++17 -O3 --compiler-options=-fPIC,-fvisibility=hidden,-Wall $pkv_gencode"
+  HIP_CUDA_FLAGS="-x cu -std=c++17 -O3 --compiler-options=-fPIC,-fvisibility=hidden,-Wall $pkv_gencode"
   pkv_cuda_libdir=
   for d in "$pkv_cuda_dir/lib64" "$pkv_cuda_dir/lib"; do
     AS_IF([test -z "$pkv_cuda_libdir" && test -d "$d"], [pkv_cuda_libdir=$d])
   done
-  AS_IF([test -n "$pkv_cuda_libdir"], [HIP_LIBS="-L$pkv_cuda_libdir"])
-  HIP_LIBS="$HIP_LIBS -lcudart"
+  AS_IF([test -n "$pkv_cuda_libdir"], [HIP_CUDA_LIBS="-L$pkv_cuda_libdir"])
+  HIP_CUDA_LIBS="$HIP_CUDA_LIBS -lcudart"
 
   AC_MSG_CHECKING([whether $NVCC compiles for sm_$with_cuda_arch])
   cat > conftest_rt.h <<'EOF'
@@ -147,17 +154,17 @@ extern "C" int pkv_probe_count(void) {
   return PROBE_COUNT(&n) == 0 ? n : -1;
 }
 EOF
-  AS_IF([$NVCC $HIP_COMPILE_FLAGS $HIPFLAGS -c conftest.cu -o conftest.$OBJEXT >&AS_MESSAGE_LOG_FD 2>&1],
+  AS_IF([$NVCC $HIP_CUDA_FLAGS $HIPFLAGS -c conftest.cu -o conftest.$OBJEXT >&AS_MESSAGE_LOG_FD 2>&1],
     [AC_MSG_RESULT([yes])],
     [AC_MSG_RESULT([no])
      AC_MSG_ERROR([--with-cuda: $NVCC cannot compile for$pkv_gencode (see config.log); choose supported ones with --with-cuda-arch])])
   save_LIBS=$LIBS
-  LIBS="$HIP_LIBS $LIBS"
-  AC_MSG_CHECKING([for the CUDA runtime ($HIP_LIBS)])
+  LIBS="$HIP_CUDA_LIBS $LIBS"
+  AC_MSG_CHECKING([for the CUDA runtime ($HIP_CUDA_LIBS)])
   AC_LINK_IFELSE([AC_LANG_CALL([], [cudaGetDeviceCount])],
     [AC_MSG_RESULT([yes])],
     [AC_MSG_RESULT([no])
-     AC_MSG_ERROR([--with-cuda: cannot link $HIP_LIBS])])
+     AC_MSG_ERROR([--with-cuda: cannot link $HIP_CUDA_LIBS])])
   LIBS=$save_LIBS
   rm -f conftest_rt.h conftest.cu conftest.$OBJEXT
   have_hip_cuda=yes
@@ -168,19 +175,23 @@ AS_IF([test "x$have_hip_amd" = xyes || test "x$have_hip_cuda" = xyes], [
   AC_DEFINE([PKV_HAVE_HIP], [1], [HIP backend built (AMD or NVIDIA)])
   # The device objects are C++: their static initialisers register the code
   # objects, and the runtimes are C++ libraries.
-  HIP_LIBS="$HIP_LIBS -lstdc++"
+  HIP_AMD_LIBS="$HIP_AMD_LIBS -lstdc++"
+  HIP_CUDA_LIBS="$HIP_CUDA_LIBS -lstdc++"
+  AS_IF([test "x$have_hip_amd" = xyes], [HIP_LIBS=$HIP_AMD_LIBS],
+        [HIP_LIBS=$HIP_CUDA_LIBS])
   # One compile per object: the device compilers are slow, and the same
   # position-independent object serves the shared and the static library.
   AS_IF([test "x$enable_shared" = xno], [HIP_LT_MODE="-static"],
         [HIP_LT_MODE="-shared"])
 ])
-AS_IF([test "x$have_hip_amd" = xyes],
-  [AC_DEFINE([PKV_HIP_AMD], [1], [HIP backend built for AMD with hipcc])])
-AS_IF([test "x$have_hip_cuda" = xyes],
-  [AC_DEFINE([PKV_HIP_CUDA], [1], [HIP backend built for NVIDIA with nvcc])])
+# (No PKV_HIP_AMD/PKV_HIP_CUDA in config.h: one build may compile both
+# vendors, and hip/pkv_hip_runtime.h tells them apart by the compiler.)
 AM_CONDITIONAL([HAVE_HIP_AMD], [test "x$have_hip_amd" = xyes])
 AM_CONDITIONAL([HAVE_HIP_CUDA], [test "x$have_hip_cuda" = xyes])
 AM_CONDITIONAL([HAVE_HIP], [test "x$have_hip_amd" = xyes || test "x$have_hip_cuda" = xyes])
-AC_SUBST([HIP_COMPILE_FLAGS])
+AC_SUBST([HIP_AMD_FLAGS])
+AC_SUBST([HIP_AMD_LIBS])
+AC_SUBST([HIP_CUDA_FLAGS])
+AC_SUBST([HIP_CUDA_LIBS])
 AC_SUBST([HIP_LIBS])
 AC_SUBST([HIP_LT_MODE])

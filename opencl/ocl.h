@@ -52,6 +52,7 @@ typedef struct pkv_ocl {
   cl_mem part_o; size_t part_o_bytes;   /* decode partial outputs */
   cl_mem part_ml; size_t part_ml_bytes; /* decode partial max and sum */
   cl_mem alibi_buf; size_t alibi_bytes;
+  cl_mem sinks_buf; size_t sinks_bytes;  /* attention sinks of the last call */
   cl_mem dummy;                         /* stands for an absent buffer */
   double last_build_seconds;            /* for tests and tools */
 } pkv_ocl;

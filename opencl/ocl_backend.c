@@ -86,6 +86,7 @@ static void release_all(pkv_ocl *o) {
   if (o->part_o) clReleaseMemObject(o->part_o);
   if (o->part_ml) clReleaseMemObject(o->part_ml);
   if (o->alibi_buf) clReleaseMemObject(o->alibi_buf);
+  if (o->sinks_buf) clReleaseMemObject(o->sinks_buf);
   if (o->dummy) clReleaseMemObject(o->dummy);
   if (o->queue) clReleaseCommandQueue(o->queue);
   if (o->context) clReleaseContext(o->context);

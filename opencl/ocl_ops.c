@@ -64,9 +64,16 @@ pkv_status pkv__ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   cl_long n = a->n, ps = g->page_stride, hs = g->head_stride,
           ts = g->token_stride;
   cl_int heads = g->num_kv_heads, page_size = g->page_size;
+  int64_t kts, khs, vts, vhs;
+  pkv__write_strides(a, &kts, &khs, &vts, &vhs);
+  cl_long koff = a->k_off, kts_ = kts, khs_ = khs, voff = a->v_off,
+          vts_ = vts, vhs_ = vhs, npages = g->num_pages;
+  cl_int src_dt = a->convert ? (cl_int)a->src_dtype : (cl_int)g->dtype;
   args x = {p->kernels[PKV_K_WRITE_KV], 0, CL_SUCCESS};
   ARG(x, kp); ARG(x, vp); ARG(x, k); ARG(x, v); ARG(x, slots); ARG(x, n);
   ARG(x, heads); ARG(x, page_size); ARG(x, ps); ARG(x, hs); ARG(x, ts);
+  ARG(x, koff); ARG(x, kts_); ARG(x, khs_); ARG(x, voff); ARG(x, vts_);
+  ARG(x, vhs_); ARG(x, npages); ARG(x, src_dt);
   size_t local = 64;
   size_t global = round_up((size_t)n * (size_t)heads * (size_t)(g->head_dim / 8), local);
   return launch(ctx, &x, "pkv_write_kv", 1, &global, &local);
@@ -101,9 +108,37 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
     flags |= 2;
     lse = mem(a->lse);
   }
+  cl_mem sinks = o->dummy;
+  if (a->h_sinks) {
+    flags |= 4;
+    size_t bytes = (size_t)a->num_q_heads * sizeof(float);
+    st = scratch(ctx, &o->sinks_buf, &o->sinks_bytes, bytes);
+    if (st != PKV_OK) return st;
+    cl_int err = clEnqueueWriteBuffer(o->queue, o->sinks_buf, CL_TRUE, 0,
+                                      bytes, a->h_sinks, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clEnqueueWriteBuffer", err);
+    sinks = o->sinks_buf;
+  }
+  /* Dense: pages = block_table (+ seq_lens); CSR: pages = kv_indices (+
+   * kv_indptr, kv_last_page_len). Absent arrays are the dummy buffer. */
+  cl_mem bt = o->dummy, sl = o->dummy, kvi = o->dummy, kvl = o->dummy;
+  if (a->csr) {
+    flags |= 8;
+    if (a->kv_indices) bt = mem(a->kv_indices);
+    kvi = mem(a->kv_indptr);
+    kvl = mem(a->kv_last);
+  } else {
+    bt = mem(a->block_table);
+    sl = mem(a->seq_lens);
+  }
+  int64_t qts, qhs, ots, ohs;
+  pkv__attn_strides(a, &qts, &qhs, &ots, &ohs);
+  cl_long q_off = a->q_off, q_ts = qts, q_hs = qhs, o_off = a->o_off,
+          o_ts = ots, o_hs = ohs, nkvi = a->num_kv_indices;
+  cl_int io = (cl_int)a->q_dtype | ((cl_int)a->o_dtype << 4),
+         npages = (cl_int)g->num_pages, ntok = (cl_int)a->num_tokens;
   cl_mem q = mem(a->q), out = mem(a->out), kp = mem(a->k_pool),
-         vp = mem(a->v_pool), bt = mem(a->block_table), sl = mem(a->seq_lens),
-         qi = mem(a->q_indptr);
+         vp = mem(a->v_pool), qi = mem(a->q_indptr);
   cl_int max_pages = a->max_pages, qh = a->num_q_heads,
          group = a->num_q_heads / g->num_kv_heads, page_size = g->page_size,
          causal = a->causal, window = a->window_left;
@@ -125,11 +160,14 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
       pm = o->part_ml;
     }
     args x = {p->kernels[PKV_K_DECODE], 0, CL_SUCCESS};
-    ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, qi);
-    ARG(x, alibi); ARG(x, out); ARG(x, lse); ARG(x, po); ARG(x, pm);
+    ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, kvi);
+    ARG(x, kvl); ARG(x, qi); ARG(x, alibi); ARG(x, sinks); ARG(x, out);
+    ARG(x, lse); ARG(x, po); ARG(x, pm);
     ARG(x, max_pages); ARG(x, qh); ARG(x, group); ARG(x, page_size);
     ARG(x, ps); ARG(x, hs); ARG(x, ts); ARG(x, scale); ARG(x, softcap);
     ARG(x, causal); ARG(x, window); ARG(x, flags); ARG(x, parts);
+    ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off); ARG(x, o_ts);
+    ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok); ARG(x, nkvi);
     size_t chunks = (size_t)(group + PKV_OCL_MAXG - 1) / PKV_OCL_MAXG;
     size_t local[3] = {PKV_OCL_DEC_WG, 1, 1};
     size_t global[3] = {(size_t)parts * PKV_OCL_DEC_WG,
@@ -137,19 +175,23 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
     st = launch(ctx, &x, "pkv_decode", 3, global, local);
     if (st != PKV_OK || parts == 1) return st;
     args y = {p->kernels[PKV_K_DECODE_MERGE], 0, CL_SUCCESS};
-    ARG(y, po); ARG(y, pm); ARG(y, qi); ARG(y, out); ARG(y, lse); ARG(y, qh);
-    ARG(y, flags); ARG(y, parts);
+    ARG(y, po); ARG(y, pm); ARG(y, qi); ARG(y, sinks); ARG(y, out);
+    ARG(y, lse); ARG(y, qh); ARG(y, flags); ARG(y, parts); ARG(y, o_off);
+    ARG(y, o_ts); ARG(y, o_hs); ARG(y, io); ARG(y, ntok);
     size_t mlocal[2] = {64, 1};
     size_t mglobal[2] = {(size_t)qh * 64, (size_t)a->num_seqs};
     return launch(ctx, &y, "pkv_decode_merge", 2, mglobal, mlocal);
   }
 
   args x = {p->kernels[PKV_K_PREFILL], 0, CL_SUCCESS};
-  ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, qi);
-  ARG(x, alibi); ARG(x, out); ARG(x, lse); ARG(x, max_pages); ARG(x, qh);
+  ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, kvi);
+  ARG(x, kvl); ARG(x, qi); ARG(x, alibi); ARG(x, sinks); ARG(x, out);
+  ARG(x, lse); ARG(x, max_pages); ARG(x, qh);
   ARG(x, group); ARG(x, page_size); ARG(x, ps); ARG(x, hs); ARG(x, ts);
   ARG(x, scale); ARG(x, softcap); ARG(x, causal); ARG(x, window);
-  ARG(x, flags);
+  ARG(x, flags); ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off);
+  ARG(x, o_ts); ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok);
+  ARG(x, nkvi);
   size_t rows = (size_t)a->max_q_len * (size_t)group;
   size_t local[3] = {PKV_OCL_PF_BR, 1, 1};
   size_t global[3] = {round_up(rows, PKV_OCL_PF_BR), (size_t)g->num_kv_heads,

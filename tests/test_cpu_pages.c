@@ -257,7 +257,7 @@ static void test_write_kv(pkv_context *ctx, pkv_layout layout) {
   memcpy(vb, pools[1]->native, g.layer_bytes);
 
   int64_t bad_slots[4] = {14, -1, 15, 7};
-  pkv_write_args bad = {&g, pools[0], pools[1], k, v, slots, bad_slots, n};
+  pkv_write_args bad = {&g, pools[0], pools[1], k, v, slots, bad_slots, n, 0, 0, 0, 0, 0, 0, 0, PKV_DTYPE_F32};
   pkv_status st = pkv__cpu_backend.write_kv(ctx, &bad);
   ok(st == PKV_ERR_RANGE && strstr(pkv_last_error(ctx), "slots[2]") &&
          memcmp(kb, pools[0]->native, g.layer_bytes) == 0 &&
@@ -265,7 +265,7 @@ static void test_write_kv(pkv_context *ctx, pkv_layout layout) {
      "%s: a slot past num_pages*page_size is refused before any write: %s",
      ln, pkv_last_error(ctx));
 
-  pkv_write_args a = {&g, pools[0], pools[1], k, v, slots, NULL, n};
+  pkv_write_args a = {&g, pools[0], pools[1], k, v, slots, NULL, n, 0, 0, 0, 0, 0, 0, 0, PKV_DTYPE_F32};
   ok(pkv__cpu_backend.write_kv(ctx, &a) == PKV_OK, "%s: write_kv runs", ln);
   const float *kp = pools[0]->native, *vp = pools[1]->native;
   int good = 1;
@@ -321,6 +321,7 @@ static void attention_args(pkv_context *c, const pkv_cache_geometry *g,
   a.q = q;
   a.out = out;
   a.lse = lse;
+  a.q_dtype = a.o_dtype = g->dtype;
   a.num_q_heads = nq;
   a.scale = 0.125f;
   a.causal = 1;

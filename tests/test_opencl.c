@@ -330,7 +330,7 @@ static void run_case(pkv_context *ctx, const kcase *kc) {
   pkv_buffer *kb = dev_buf(ctx, ksrc, (size_t)nw * row * es),
              *vb = dev_buf(ctx, vsrc, (size_t)nw * row * es),
              *sb = dev_buf(ctx, slots, sizeof(int64_t) * (size_t)nw);
-  pkv_write_args wa = {&geom, kp, vp, kb, vb, sb, slots, nw};
+  pkv_write_args wa = {&geom, kp, vp, kb, vb, sb, slots, nw, 0, 0, 0, 0, 0, 0, 0, PKV_DTYPE_F32};
   pkv_status st = ctx->ops->write_kv(ctx, &wa);
   void *kgot = malloc(pool_elems * es), *vgot = malloc(pool_elems * es);
   pkv_buffer_download(kp, 0, kgot, pool_elems * es);
@@ -356,9 +356,32 @@ static void run_case(pkv_context *ctx, const kcase *kc) {
   fill_nan(onan, kc->dtype, on + 16 / es);
   pkv_buffer_upload(ob, 0, onan, on * es + 16);
   float scale = 1.0f / sqrtf((float)kc->dim);
-  pkv_attn_args aa = {&geom, kp, vp, kc->nseq, max_pages, nq, max_q, max_kv, bt, seq_lens,
-                      q_indptr, btb, slb, qib, qb, ob, lb, qheads, scale, kc->softcap,
-                      kc->causal, kc->window, kc->alibi ? alibi : NULL, NULL};
+  pkv_attn_args aa;
+  memset(&aa, 0, sizeof aa);
+  aa.geom = &geom;
+  aa.k_pool = kp;
+  aa.v_pool = vp;
+  aa.num_seqs = kc->nseq;
+  aa.max_pages = max_pages;
+  aa.num_tokens = nq;
+  aa.max_q_len = max_q;
+  aa.max_kv_len = max_kv;
+  aa.h_block_table = bt;
+  aa.h_seq_lens = seq_lens;
+  aa.h_q_indptr = q_indptr;
+  aa.block_table = btb;
+  aa.seq_lens = slb;
+  aa.q_indptr = qib;
+  aa.q = qb;
+  aa.out = ob;
+  aa.lse = lb;
+  aa.q_dtype = aa.o_dtype = kc->dtype;
+  aa.num_q_heads = qheads;
+  aa.scale = scale;
+  aa.softcap = kc->softcap;
+  aa.causal = kc->causal;
+  aa.window_left = kc->window;
+  aa.h_alibi = kc->alibi ? alibi : NULL;
   st = ctx->ops->attention(ctx, &aa);
   if (st != PKV_OK) diag("attention: %s", pkv_last_error(ctx));
   void *ogot = malloc(on * es + 16);

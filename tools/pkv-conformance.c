@@ -34,7 +34,16 @@ typedef struct ccase {
   int alibi;
   int big_logits; /* every logit near -5e5: the output is the mean of V */
   int repeat;     /* run this many times: bitwise identical outputs */
+  /* through the kernel-level layer (pkv_kv_attention): */
+  int csr;        /* the batch's CSR table instead of the block table */
+  int sinks;      /* per-head attention sinks */
+  int strided;    /* q a slice of a fused QKV row; out rows and heads padded */
+  int io;         /* q/out dtype + 1; 0 = the cache dtype */
 } ccase;
+
+/* The dtype of q and out of a case. */
+static pkv_dtype io_dt(const ccase *c) { return c->io ? (pkv_dtype)(c->io - 1) : c->dt; }
+static int layer_path(const ccase *c) { return c->csr || c->sinks || c->strided || c->io; }
 
 /* ------------------------------------------------------------ data */
 static uint64_t rng_state;
@@ -68,6 +77,7 @@ typedef struct cdata {
   void *new_k, *new_v;               /* [ntok][nkv][dim], batch order */
   void *q;                           /* [ntok][nq][dim] */
   float alibi[64];
+  float sinks[64];
   int64_t pages;
 } cdata;
 
@@ -97,6 +107,7 @@ static void make_data(const ccase *c, uint64_t seed, cdata *d) {
   d->q = rand_rows(c, (size_t)d->ntok, nq,
                    c->big_logits ? -5e5f / (float)sqrt((double)c->dim) : 0);
   for (int h = 0; h < nq && h < 64; h++) d->alibi[h] = exp2f(-8.0f * (float)(h + 1) / (float)nq);
+  for (int h = 0; h < nq && h < 64; h++) d->sinks[h] = 3.0f * urand();
   /* Dummy sequences scramble the pool so block tables are not the identity. */
   d->ndummy = 4;
   for (int i = 0; i < d->ndummy; i++) {
@@ -226,32 +237,101 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
     if (!kb || !vb) CHECK(PKV_ERR_NO_MEMORY);
     CHECK(pkv_write_kv(batch, 0, kb, vb));
   }
-  qb = upload(ctx, d->q, on * es);
-  ob = nan_buffer(ctx, c->dt, on + 8);
-  lb = nan_buffer(ctx, PKV_DTYPE_F32, (size_t)d->ntok * nq + 1);
-  if (!qb || !ob || !lb) CHECK(PKV_ERR_NO_MEMORY);
   pkv_attn_params p;
   pkv_attn_params_init(&p, nq);
   p.causal = c->causal;
   p.window_left = c->window;
   p.softcap = c->softcap;
   p.alibi_slopes = c->alibi ? d->alibi : NULL;
+  p.sinks = c->sinks ? d->sinks : NULL;
+  double t0 = 0; /* tool_now_s() at the start of the timed attention */
+  if (layer_path(c)) {
+    /* q/out in their own dtype, possibly strided, through the layer. */
+    const pkv_dtype io = io_dt(c);
+    const size_t ies = pkv_dtype_size(io);
+    const int64_t q_ts = c->strided ? (int64_t)(qrow + 2 * row) : (int64_t)qrow;
+    const int64_t o_hs = c->strided ? c->dim + 8 : c->dim;
+    const int64_t o_ts = c->strided ? nq * o_hs + 8 : (int64_t)qrow;
+    const size_t q_elems = (size_t)d->ntok * (size_t)q_ts + 1;
+    const size_t o_elems = (size_t)d->ntok * (size_t)o_ts + 8;
+    void *qh = malloc(q_elems * ies);
+    for (size_t i = 0; i < q_elems; i++) put(qh, io, i, 0.5f);
+    for (int t = 0; t < d->ntok; t++)
+      for (size_t e = 0; e < qrow; e++)
+        put(qh, io, (size_t)t * (size_t)q_ts + e, get(d->q, c->dt, (size_t)t * qrow + e));
+    qb = upload(ctx, qh, q_elems * ies);
+    free(qh);
+    ob = nan_buffer(ctx, io, o_elems);
+    lb = nan_buffer(ctx, PKV_DTYPE_F32, (size_t)d->ntok * nq + 1);
+    if (!qb || !ob || !lb) CHECK(PKV_ERR_NO_MEMORY);
+    pkv_kv_view view;
+    pkv_kv_table table;
+    pkv_tensor qt, ot;
+    pkv_kv_view_init(&view);
+    pkv_kv_table_init(&table);
+    CHECK(pkv_cache_kv_view(cache, 0, &view));
+    CHECK(pkv_batch_get_table(batch, c->csr ? PKV_TABLE_CSR : PKV_TABLE_DENSE, &table));
+    if (c->csr) { /* as an engine with its own tables passes them: device only */
+      table.host_kv_indptr = table.host_kv_indices = table.host_kv_last_page_len = NULL;
+      table.host_q_indptr = NULL;
+    }
+    pkv_tensor_init(&qt);
+    qt.buf = qb;
+    qt.dtype = io;
+    qt.token_stride = q_ts;
+    pkv_tensor_init(&ot);
+    ot.buf = ob;
+    ot.dtype = io;
+    ot.token_stride = o_ts;
+    ot.head_stride = o_hs;
+    t0 = tool_now_s();
+    CHECK(pkv_kv_attention(ctx, &view, &table, &p, &qt, &ot, lb));
+    CHECK(pkv_context_synchronize(ctx));
+    r->seconds = tool_now_s() - t0;
+    void *oh = malloc(o_elems * ies);
+    r->out = malloc((on + 8) * ies);
+    r->lse = malloc(sizeof(float) * ((size_t)d->ntok * nq + 1));
+    pkv_status st_dl = pkv_buffer_download(ob, 0, oh, o_elems * ies);
+    if (st_dl != PKV_OK) free(oh);
+    CHECK(st_dl);
+    /* gathered contiguous in the q/out dtype; the
+     * padding of every row must still be NaN */
+    int pad_nan = 1;
+    for (int t = 0; t < d->ntok; t++)
+      for (int h = 0; h < nq; h++) {
+        size_t o0 = (size_t)t * (size_t)o_ts + (size_t)h * (size_t)o_hs;
+        for (int e = 0; e < c->dim; e++)
+          put(r->out, io, ((size_t)t * nq + h) * c->dim + e, get(oh, io, o0 + e));
+        for (int e = c->dim; e < o_hs; e++) pad_nan &= isnan(get(oh, io, o0 + e));
+      }
+    pad_nan &= isnan(get(oh, io, o_elems - 1));
+    free(oh);
+    put(r->out, io, on, pad_nan ? NAN : 0.0f);
+    CHECK(pkv_buffer_download(lb, 0, r->lse, sizeof(float) * ((size_t)d->ntok * nq + 1)));
+  } else {
+  qb = upload(ctx, d->q, on * es);
+  ob = nan_buffer(ctx, c->dt, on + 8);
+  lb = nan_buffer(ctx, PKV_DTYPE_F32, (size_t)d->ntok * nq + 1);
+  if (!qb || !ob || !lb) CHECK(PKV_ERR_NO_MEMORY);
   r->out = malloc((on + 8) * es);
   r->lse = malloc(sizeof(float) * ((size_t)d->ntok * nq + 1));
-  again = c->repeat > 1 ? malloc((on + 8) * es) : NULL;
-  const double t0 = tool_now_s();
+  t0 = tool_now_s();
   CHECK(pkv_attention(batch, 0, &p, qb, ob, lb));
   CHECK(pkv_context_synchronize(ctx));
   r->seconds = tool_now_s() - t0;
   CHECK(pkv_buffer_download(ob, 0, r->out, (on + 8) * es));
   CHECK(pkv_buffer_download(lb, 0, r->lse, sizeof(float) * ((size_t)d->ntok * nq + 1)));
-  r->spare_nan = isnan(get(r->out, c->dt, on)) && isnan(r->lse[(size_t)d->ntok * nq]);
+  }
+  r->spare_nan = isnan(get(r->out, io_dt(c), on)) && isnan(r->lse[(size_t)d->ntok * nq]);
   r->identical = 1;
+  if (layer_path(c)) goto done_ok; /* one run, through the layer */
+  again = c->repeat > 1 ? malloc((on + 8) * es) : NULL;
   for (int i = 1; i < c->repeat; i++) {
     CHECK(pkv_attention(batch, 0, &p, qb, ob, lb));
     CHECK(pkv_buffer_download(ob, 0, again, (on + 8) * es));
     if (memcmp(again, r->out, on * es) != 0) r->identical = 0;
   }
+done_ok:
   good = 1;
 done:
   free(again);
@@ -275,6 +355,10 @@ static void case_name(const ccase *c, char *buf, size_t cap) {
   if (c->softcap > 0) n += snprintf(buf + n, cap - (size_t)n, " cap%g", (double)c->softcap);
   if (c->alibi) n += snprintf(buf + n, cap - (size_t)n, " alibi");
   if (c->repeat > 1) n += snprintf(buf + n, cap - (size_t)n, " x%d", c->repeat);
+  if (c->csr) n += snprintf(buf + n, cap - (size_t)n, " csr");
+  if (c->sinks) n += snprintf(buf + n, cap - (size_t)n, " sinks");
+  if (c->strided) n += snprintf(buf + n, cap - (size_t)n, " strided-q/out");
+  if (c->io) n += snprintf(buf + n, cap - (size_t)n, " q/out %s", dt_name(io_dt(c)));
   n += snprintf(buf + n, cap - (size_t)n, " kv/q:");
   for (int s = 0; s < c->nseq && n < (int)cap - 16; s++)
     n += snprintf(buf + n, cap - (size_t)n, " %d/%d", c->kv[s], c->ql[s]);
@@ -298,7 +382,7 @@ static void check_case(pkv_context *test, pkv_context *ref, const ccase *c,
     const double atol = c->dt == PKV_DTYPE_F32 ? 1e-4 : 1.5e-2,
                  rtol = c->dt == PKV_DTYPE_F32 ? 0 : 1e-2;
     for (size_t i = 0; i < on; i++) {
-      double g = get(rt.out, c->dt, i), w = get(rr.out, c->dt, i), e = fabs(g - w);
+      double g = get(rt.out, io_dt(c), i), w = get(rr.out, io_dt(c), i), e = fabs(g - w);
       if (isnan(g)) nan_out++;
       if (!(e <= atol + rtol * fabs(w))) bad++;
       if (!(e <= worst)) worst = e;
@@ -459,6 +543,50 @@ static void build_grid(int full) {
   if (full) add(lq);
   lq.causal = 1;
   add(lq);
+  /* The kernel-level layer: CSR tables read by the kernels, attention
+   * sinks, non-contiguous q/out and q/out dtypes other than the cache's. */
+  ccase k1 = base(128, PKV_DTYPE_F16, PKV_LAYOUT_HND, 16, 2, 4);
+  seq(&k1, 1000, 1);
+  seq(&k1, 77, 1);
+  seq(&k1, 1, 1);
+  k1.csr = 1;
+  k1.sinks = 1;
+  add(k1);
+  ccase k2 = base(128, PKV_DTYPE_F16, PKV_LAYOUT_NHD, 16, 2, 4);
+  seq(&k2, 100, 33);
+  seq(&k2, 20, 7);
+  k2.csr = 1;
+  k2.sinks = 1;
+  k2.strided = 1;
+  add(k2);
+  ccase k3 = base(128, PKV_DTYPE_F16, PKV_LAYOUT_HND, 16, 2, 4);
+  seq(&k3, 600, 1);
+  seq(&k3, 30, 1);
+  k3.strided = 1;
+  k3.io = 1 + PKV_DTYPE_BF16; /* bf16 q and out over an f16 cache */
+  add(k3);
+  ccase k4 = k3;
+  k4.nseq = 0;
+  seq(&k4, 64, 9);
+  seq(&k4, 9, 9);
+  k4.sinks = 1;
+  add(k4);
+  ccase k5 = base(64, PKV_DTYPE_F32, PKV_LAYOUT_NHD, 8, 1, 4);
+  seq(&k5, 100, 33);
+  seq(&k5, 5, 1);
+  k5.strided = 1;
+  k5.io = 1 + PKV_DTYPE_F16;
+  k5.sinks = 1;
+  k5.window = 20;
+  add(k5);
+  ccase k6 = base(80, PKV_DTYPE_BF16, PKV_LAYOUT_HND, 8, 1, 5);
+  seq(&k6, 700, 1);
+  seq(&k6, 3, 1);
+  k6.csr = 1;
+  k6.io = 1 + PKV_DTYPE_F32;
+  k6.sinks = 1;
+  k6.softcap = 30.0f;
+  add(k6);
   /* 50 repeated runs, bitwise identical: decode with a merge, and prefill. */
   ccase r = base(128, PKV_DTYPE_F16, PKV_LAYOUT_HND, 16, 2, 4);
   seq(&r, 5000, 1);
@@ -524,7 +652,9 @@ int main(int argc, char **argv) {
   const char *bname = pkv_backend_name(kind);
   int ndev = 0;
   if (!pkv_backend_available(kind)) {
-    printf("1..0 # SKIP no %s device: backend not built\n", bname);
+    /* not built, or its module did not load: say which, with the reason */
+    printf("1..0 # SKIP no %s device: backend not available: %s\n", bname,
+           pkv_last_error(NULL));
     return 0;
   }
   if (pkv_list_devices(kind, NULL, 0, &ndev) != PKV_OK || ndev == 0) {
