@@ -7,6 +7,7 @@
 #include "kvlayer.h"
 
 #include "batch.h"
+#include "plan.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -412,6 +413,11 @@ pkv_status pkv__kv_attention(pkv_context *ctx, const pkv_kv_view *view_in,
                             const pkv_attn_params *params,
                             const pkv_tensor *q_in, const pkv_tensor *out_in,
                             pkv_buffer *lse, pkv_buffer *alibi_dev) {
+  /* The CPU backend runs the chunks of a plan: there the unplanned call is
+   * plan + run too. Device backends do not consume plans yet; a plan per
+   * call would only add an upload (doc/plan-run.md). */
+  if (ctx->kind == PKV_BACKEND_CPU)
+    return pkv__plan_and_run(ctx, view_in, table_in, params, q_in, out_in, lse);
   return pkv__kv_attention_planned(ctx, view_in, table_in, params, q_in, out_in,
                                   lse, alibi_dev, NULL);
 }

@@ -398,3 +398,22 @@ pkv_status pkv_attention_run(pkv_plan *plan, const pkv_kv_view *view_in,
   return pkv__kv_attention_planned(ctx, &view, &plan->table, &plan->params, q,
                                   out, lse, plan->alibi_dev, &pe);
 }
+
+/* pkv_kv_attention and pkv_attention on a backend that consumes plans: a
+ * plan of the default options and a workspace for this one call, then the
+ * run, so that the unplanned API and plan/run are one path. */
+pkv_status pkv__plan_and_run(pkv_context *ctx, const pkv_kv_view *view,
+                            const pkv_kv_table *table,
+                            const pkv_attn_params *params, const pkv_tensor *q,
+                            const pkv_tensor *out, pkv_buffer *lse) {
+  pkv_plan *p = NULL;
+  pkv_buffer *ws = NULL;
+  pkv_status st = pkv_plan_create(ctx, &p);
+  if (st == PKV_OK) st = pkv_plan_build(p, view, table, params, NULL);
+  if (st == PKV_OK && p->ws_bytes > 0)
+    st = pkv_buffer_create(ctx, p->ws_bytes, &ws);
+  if (st == PKV_OK) st = pkv_attention_run(p, view, q, out, lse, ws, NULL);
+  pkv_buffer_destroy(ws);
+  pkv_plan_destroy(p);
+  return st;
+}

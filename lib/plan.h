@@ -46,4 +46,11 @@ int64_t pkv__plan_choose(const int64_t *kv_len, int32_t n, int32_t page_size,
                         int64_t device_items, int64_t min_chunk,
                         int64_t *budget);
 
+/* One call's plan, workspace and run (kvlayer.c, backends that consume
+ * plans). */
+pkv_status pkv__plan_and_run(pkv_context *ctx, const pkv_kv_view *view,
+                            const pkv_kv_table *table,
+                            const pkv_attn_params *params, const pkv_tensor *q,
+                            const pkv_tensor *out, pkv_buffer *lse);
+
 #endif

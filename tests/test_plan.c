@@ -274,6 +274,31 @@ static void api_cases(void) {
        "layer %d: run under the plan = pkv_kv_attention (max |diff| %.2g)", l,
        err);
   }
+  /* Sinks (merged as one more denominator term) and a sliding window
+   * (chunks that see no key), chunks of one page. */
+  float sk[NQ] = {0.5f, -1.0f, 2.0f, 0.0f};
+  prm.sinks = sk;
+  prm.window_left = 6;
+  po.chunk_keys = PS;
+  {
+    pkv_status s0 = pkv_plan_build(pl, &view, &t, &prm, &po);
+    size_t need = 0;
+    pkv_plan_workspace_size(pl, &need);
+    pkv_buffer *w2 = mk(c, need, 0);
+    pkv_status s1 = pkv_attention_run(pl, &view, &qt, &ot1, l1, w2, NULL);
+    pkv_status s2 = pkv_kv_attention(c, &view, &t, &prm, &qt, &ot2, l2);
+    const float *a = pkv_buffer_native(o1), *b = pkv_buffer_native(o2);
+    const float *la = pkv_buffer_native(l1), *lb = pkv_buffer_native(l2);
+    double err = 0;
+    for (size_t i = 0; i < rowsz / 4; i++) err = fmax(err, fabs(a[i] - b[i]));
+    for (int i = 0; i < ntok * NQ; i++) err = fmax(err, fabs(la[i] - lb[i]));
+    ok(s0 == PKV_OK && s1 == PKV_OK && s2 == PKV_OK && err < 1e-5,
+       "sinks and a window, chunks of one page: run = pkv_kv_attention "
+       "(max |diff| %.2g)", err);
+    pkv_buffer_destroy(w2);
+  }
+  prm.sinks = NULL;
+  prm.window_left = -1;
   /* A rebuild for another batch: the old workspace may be too small. */
   t.num_seqs = 1;
   t.num_tokens = 3;
