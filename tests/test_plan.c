@@ -144,38 +144,62 @@ static float urand(void) {
   return (float)((rng >> 11) / 4503599627370496.0 - 1.0);
 }
 
+/* A buffer of `bytes`: random floats (the same sequence on every
+ * backend, the generator is reset per backend), or zeros. */
 static pkv_buffer *mk(pkv_context *c, size_t bytes, int fill) {
   pkv_buffer *b = NULL;
   if (pkv_buffer_create(c, bytes, &b) != PKV_OK) return NULL;
-  float *p = pkv_buffer_native(b);
+  float *p = calloc(bytes / 4 + 1, 4);
   for (size_t i = 0; fill && i < bytes / 4; i++) p[i] = urand();
+  pkv_buffer_upload(b, 0, p, bytes);
+  free(p);
   return b;
 }
 
-static void api_cases(void) {
-  pkv_context_desc cd;
-  pkv_context_desc_init(&cd);
-  cd.backend = PKV_BACKEND_CPU;
-  pkv_context *c = NULL;
-  if (pkv_context_create(&cd, &c) != PKV_OK) {
-    ok(0, "CPU context: %s", pkv_last_error(NULL));
-    return;
-  }
+static pkv_buffer *mk_int(pkv_context *c, const int32_t *h, size_t n) {
+  pkv_buffer *b = NULL;
+  if (pkv_buffer_create(c, n * 4, &b) != PKV_OK) return NULL;
+  pkv_buffer_upload(b, 0, h, n * 4);
+  return b;
+}
+
+static float *down(pkv_buffer *b, size_t bytes) {
+  float *p = malloc(bytes);
+  pkv_buffer_download(b, 0, p, bytes);
+  return p;
+}
+
+/* Outputs of the CPU backend's runs, the reference of the others. */
+static float *cpu_out[LAYERS];
+
+static double diff(pkv_buffer *x, pkv_buffer *y, size_t bytes) {
+  float *a = down(x, bytes), *b = down(y, bytes);
+  double err = 0;
+  for (size_t i = 0; i < bytes / 4; i++)
+    err = fmax(err, isinf(a[i]) && isinf(b[i]) && a[i] == b[i]
+                        ? 0
+                        : fabs(a[i] - b[i]));
+  free(a);
+  free(b);
+  return err;
+}
+
+static void api_cases(pkv_context *c, const char *name) {
+  rng = 0x243f6a8885a308d3ull;
   const size_t pool = (size_t)NPAGES * PS * NKV * D * 4;
   pkv_buffer *k[LAYERS], *v[LAYERS];
   for (int l = 0; l < LAYERS; l++) k[l] = mk(c, pool, 1), v[l] = mk(c, pool, 1);
   int32_t ntok = 0;
   for (int s = 0; s < NSEQ; s++) ntok += q_len[s];
-  pkv_buffer *bt = mk(c, NSEQ * MAXP * 4, 0), *sl = mk(c, NSEQ * 4, 0),
-             *qi = mk(c, (NSEQ + 1) * 4, 0);
-  int32_t *hbt = pkv_buffer_native(bt), *hsl = pkv_buffer_native(sl),
-          *hqi = pkv_buffer_native(qi);
+  int32_t hbt[NSEQ * MAXP], hsl[NSEQ], hqi[NSEQ + 1];
   hqi[0] = 0;
   for (int s = 0; s < NSEQ; s++) {
     hsl[s] = seq_len[s];
     hqi[s + 1] = hqi[s] + q_len[s];
     for (int p = 0; p < MAXP; p++) hbt[s * MAXP + p] = (s * 17 + p * 3) % NPAGES;
   }
+  pkv_buffer *bt = mk_int(c, hbt, NSEQ * MAXP), *sl = mk_int(c, hsl, NSEQ),
+             *qi = mk_int(c, hqi, NSEQ + 1);
   const size_t rowsz = (size_t)ntok * NQ * D * 4;
   pkv_buffer *q = mk(c, rowsz, 1), *o1 = mk(c, rowsz, 0), *o2 = mk(c, rowsz, 0),
              *l1 = mk(c, (size_t)ntok * NQ * 4, 0),
@@ -201,6 +225,9 @@ static void api_cases(void) {
   t.block_table = bt;
   t.seq_lens = sl;
   t.max_pages = MAXP;
+  t.host_q_indptr = hqi;
+  t.host_block_table = hbt;
+  t.host_seq_lens = hsl;
   pkv_attn_params prm;
   pkv_attn_params_init(&prm, NQ);
   float slopes[NQ] = {0.5f, 0.25f, 0.125f, 0.0625f};
@@ -214,7 +241,7 @@ static void api_cases(void) {
   ot2.buf = o2;
 
   pkv_plan *pl = NULL;
-  ok(pkv_plan_create(c, &pl) == PKV_OK && pl, "pkv_plan_create");
+  ok(pkv_plan_create(c, &pl) == PKV_OK && pl, "%s: pkv_plan_create", name);
   size_t ws = 0;
   ok(pkv_plan_workspace_size(pl, &ws) == PKV_ERR_STATE,
      "workspace size of an unbuilt plan: PKV_ERR_STATE");
@@ -222,7 +249,7 @@ static void api_cases(void) {
   pkv_plan_options_init(&po);
   po.chunk_keys = 8; /* the 53-key request in 7 chunks, the 9-key in 2 */
   pkv_status bst = pkv_plan_build(pl, &view, &t, &prm, &po);
-  ok(bst == PKV_OK, "plan build: %s", pkv_status_name(bst));
+  ok(bst == PKV_OK, "%s: plan build: %s", name, pkv_status_name(bst));
   slopes[0] = 99.0f; /* the plan holds its own copy */
   prm.alibi_slopes = NULL;
   pkv_plan_info info;
@@ -240,7 +267,12 @@ static void api_cases(void) {
   pkv_buffer *w = mk(c, ws, 0), *wsmall = mk(c, ws - 4, 0);
 
   /* Bad input first: nothing may be written. */
-  memset(pkv_buffer_native(o1), 0x7f, rowsz);
+  {
+    unsigned char *fill = malloc(rowsz);
+    memset(fill, 0x7f, rowsz);
+    pkv_buffer_upload(o1, 0, fill, rowsz);
+    free(fill);
+  }
   pkv_kv_view other = view;
   other.page_size = 8;
   other.num_pages = NPAGES / 2;
@@ -251,10 +283,12 @@ static void api_cases(void) {
      "run with a workspace too small: PKV_ERR_SIZE naming it");
   ok(pkv_attention_run(pl, &view, &qt, &ot1, l1, NULL, NULL) == PKV_ERR_NULL,
      "run without the workspace it needs: PKV_ERR_NULL");
-  const unsigned char *ob = pkv_buffer_native(o1);
+  pkv_context_synchronize(c);
+  unsigned char *ob = (unsigned char *)down(o1, rowsz);
   int untouched = 1;
   for (size_t i = 0; i < rowsz; i++) untouched &= ob[i] == 0x7f;
-  ok(untouched, "failed runs wrote nothing");
+  free(ob);
+  ok(untouched, "%s: failed runs wrote nothing", name);
 
   /* Each layer under the one plan against the unplanned attention. */
   prm.alibi_slopes = slopes;
@@ -264,15 +298,21 @@ static void api_cases(void) {
     view.v = v[l];
     pkv_status s1 = pkv_attention_run(pl, &view, &qt, &ot1, l1, w, NULL);
     pkv_status s2 = pkv_kv_attention(c, &view, &t, &prm, &qt, &ot2, l2);
-    const float *a = pkv_buffer_native(o1), *b = pkv_buffer_native(o2);
-    const float *la = pkv_buffer_native(l1), *lb = pkv_buffer_native(l2);
-    double err = 0;
-    for (size_t i = 0; i < rowsz / 4; i++) err = fmax(err, fabs(a[i] - b[i]));
-    for (int i = 0; i < ntok * NQ; i++)
-      err = fmax(err, isinf(la[i]) && isinf(lb[i]) ? 0 : fabs(la[i] - lb[i]));
+    double err = fmax(diff(o1, o2, rowsz), diff(l1, l2, (size_t)ntok * NQ * 4));
     ok(s1 == PKV_OK && s2 == PKV_OK && err < 1e-5,
-       "layer %d: run under the plan = pkv_kv_attention (max |diff| %.2g)", l,
-       err);
+       "%s layer %d: run under the plan = pkv_kv_attention (max |diff| %.2g)",
+       name, l, err);
+    float *got = down(o1, rowsz);
+    if (!cpu_out[l]) {
+      cpu_out[l] = got;
+    } else {
+      double e2 = 0;
+      for (size_t i = 0; i < rowsz / 4; i++)
+        e2 = fmax(e2, fabs(got[i] - cpu_out[l][i]));
+      ok(e2 < 1e-4, "%s layer %d: run = the CPU backend's run (max |diff| "
+         "%.2g)", name, l, e2);
+      free(got);
+    }
   }
   /* Sinks (merged as one more denominator term) and a sliding window
    * (chunks that see no key), chunks of one page. */
@@ -287,14 +327,10 @@ static void api_cases(void) {
     pkv_buffer *w2 = mk(c, need, 0);
     pkv_status s1 = pkv_attention_run(pl, &view, &qt, &ot1, l1, w2, NULL);
     pkv_status s2 = pkv_kv_attention(c, &view, &t, &prm, &qt, &ot2, l2);
-    const float *a = pkv_buffer_native(o1), *b = pkv_buffer_native(o2);
-    const float *la = pkv_buffer_native(l1), *lb = pkv_buffer_native(l2);
-    double err = 0;
-    for (size_t i = 0; i < rowsz / 4; i++) err = fmax(err, fabs(a[i] - b[i]));
-    for (int i = 0; i < ntok * NQ; i++) err = fmax(err, fabs(la[i] - lb[i]));
+    double err = fmax(diff(o1, o2, rowsz), diff(l1, l2, (size_t)ntok * NQ * 4));
     ok(s0 == PKV_OK && s1 == PKV_OK && s2 == PKV_OK && err < 1e-5,
-       "sinks and a window, chunks of one page: run = pkv_kv_attention "
-       "(max |diff| %.2g)", err);
+       "%s: sinks and a window, chunks of one page: run = pkv_kv_attention "
+       "(max |diff| %.2g)", name, err);
     pkv_buffer_destroy(w2);
   }
   prm.sinks = NULL;
@@ -315,11 +351,33 @@ static void api_cases(void) {
   pkv_buffer *all[] = {bt, sl, qi, q, o1, o2, l1, l2, w, wsmall};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pkv_buffer_destroy(all[i]);
   for (int l = 0; l < LAYERS; l++) pkv_buffer_destroy(k[l]), pkv_buffer_destroy(v[l]);
-  pkv_context_destroy(c);
 }
 
 int main(void) {
   host_cases();
-  api_cases();
+  pkv_context_desc cd;
+  pkv_context_desc_init(&cd);
+  cd.backend = PKV_BACKEND_CPU;
+  pkv_context *c = NULL;
+  if (pkv_context_create(&cd, &c) != PKV_OK) {
+    ok(0, "CPU context: %s", pkv_last_error(NULL));
+    return done_testing();
+  }
+  api_cases(c, "cpu");
+  pkv_context_destroy(c);
+  /* OpenCL: the same run; it goes through today's kernels behind the
+   * plan's checks (doc/plan-run.md), against the CPU backend's chunks. */
+  int n = 0;
+  c = NULL;
+  cd.backend = PKV_BACKEND_OPENCL;
+  if (pkv_backend_available(PKV_BACKEND_OPENCL) &&
+      pkv_list_devices(PKV_BACKEND_OPENCL, NULL, 0, &n) == PKV_OK && n > 0 &&
+      pkv_context_create(&cd, &c) == PKV_OK) {
+    api_cases(c, "opencl");
+    pkv_context_destroy(c);
+  } else {
+    skip(1, "no OpenCL device");
+  }
+  for (int l = 0; l < LAYERS; l++) free(cpu_out[l]);
   return done_testing();
 }
