@@ -330,7 +330,7 @@ static int thread_count(const pkv_context *ctx, const pkv_attn_args *a,
   long n = ctx->desc.cpu_threads;
   if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) n = 1;
-  if (n > 256) n = 256;
+  if (n > PKV_MAX_CPU_THREADS) n = PKV_MAX_CPU_THREADS;
   if (n > items) n = (long)items;
   return (int)n;
 }
@@ -359,10 +359,22 @@ pkv_status pkv__cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
   }
   int nthreads = thread_count(ctx, a, a->plan ? a->plan->num_items * g->num_kv_heads
                                                : items, max_kv);
-  const size_t per = (size_t)group * (size_t)max_kv +
-                     2 * (size_t)group * (size_t)g->head_dim +
-                     (size_t)g->head_dim + 2 * (size_t)group;
-  double *scratch = pkv__malloc((size_t)nthreads * per * sizeof(double));
+  /* Doubles per worker: logits [G][max_kv], q and acc [G][dim] each, a row
+   * [dim] and 2*G softmax terms (run_item). The public limits keep this far
+   * below SIZE_MAX, but it is checked anyway: a wrap here would let the
+   * kernel write past the allocation. */
+  size_t per, bytes;
+  const size_t G = (size_t)group, D = (size_t)g->head_dim;
+  if (!pkv__muladd_size(G, (size_t)max_kv, 2 * G * D + D + 2 * G, &per) ||
+      !pkv__mul3_size((size_t)nthreads, per, sizeof(double), &bytes)) {
+    pkv__free(tok_seq);
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
+                    "CPU attention: scratch of %d threads x (%d q heads per kv "
+                    "head x %lld keys + head_dim %d terms) doubles overflows "
+                    "size_t",
+                    nthreads, group, (long long)max_kv, g->head_dim);
+  }
+  double *scratch = pkv__malloc(bytes);
   worker *ws = pkv__calloc((size_t)nthreads, sizeof *ws);
   if (!scratch || !ws) {
     pkv__free(tok_seq);

@@ -328,6 +328,16 @@ static pkv_status hip_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   if (a->n <= 0) return PKV_OK;
   const pkv_hip_kset *ks = pkv__hip_kset_for((int)g->dtype, g->head_dim);
   if (!ks) return no_kernels(ctx, g);
+  /* One thread per 8 elements, 64 per block: the block count must fit the
+   * grid's x extent. */
+  size_t items;
+  if (!pkv__mul3_size((size_t)a->n, (size_t)g->num_kv_heads,
+                      (size_t)(g->head_dim / 8), &items) ||
+      (items + 63) / 64 > (size_t)PKV_HIP_MAX_GRID_X)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "write_kv of n %lld tokens x %d kv heads needs more than "
+                    "%d blocks of one HIP launch",
+                    (long long)a->n, g->num_kv_heads, PKV_HIP_MAX_GRID_X);
   SET_DEVICE(ctx, im);
   pkv_hip_launch l;
   memset(&l, 0, sizeof l);
@@ -377,6 +387,13 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
     return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
                     "num_seqs %d exceeds the HIP backend's %d per launch",
                     a->num_seqs, PKV_HIP_MAX_GRID_YZ);
+  const size_t group = (size_t)(a->num_q_heads / g->num_kv_heads);
+  if (a->max_q_len > 1 &&
+      ((size_t)a->max_q_len * group + 31) / 32 > (size_t)PKV_HIP_MAX_GRID_X)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "prefill of max_q_len %d x %zu q heads per kv head needs "
+                    "more than %d blocks of one HIP launch",
+                    a->max_q_len, group, PKV_HIP_MAX_GRID_X);
   SET_DEVICE(ctx, im);
   pkv_hip_launch l;
   memset(&l, 0, sizeof l);
@@ -455,9 +472,16 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
     }
     l.num_parts = (kv + part - 1) / part;
     if (l.num_parts > 1) {
-      size_t rows = (size_t)a->num_seqs * (size_t)a->num_q_heads *
-                    (size_t)l.num_parts;
-      po_bytes = align_up(rows * (size_t)g->head_dim * sizeof(float), 256);
+      size_t rows, po;
+      if (!pkv__mul3_size((size_t)a->num_seqs, (size_t)a->num_q_heads,
+                          (size_t)l.num_parts, &rows) ||
+          !pkv__mul3_size(rows, (size_t)g->head_dim, sizeof(float), &po) ||
+          po > (size_t)-1 - 512)
+        return pkv__fail(ctx, PKV_ERR_OVERFLOW,
+                        "decode partials of %d seqs x %d q heads x %d parts "
+                        "overflow size_t",
+                        a->num_seqs, a->num_q_heads, l.num_parts);
+      po_bytes = align_up(po, 256);
       pm_bytes = rows * 2 * sizeof(float);
     }
   }
@@ -608,4 +632,7 @@ extern "C" const pkv_backend_ops pkv__hip_backend = {
     hip_copy_pages,      /* copy_pages */
     hip_pages_to_host,   /* pages_to_host */
     hip_pages_from_host, /* pages_from_host */
+    nullptr,             /* caps: every geometry the API accepts */
+    0,                   /* thread_safe: scratch and pinned staging are per
+                            context, so context.c serialises the operations */
 };

@@ -76,6 +76,8 @@ extern const pkv_hip_kset pkv_hip_ksets_t2[PKV_HIP_NUM_HEAD_DIMS];
 
 /* Largest grid extent in y and z on every vendor. */
 #define PKV_HIP_MAX_GRID_YZ 65535
+/* Largest grid extent in x (blocks) on every vendor. */
+#define PKV_HIP_MAX_GRID_X 2147483647
 
 /* Page moves of one pool buffer, in 16-byte words (kernels/pages.cl):
  * copy pairs[i] = {src, dst}; gather pages[i] into staging row

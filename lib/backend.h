@@ -187,6 +187,11 @@ struct pkv_backend_ops {
   pkv_status (*pages_from_host)(pkv_context *ctx, const pkv_host_move_args *a);
   /* optional: the device's limits (NULL: every geometry the API accepts) */
   void (*caps)(pkv_context *ctx, pkv_backend_caps *out);
+  /* 1 when the operations above may run concurrently on one context (no
+   * mutable per-context state). Otherwise the context layer serialises
+   * them per context (doc/api.md "Threads"); list_devices, init, fini and
+   * synchronize are never serialised: a backend makes those safe itself. */
+  int thread_safe;
 };
 
 /* Backends compiled in (with --disable-modules; in a module build these

@@ -44,7 +44,7 @@ pkv_cache *pkv_batch_cache(const pkv_batch *b) { return b ? b->cache : NULL; }
 /* realloc that keeps the old block on failure; *cap in elements. */
 static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
   if (need <= *cap) return true;
-  size_t n = *cap ? *cap : 16;
+  size_t n = *cap ? *cap : 16, bytes;
   while (n < need) {
     if (n > ((size_t)-1) / 2 / elem) {
       n = need;
@@ -52,7 +52,8 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
     }
     n *= 2;
   }
-  void *q = pkv__realloc(*p, n * elem);
+  if (!pkv__mul_size(n, elem, &bytes)) return false;
+  void *q = pkv__realloc(*p, bytes);
   if (!q) return false;
   *p = q;
   *cap = n;
@@ -95,9 +96,10 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
   if (!seqs) return pkv__fail(ctx, PKV_ERR_NULL, "seqs is NULL");
   if (num_seqs < 1)
     return pkv__fail(ctx, PKV_ERR_INVALID, "num_seqs %d must be >= 1", num_seqs);
-  if (num_seqs == INT32_MAX)
-    return pkv__fail(ctx, PKV_ERR_OVERFLOW, "num_seqs %d leaves no room for "
-                    "the indptr arrays", num_seqs);
+  if (num_seqs > PKV_MAX_BATCH_SEQS)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "num_seqs %d exceeds PKV_MAX_BATCH_SEQS %d", num_seqs,
+                    PKV_MAX_BATCH_SEQS);
   if (!grow_rows(b, num_seqs))
     return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "batch rows for num_seqs %d",
                     num_seqs);
@@ -133,11 +135,11 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
                       (long long)seqs[i]);
     tokens += q;
     total_pages += s->npages;
-    if (tokens > INT32_MAX)
-      return pkv__fail(ctx, PKV_ERR_OVERFLOW,
-                      "total query tokens exceed %d at seqs[%d] (q_indptr is "
-                      "int32)",
-                      INT32_MAX, i);
+    if (tokens > PKV_MAX_BATCH_TOKENS)
+      return pkv__fail(ctx, PKV_ERR_RANGE,
+                      "total query tokens exceed PKV_MAX_BATCH_TOKENS %lld at "
+                      "seqs[%d]",
+                      (long long)PKV_MAX_BATCH_TOKENS, i);
     if (total_pages > INT32_MAX)
       return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                       "total pages exceed %d at seqs[%d] (kv_indptr is int32)",
@@ -153,7 +155,7 @@ pkv_status pkv_batch_build(pkv_batch *b, const pkv_seq_id *seqs,
   int32_t stride = b->stride;
   int64_t need = max_np > 0 ? max_np : 1;
   if (stride < need) {
-    int64_t ns = stride * 2 > need ? (int64_t)stride * 2 : need;
+    int64_t ns = (int64_t)stride * 2 > need ? (int64_t)stride * 2 : need;
     stride = (int32_t)(ns > INT32_MAX ? INT32_MAX : ns);
   } else if (stride > 4 * need + 16) {
     stride = (int32_t)need;

@@ -39,17 +39,26 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
   if (d->num_layers < 1)
     return pkv__fail(ctx, PKV_ERR_INVALID, "desc->num_layers %d must be >= 1",
                     d->num_layers);
+  if (d->num_layers > PKV_MAX_LAYERS)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "desc->num_layers %d exceeds PKV_MAX_LAYERS %d",
+                    d->num_layers, PKV_MAX_LAYERS);
   if (d->num_kv_heads < 1)
     return pkv__fail(ctx, PKV_ERR_INVALID, "desc->num_kv_heads %d must be >= 1",
                     d->num_kv_heads);
+  if (d->num_kv_heads > PKV_MAX_KV_HEADS)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "desc->num_kv_heads %d exceeds PKV_MAX_KV_HEADS %d",
+                    d->num_kv_heads, PKV_MAX_KV_HEADS);
   if (!head_dim_ok(d->head_dim))
     return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->head_dim %d is not one of 64, 80, 96, 112, 128, "
                     "192, 256",
                     d->head_dim);
-  if (d->page_size < 1 || d->page_size > 1024)
+  if (d->page_size < 1 || d->page_size > PKV_MAX_PAGE_SIZE)
     return pkv__fail(ctx, PKV_ERR_INVALID,
-                    "desc->page_size %d is outside 1..1024", d->page_size);
+                    "desc->page_size %d is outside 1..%d (PKV_MAX_PAGE_SIZE)",
+                    d->page_size, PKV_MAX_PAGE_SIZE);
   size_t esize = pkv_dtype_size(d->dtype);
   if (!esize)
     return pkv__fail(ctx, PKV_ERR_INVALID,
@@ -86,10 +95,11 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
     if (np > (uint64_t)INT64_MAX) np = (uint64_t)INT64_MAX;
     num_pages = (int64_t)np;
   }
-  if (num_pages > INT32_MAX)
+  if (num_pages > PKV_MAX_PAGES)
     return pkv__fail(ctx, PKV_ERR_OVERFLOW,
-                    "num_pages %lld exceeds %d: page ids are int32",
-                    (long long)num_pages, INT32_MAX);
+                    "num_pages %lld exceeds PKV_MAX_PAGES %lld: page ids are "
+                    "int32",
+                    (long long)num_pages, (long long)PKV_MAX_PAGES);
   size_t layer_bytes, total;
   if (!pkv__mul_size(page_bytes, (size_t)num_pages, &layer_bytes) ||
       !pkv__mul_size(layer_bytes, 2 * (size_t)d->num_layers, &total))
@@ -133,9 +143,14 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
     return pkv__fail(ctx, PKV_ERR_INVALID,
                     "desc->num_host_pages %lld is negative",
                     (long long)d->num_host_pages);
-  size_t host_bytes;
-  if (!pkv__mul_size((size_t)d->num_host_pages, page_bytes, &host_bytes) ||
-      !pkv__mul_size(host_bytes, 2 * (size_t)d->num_layers, &host_bytes))
+  if (d->num_host_pages > PKV_MAX_PAGES)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "desc->num_host_pages %lld exceeds PKV_MAX_PAGES %lld",
+                    (long long)d->num_host_pages, (long long)PKV_MAX_PAGES);
+  size_t host_bytes, host_index;
+  if (!pkv__mul3_size((size_t)d->num_host_pages, page_bytes,
+                      2 * (size_t)d->num_layers, &host_bytes) ||
+      !pkv__mul_size((size_t)d->num_host_pages, sizeof(int64_t), &host_index))
     return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "host tier num_host_pages %lld * page bytes %zu * 2 * "
                     "num_layers %d overflow",
@@ -279,10 +294,12 @@ static pkv_status create(pkv_context *ctx, const pkv_cache_desc *desc,
     }
   }
   if (desc->num_host_pages > 0) {
+    /* check_desc proved both products fit size_t. */
     size_t bytes = (size_t)desc->num_host_pages * (size_t)c->num_pools *
                    g.page_bytes;
     c->host_base = pkv__malloc(bytes);
-    c->host_free = pkv__malloc((size_t)desc->num_host_pages * sizeof *c->host_free);
+    c->host_free =
+        pkv__calloc((size_t)desc->num_host_pages, sizeof *c->host_free);
     if (!c->host_base || !c->host_free) {
       free_cache(c);
       return pkv__fail(ctx, PKV_ERR_NO_MEMORY,

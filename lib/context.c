@@ -4,6 +4,7 @@
 #include "backend.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +136,97 @@ pkv_status pkv_list_devices(pkv_backend_kind backend, pkv_device_info *out,
   return ops->list_devices(out, capacity, count);
 }
 
+/* ---- serialised operations -------------------------------------------
+ * A backend with mutable per-context state (OpenCL: programs built on first
+ * use, grown scratch buffers, kernel objects whose arguments are set before
+ * each launch; HIP: grown scratch and pinned staging) is reached through a
+ * twin of its table whose entries hold the context's lock around the call.
+ * So one context may be shared by threads (doc/api.md "Threads") whatever
+ * the backend, and a thread-safe backend (CPU) pays nothing. The lock is
+ * recursive: a backend may call back into its own table. */
+
+#define LOCKED(ctx, call)                                                      \
+  do {                                                                         \
+    pthread_mutex_lock(&(ctx)->lock);                                          \
+    pkv_status st_ = (call);                                                   \
+    pthread_mutex_unlock(&(ctx)->lock);                                        \
+    return st_;                                                                \
+  } while (0)
+
+static pkv_status s_mem_alloc(pkv_context *ctx, size_t bytes, void **native) {
+  LOCKED(ctx, ctx->backend->mem_alloc(ctx, bytes, native));
+}
+static void s_mem_free(pkv_context *ctx, void *native) {
+  pthread_mutex_lock(&ctx->lock);
+  ctx->backend->mem_free(ctx, native);
+  pthread_mutex_unlock(&ctx->lock);
+}
+static pkv_status s_mem_upload(pkv_context *ctx, void *native, size_t offset,
+                               const void *src, size_t bytes) {
+  LOCKED(ctx, ctx->backend->mem_upload(ctx, native, offset, src, bytes));
+}
+static pkv_status s_mem_download(pkv_context *ctx, void *native, size_t offset,
+                                 void *dst, size_t bytes) {
+  LOCKED(ctx, ctx->backend->mem_download(ctx, native, offset, dst, bytes));
+}
+static pkv_status s_mem_copy(pkv_context *ctx, void *dst, size_t dst_offset,
+                             void *src, size_t src_offset, size_t bytes) {
+  LOCKED(ctx, ctx->backend->mem_copy(ctx, dst, dst_offset, src, src_offset,
+                                     bytes));
+}
+static pkv_status s_write_kv(pkv_context *ctx, const pkv_write_args *a) {
+  LOCKED(ctx, ctx->backend->write_kv(ctx, a));
+}
+static pkv_status s_attention(pkv_context *ctx, const pkv_attn_args *a) {
+  LOCKED(ctx, ctx->backend->attention(ctx, a));
+}
+static pkv_status s_copy_pages(pkv_context *ctx, const pkv_copy_args *a) {
+  LOCKED(ctx, ctx->backend->copy_pages(ctx, a));
+}
+static pkv_status s_pages_to_host(pkv_context *ctx,
+                                  const pkv_host_move_args *a) {
+  LOCKED(ctx, ctx->backend->pages_to_host(ctx, a));
+}
+static pkv_status s_pages_from_host(pkv_context *ctx,
+                                    const pkv_host_move_args *a) {
+  LOCKED(ctx, ctx->backend->pages_from_host(ctx, a));
+}
+
+/* A context and its twin table in one allocation: the twin belongs to the
+ * context (no global table to build, whichever backend or module the
+ * context runs). ctx is the first member, so freeing ctx frees both. */
+typedef struct context_block {
+  pkv_context ctx;
+  pkv_backend_ops twin;
+} context_block;
+
+/* The table ctx calls through. An absent operation stays absent (NULL), so
+ * "not implemented" checks see the same table shape. */
+#define TWIN(f) t->f = b->f ? s_##f : NULL
+static const pkv_backend_ops *ops_for_context(context_block *blk,
+                                              const pkv_backend_ops *b) {
+  if (b->thread_safe) return b;
+  pkv_backend_ops *t = &blk->twin;
+  *t = *b;
+  TWIN(mem_alloc); TWIN(mem_free); TWIN(mem_upload); TWIN(mem_download);
+  TWIN(mem_copy); TWIN(write_kv); TWIN(attention); TWIN(copy_pages);
+  TWIN(pages_to_host); TWIN(pages_from_host);
+  return t;
+}
+#undef TWIN
+
+static bool init_lock(pthread_mutex_t *m) {
+  pthread_mutexattr_t at;
+  if (pthread_mutexattr_init(&at) != 0) return false;
+  bool ok = pthread_mutexattr_settype(&at, PTHREAD_MUTEX_RECURSIVE) == 0 &&
+            pthread_mutex_init(m, &at) == 0;
+  pthread_mutexattr_destroy(&at);
+  return ok;
+}
+
+/* Context ids: 0 is never handed out (error.c uses it for "no slot"). */
+static atomic_uint_fast64_t next_context_id = 1;
+
 void pkv_context_desc_init(pkv_context_desc *desc) {
   if (!desc) return;
   memset(desc, 0, sizeof *desc);
@@ -173,9 +265,22 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
   if (d.device < -1)
     return pkv__fail(NULL, PKV_ERR_INVALID, "desc->device %d is negative",
                     d.device);
+  if (d.platform < -1)
+    return pkv__fail(NULL, PKV_ERR_RANGE,
+                    "desc->platform %d is below -1 (-1 = any platform)",
+                    d.platform);
+  if (d.flags & ~PKV_CTX_KNOWN_FLAGS)
+    return pkv__fail(NULL, PKV_ERR_INVALID,
+                    "desc->flags 0x%x has unknown bits 0x%x (known: 0x%x)",
+                    d.flags, d.flags & ~PKV_CTX_KNOWN_FLAGS,
+                    PKV_CTX_KNOWN_FLAGS);
   if (d.cpu_threads < 0)
     return pkv__fail(NULL, PKV_ERR_INVALID, "desc->cpu_threads %d is negative",
                     d.cpu_threads);
+  if (d.cpu_threads > PKV_MAX_CPU_THREADS)
+    return pkv__fail(NULL, PKV_ERR_RANGE,
+                    "desc->cpu_threads %d exceeds PKV_MAX_CPU_THREADS %d",
+                    d.cpu_threads, PKV_MAX_CPU_THREADS);
   pkv_backend_kind kind = d.backend;
   if (kind == PKV_BACKEND_AUTO) {
     const char *env = getenv("PKV_BACKEND");
@@ -191,9 +296,16 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
   const pkv_backend_ops *ops;
   pkv_status gst = pkv__backend_get(kind, &ops);
   if (gst != PKV_OK) return gst;
-  pkv_context *ctx = pkv__calloc(1, sizeof *ctx);
-  if (!ctx) return pkv__fail(NULL, PKV_ERR_NO_MEMORY, "context allocation");
-  ctx->ops = ops;
+  context_block *blk = pkv__calloc(1, sizeof *blk);
+  if (!blk) return pkv__fail(NULL, PKV_ERR_NO_MEMORY, "context allocation");
+  pkv_context *ctx = &blk->ctx;
+  if (!init_lock(&ctx->lock)) {
+    pkv__free(ctx);
+    return pkv__fail(NULL, PKV_ERR_NO_MEMORY, "context lock");
+  }
+  ctx->id = atomic_fetch_add(&next_context_id, 1);
+  ctx->backend = ops;
+  ctx->ops = ops_for_context(blk, ops);
   ctx->kind = kind;
   ctx->desc = d;
   d.backend = kind;
@@ -204,6 +316,7 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
     /* Move the backend's message to the thread, where the caller finds it
      * once the context is gone. */
     pkv__error_to_thread(ctx);
+    pthread_mutex_destroy(&ctx->lock);
     pkv__free(ctx);
     return st;
   }
@@ -217,6 +330,7 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
 void pkv_context_destroy(pkv_context *ctx) {
   if (!ctx) return;
   if (ctx->ops && ctx->ops->fini) ctx->ops->fini(ctx);
+  pthread_mutex_destroy(&ctx->lock);
   pkv__free(ctx);
 }
 

@@ -11,6 +11,7 @@
 
 #include "pagedkv.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 
@@ -18,13 +19,25 @@
 
 typedef struct pkv_backend_ops pkv_backend_ops;
 
+/* Every PKV_CTX_* flag this library knows; others are refused, so that a
+ * flag of a newer header is never silently ignored. */
+#define PKV_CTX_KNOWN_FLAGS (PKV_CTX_NO_BINARY_CACHE)
+
 struct pkv_context {
+  /* The table every caller goes through: the backend's own, or for a
+   * backend that is not thread-safe its serialised twin (context.c), whose
+   * entries take `lock` around the call into `backend`. */
   const pkv_backend_ops *ops;
+  const pkv_backend_ops *backend;
+  pthread_mutex_t lock;      /* recursive; see doc/api.md "Threads" */
   void *impl;                /* backend private state */
   pkv_backend_kind kind;
   pkv_device_info info;
   pkv_context_desc desc;     /* copy; string pointers not kept */
-  char errmsg[PKV_ERRMSG_LEN];
+  /* Unique over the process's life (never reused, unlike the address): the
+   * key of this context's error messages, which are kept per thread
+   * (error.c), so threads sharing a context never see each other's. */
+  uint64_t id;
 };
 
 struct pkv_buffer {
@@ -37,8 +50,9 @@ struct pkv_buffer {
                    * the vector kernels need it, others get a variant */
 };
 
-/* Records a message for ctx (or the calling thread when ctx is NULL) and
- * returns st, so that callers can write `return pkv__fail(ctx, ...)`. */
+/* Records the calling thread's message for ctx (or its context-less
+ * message when ctx is NULL) and returns st, so that callers can write
+ * `return pkv__fail(ctx, ...)`. */
 pkv_status pkv__fail(const pkv_context *ctx, pkv_status st, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
@@ -57,6 +71,21 @@ static inline bool pkv__mul_size(size_t a, size_t b, size_t *out) {
   if (a != 0 && b > (size_t)-1 / a) return false;
   *out = a * b;
   return true;
+}
+static inline bool pkv__add_size(size_t a, size_t b, size_t *out) {
+  if (b > (size_t)-1 - a) return false;
+  *out = a + b;
+  return true;
+}
+/* a * b + c, false when any step overflows. */
+static inline bool pkv__muladd_size(size_t a, size_t b, size_t c, size_t *out) {
+  size_t p;
+  return pkv__mul_size(a, b, &p) && pkv__add_size(p, c, out);
+}
+/* a * b * c, false on overflow. */
+static inline bool pkv__mul3_size(size_t a, size_t b, size_t c, size_t *out) {
+  size_t p;
+  return pkv__mul_size(a, b, &p) && pkv__mul_size(p, c, out);
 }
 static inline bool pkv__mul_i64(int64_t a, int64_t b, int64_t *out) {
   return !__builtin_mul_overflow(a, b, out);

@@ -85,12 +85,17 @@ pkv_status pkv__kv_view_resolve(pkv_context *ctx, const pkv_kv_view *in,
   if ((st = own_buffer(ctx, v->k, "view->k")) != PKV_OK ||
       (st = own_buffer(ctx, v->v, "view->v")) != PKV_OK)
     return st;
-  if (v->page_size < 1 || v->page_size > 1024)
+  if (v->page_size < 1 || v->page_size > PKV_MAX_PAGE_SIZE)
     return pkv__fail(ctx, PKV_ERR_INVALID,
-                    "view->page_size = %d must be in 1..1024", v->page_size);
+                    "view->page_size = %d must be in 1..%d (PKV_MAX_PAGE_SIZE)",
+                    v->page_size, PKV_MAX_PAGE_SIZE);
   if (v->num_kv_heads < 1)
     return pkv__fail(ctx, PKV_ERR_INVALID, "view->num_kv_heads = %d must be >= 1",
                     v->num_kv_heads);
+  if (v->num_kv_heads > PKV_MAX_KV_HEADS)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "view->num_kv_heads = %d exceeds PKV_MAX_KV_HEADS %d",
+                    v->num_kv_heads, PKV_MAX_KV_HEADS);
   static const int32_t dims[] = {64, 80, 96, 112, 128, 192, 256};
   bool dim_ok = false;
   for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
@@ -310,6 +315,20 @@ static pkv_status table_resolve(pkv_context *ctx, const pkv_kv_table *in,
                     "max_kv_len %d) must be >= 0 (num_tokens within int32)",
                     t->num_seqs, (long long)t->num_tokens, t->max_q_len,
                     t->max_kv_len);
+  if (t->num_seqs > PKV_MAX_BATCH_SEQS)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "table->num_seqs = %d exceeds PKV_MAX_BATCH_SEQS %d",
+                    t->num_seqs, PKV_MAX_BATCH_SEQS);
+  if (t->num_tokens > PKV_MAX_BATCH_TOKENS || t->max_q_len > PKV_MAX_BATCH_TOKENS)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "table->num_tokens = %lld / max_q_len = %d exceed "
+                    "PKV_MAX_BATCH_TOKENS %lld",
+                    (long long)t->num_tokens, t->max_q_len,
+                    (long long)PKV_MAX_BATCH_TOKENS);
+  if (t->max_kv_len > PKV_MAX_SEQ_TOKENS)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "table->max_kv_len = %d exceeds PKV_MAX_SEQ_TOKENS %lld",
+                    t->max_kv_len, (long long)PKV_MAX_SEQ_TOKENS);
   if (t->num_seqs == 0) return PKV_OK;
   const int64_t n = t->num_seqs;
   if ((st = int_array(ctx, t->q_indptr, "table->q_indptr", n + 1)) != PKV_OK)
@@ -360,6 +379,10 @@ static pkv_status table_resolve(pkv_context *ctx, const pkv_kv_table *in,
 
 pkv_status pkv__check_attn_params(pkv_context *ctx, int32_t nkv,
                                const pkv_attn_params *p) {
+  if (p->num_q_heads > PKV_MAX_Q_HEADS)
+    return pkv__fail(ctx, PKV_ERR_RANGE,
+                    "params->num_q_heads = %d exceeds PKV_MAX_Q_HEADS %d",
+                    p->num_q_heads, PKV_MAX_Q_HEADS);
   if (p->num_q_heads <= 0 || p->num_q_heads % nkv != 0)
     return pkv__fail(ctx, PKV_ERR_INVALID,
                     "params->num_q_heads = %d must be a positive multiple of "

@@ -213,11 +213,26 @@ typedef enum pkv_layout {
 
 #define PKV_MAX_CLASSES 8
 
+/* Limits of every count the API takes (doc/api.md, "Limits"). They keep
+ * each size the library computes from them (pool bytes, block tables,
+ * scratch, kernel grids) far from overflow; a value past one is refused
+ * with PKV_ERR_RANGE and a message naming the argument and the limit. */
+#define PKV_MAX_LAYERS 1024         /* pkv_cache_desc.num_layers */
+#define PKV_MAX_KV_HEADS 1024       /* pkv_cache_desc.num_kv_heads */
+#define PKV_MAX_Q_HEADS 4096        /* pkv_attn_params.num_q_heads */
+#define PKV_MAX_HEAD_DIM 256        /* pkv_cache_desc.head_dim */
+#define PKV_MAX_PAGE_SIZE 1024      /* pkv_cache_desc.page_size (tokens) */
+#define PKV_MAX_PAGES 2147483647LL  /* num_pages, num_host_pages: page ids are int32 */
+#define PKV_MAX_SEQ_TOKENS (1LL << 30) /* tokens of one sequence */
+#define PKV_MAX_BATCH_SEQS 65535    /* pkv_batch_build num_seqs (a GPU grid extent) */
+#define PKV_MAX_BATCH_TOKENS (1LL << 24) /* query tokens of one batch */
+#define PKV_MAX_CPU_THREADS 1024    /* pkv_context_desc.cpu_threads */
+
 typedef struct pkv_cache_desc {
   int32_t num_layers;
   int32_t num_kv_heads;
   int32_t head_dim;      /* 64, 80, 96, 112, 128, 192 or 256 */
-  int32_t page_size;     /* tokens per page, 1..1024 */
+  int32_t page_size;     /* tokens per page, 1..PKV_MAX_PAGE_SIZE */
   int64_t num_pages;     /* pool size in pages; 0 = derive from pool_bytes */
   uint64_t pool_bytes;   /* used when num_pages == 0: K+V of all layers */
   pkv_dtype dtype;

@@ -118,6 +118,12 @@ pkv_status pkv_seq_append(pkv_cache *c, pkv_seq_id id, int64_t n,
                     "seq %lld length %lld + n %lld exceeds %d (seq_lens are "
                     "int32)",
                     (long long)id, (long long)s->len, (long long)n, INT32_MAX);
+  if (n > PKV_MAX_SEQ_TOKENS - s->len)
+    return pkv__fail(c->ctx, PKV_ERR_RANGE,
+                    "seq %lld length %lld + n %lld exceeds PKV_MAX_SEQ_TOKENS "
+                    "%lld",
+                    (long long)id, (long long)s->len, (long long)n,
+                    (long long)PKV_MAX_SEQ_TOKENS);
   if (n == 0) return PKV_OK;
   const int32_t ps = c->geom.page_size;
   int64_t off = s->len % ps;
@@ -392,6 +398,12 @@ pkv_status pkv_seq_reserve(pkv_cache *c, pkv_seq_id id, int64_t n_tokens) {
                     "seq %lld length %lld + n_tokens %lld exceeds %d",
                     (long long)id, (long long)s->len, (long long)n_tokens,
                     INT32_MAX);
+  if (n_tokens > PKV_MAX_SEQ_TOKENS - s->len)
+    return pkv__fail(c->ctx, PKV_ERR_RANGE,
+                    "seq %lld length %lld + n_tokens %lld exceeds "
+                    "PKV_MAX_SEQ_TOKENS %lld",
+                    (long long)id, (long long)s->len, (long long)n_tokens,
+                    (long long)PKV_MAX_SEQ_TOKENS);
   const int32_t ps = c->geom.page_size;
   int64_t off = s->len % ps, room = off ? ps - off : 0;
   int64_t need = n_tokens > room ? pkv_pages_for(n_tokens - room, ps) : 0;

@@ -83,6 +83,15 @@ const char *pkv__ocl_error_name(cl_int err);
 /* pkv__fail(ctx, PKV_ERR_DEVICE, "<call>: <CL name> (<code>)"). */
 pkv_status pkv__ocl_fail(const pkv_context *ctx, const char *call, cl_int err);
 
+/* Start-up lock (ocl_device.c). ICD loaders and drivers initialise
+ * themselves on the first platform/device query and context creation, and
+ * some (PoCL among them) do not survive threads racing through that: four
+ * threads creating their first contexts at once failed with
+ * CL_INVALID_BUFFER_SIZE or no device. Every enumeration, context creation
+ * and release holds this process-wide lock. */
+void pkv__ocl_startup_lock(void);
+void pkv__ocl_startup_unlock(void);
+
 /* Devices (ocl_device.c). */
 pkv_status pkv__ocl_list_devices(pkv_device_info *out, int capacity, int *count);
 pkv_status pkv__ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
@@ -103,14 +112,17 @@ pkv_status pkv__ocl_program_get(pkv_context *ctx, int head_dim, int dtype,
                                pkv_ocl_program **out);
 void pkv__ocl_programs_release(pkv_ocl *o);
 
-/* On-disk binary cache (ocl_bincache.c). key is 16 bytes. A missing,
- * corrupt or foreign entry yields NULL; nothing is ever trusted unchecked. */
+/* On-disk binary cache (ocl_bincache.c). key is 16 bytes; binding is the
+ * text naming what the binary is built for, which a loaded entry must
+ * carry unchanged. A missing, corrupt, foreign, mismatched or
+ * unauthenticated entry yields NULL; nothing is ever trusted unchecked. */
 unsigned char *pkv__ocl_bincache_load(const char *dir, const unsigned char *key,
-                                     size_t *size);
+                                     const char *binding, size_t *size);
 /* Writes atomically (temporary file + rename); failures are ignored: the
  * cache only saves time. */
 void pkv__ocl_bincache_store(const char *dir, const unsigned char *key,
-                            const unsigned char *data, size_t size);
+                            const char *binding, const unsigned char *data,
+                            size_t size);
 /* Path of a key's entry, for tests. */
 void pkv__ocl_bincache_path(const char *dir, const unsigned char *key,
                            char *path, size_t cap);

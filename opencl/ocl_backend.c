@@ -93,7 +93,16 @@ static void release_all(pkv_ocl *o) {
   pkv__free(o);
 }
 
+static pkv_status init_locked(pkv_context *ctx);
+
 static pkv_status ocl_init(pkv_context *ctx) {
+  pkv__ocl_startup_lock();
+  pkv_status st = init_locked(ctx);
+  pkv__ocl_startup_unlock();
+  return st;
+}
+
+static pkv_status init_locked(pkv_context *ctx) {
   pkv_ocl *o = pkv__calloc(1, sizeof *o);
   if (!o) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "OpenCL backend state");
   ctx->impl = o;
@@ -130,7 +139,9 @@ static void ocl_fini(pkv_context *ctx) {
   pkv_ocl *o = pkv_ocl_of(ctx);
   if (!o) return;
   clFinish(o->queue);
+  pkv__ocl_startup_lock();
   release_all(o);
+  pkv__ocl_startup_unlock();
   ctx->impl = NULL;
 }
 

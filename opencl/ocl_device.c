@@ -7,6 +7,8 @@
 #include "ocl.h"
 
 #include <ctype.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +21,11 @@
 #define PKV_CL_DEVICE_SUB_GROUP_SIZES_INTEL 0x4108
 /* OpenCL 3.0 device-level query; a 1.2 device answers CL_INVALID_VALUE. */
 #define PKV_CL_DEVICE_PREFERRED_WORK_GROUP_SIZE_MULTIPLE 0x1067
+
+static pthread_mutex_t startup = PTHREAD_MUTEX_INITIALIZER;
+
+void pkv__ocl_startup_lock(void) { pthread_mutex_lock(&startup); }
+void pkv__ocl_startup_unlock(void) { pthread_mutex_unlock(&startup); }
 
 typedef struct entry {
   cl_platform_id platform;
@@ -145,14 +152,18 @@ pkv_status pkv__ocl_list_devices(pkv_device_info *out, int capacity,
                                 int *count) {
   entry e[MAX_DEVICES];
   int n = 0;
+  pkv__ocl_startup_lock();
   pkv_status st = enumerate(NULL, e, &n);
-  if (st != PKV_OK) return st;
-  for (int i = 0; i < n && i < capacity; i++)
-    pkv__ocl_fill_info(e[i].platform, e[i].device, i, &out[i]);
-  *count = n;
-  return PKV_OK;
+  if (st == PKV_OK) {
+    for (int i = 0; i < n && i < capacity; i++)
+      pkv__ocl_fill_info(e[i].platform, e[i].device, i, &out[i]);
+    *count = n;
+  }
+  pkv__ocl_startup_unlock();
+  return st;
 }
 
+/* Called by ocl_init with the start-up lock held. */
 int pkv__ocl_device_index(cl_device_id device) {
   entry e[MAX_DEVICES];
   int n = 0;
@@ -174,15 +185,17 @@ static int contains_ci(const char *hay, const char *needle) {
   return nl == 0;
 }
 
-/* A selector is an index ("1") or a name substring ("nvidia"). */
+/* A selector is an index ("1") or a name substring ("nvidia"). All digits
+ * is always an index: one too large for int is INT_MAX, out of range
+ * (never a name that then matches nothing). */
 static int parse_index(const char *s, int *out) {
   if (!*s) return 0;
-  long v = 0;
+  long long v = 0;
   for (const char *p = s; *p; p++) {
-    if (!isdigit((unsigned char)*p) || v > 100000) return 0;
-    v = v * 10 + (*p - '0');
+    if (!isdigit((unsigned char)*p)) return 0;
+    if (v <= INT_MAX) v = v * 10 + (*p - '0');
   }
-  *out = (int)v;
+  *out = v > INT_MAX ? INT_MAX : (int)v;
   return 1;
 }
 
@@ -216,20 +229,24 @@ pkv_status pkv__ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
       return pkv__fail(ctx, PKV_ERR_NOT_FOUND,
                       "PKV_OPENCL_PLATFORM='%s' matches no OpenCL platform "
                       "name", pname);
+    if (ctx->desc.platform >= 0)
+      return pkv__fail(ctx, PKV_ERR_RANGE,
+                      "desc->platform %d out of range or without devices",
+                      pidx);
     return pkv__fail(ctx, PKV_ERR_RANGE,
-                    "OpenCL platform %d out of range or without devices "
-                    "(%s)", pidx,
-                    ctx->desc.platform >= 0 ? "desc->platform"
-                                            : "PKV_OPENCL_PLATFORM");
+                    "PKV_OPENCL_PLATFORM='%s' out of range or without "
+                    "devices",
+                    penv);
   }
 
   /* Device: desc index, desc name, environment, then first GPU/first. */
   int didx = ctx->desc.device;
-  const char *dname = ctx->desc.device_name, *src = "desc->device";
+  const char *dname = ctx->desc.device_name, *src = "desc->device",
+             *denv = NULL;
   if (didx < 0 && dname && *dname) src = "desc->device_name";
   else if (didx < 0) {
     dname = NULL;
-    const char *denv = getenv("PKV_OPENCL_DEVICE");
+    denv = getenv("PKV_OPENCL_DEVICE");
     if (denv && *denv) {
       src = "PKV_OPENCL_DEVICE";
       if (!parse_index(denv, &didx)) dname = denv;
@@ -237,6 +254,10 @@ pkv_status pkv__ocl_choose_device(pkv_context *ctx, cl_platform_id *platform,
   }
   int pick = -1;
   if (didx >= 0) {
+    if (didx >= n && denv && *denv && !dname)
+      return pkv__fail(ctx, PKV_ERR_RANGE,
+                      "%s='%s' out of range: %d OpenCL device%s", src, denv,
+                      n, n == 1 ? "" : "s");
     if (didx >= n)
       return pkv__fail(ctx, PKV_ERR_RANGE,
                       "%s %d out of range: %d OpenCL device%s", src, didx, n,

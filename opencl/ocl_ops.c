@@ -75,8 +75,14 @@ pkv_status pkv__ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   ARG(x, heads); ARG(x, page_size); ARG(x, ps); ARG(x, hs); ARG(x, ts);
   ARG(x, koff); ARG(x, kts_); ARG(x, khs_); ARG(x, voff); ARG(x, vts_);
   ARG(x, vhs_); ARG(x, npages); ARG(x, src_dt);
-  size_t local = 64;
-  size_t global = round_up((size_t)n * (size_t)heads * (size_t)(g->head_dim / 8), local);
+  size_t local = 64, items;
+  if (!pkv__mul3_size((size_t)n, (size_t)heads, (size_t)(g->head_dim / 8),
+                      &items) || items > (size_t)-1 - local)
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
+                    "write_kv of n %lld tokens x %d kv heads overflows the "
+                    "launch size",
+                    (long long)a->n, (int)heads);
+  size_t global = round_up(items, local);
   return launch(ctx, &x, "pkv_write_kv", 1, &global, &local);
 }
 
@@ -158,11 +164,18 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
     if (parts < 1) parts = 1;
     cl_mem po = o->dummy, pm = o->dummy;
     if (parts > 1) {
-      size_t rows = (size_t)a->num_seqs * (size_t)qh * (size_t)parts;
-      st = scratch(ctx, &o->part_o, &o->part_o_bytes,
-                   rows * (size_t)g->head_dim * sizeof(float));
+      size_t rows, po_sz, pm_sz;
+      if (!pkv__mul3_size((size_t)a->num_seqs, (size_t)qh, (size_t)parts,
+                          &rows) ||
+          !pkv__mul3_size(rows, (size_t)g->head_dim, sizeof(float), &po_sz) ||
+          !pkv__mul3_size(rows, 2, sizeof(float), &pm_sz))
+        return pkv__fail(ctx, PKV_ERR_OVERFLOW,
+                        "decode partials of %d seqs x %d q heads x %d parts "
+                        "overflow size_t",
+                        a->num_seqs, (int)qh, (int)parts);
+      st = scratch(ctx, &o->part_o, &o->part_o_bytes, po_sz);
       if (st == PKV_OK)
-        st = scratch(ctx, &o->part_ml, &o->part_ml_bytes, rows * 2 * sizeof(float));
+        st = scratch(ctx, &o->part_ml, &o->part_ml_bytes, pm_sz);
       if (st != PKV_OK) return st;
       po = o->part_o;
       pm = o->part_ml;

@@ -97,6 +97,31 @@ static void cache_key(pkv_context *ctx, const char *options,
   memcpy(key, c.digest, 16);
 }
 
+/* What an entry is bound to: everything the key hashes, in clear, plus the
+ * program's parameters, so that a loaded entry is checked against them
+ * directly and not only through a 128-bit name. */
+static void binding_text(pkv_context *ctx, const char *options, int head_dim,
+                         int dtype, char *buf, size_t cap) {
+  pkv_ocl *o = pkv_ocl_of(ctx);
+  XXH3_state_t *st = XXH3_createState();
+  XXH128_hash_t h = {0, 0};
+  if (st) {
+    XXH3_128bits_reset(st);
+    for (int i = 0; i < pkv__ocl_kernel_count; i++)
+      XXH3_128bits_update(st, pkv__ocl_kernel_sources[i],
+                          strlen(pkv__ocl_kernel_sources[i]) + 1);
+    h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+  }
+  snprintf(buf, cap,
+           "pagedkv-opencl-2\ndevice=%s\nvendor=%s\ndriver=%s\n"
+           "platform=%s\ndevice_version=%s\noptions=%s\n"
+           "sources=%016llx%016llx\nhead_dim=%d\ndtype=%d\n",
+           ctx->info.name, ctx->info.vendor, ctx->info.driver, o->platform_name,
+           o->device_version, options, (unsigned long long)h.high64,
+           (unsigned long long)h.low64, head_dim, dtype);
+}
+
 /* The build log, shortened to leave room in the error message. */
 static pkv_status build_failure(pkv_context *ctx, cl_program prog,
                                 const char *options) {
@@ -124,10 +149,10 @@ static pkv_status build_failure(pkv_context *ctx, cl_program prog,
 }
 
 static cl_program from_cache(pkv_context *ctx, const unsigned char *key,
-                             const char *options) {
+                             const char *binding, const char *options) {
   pkv_ocl *o = pkv_ocl_of(ctx);
   size_t size = 0;
-  unsigned char *bin = pkv__ocl_bincache_load(o->cache_dir, key, &size);
+  unsigned char *bin = pkv__ocl_bincache_load(o->cache_dir, key, binding, &size);
   if (!bin) return NULL;
   cl_int err, status = CL_SUCCESS;
   const unsigned char *bins[1] = {bin};
@@ -146,7 +171,7 @@ static cl_program from_cache(pkv_context *ctx, const unsigned char *key,
 }
 
 static void to_cache(pkv_context *ctx, cl_program prog,
-                     const unsigned char *key) {
+                     const unsigned char *key, const char *binding) {
   pkv_ocl *o = pkv_ocl_of(ctx);
   size_t size = 0;
   if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size,
@@ -157,7 +182,7 @@ static void to_cache(pkv_context *ctx, cl_program prog,
   unsigned char *bins[1] = {bin};
   if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) ==
       CL_SUCCESS)
-    pkv__ocl_bincache_store(o->cache_dir, key, bin, size);
+    pkv__ocl_bincache_store(o->cache_dir, key, binding, bin, size);
   pkv__free(bin);
 }
 
@@ -185,12 +210,14 @@ static pkv_status build(pkv_context *ctx, int head_dim, int dtype,
                 sizeof options);
   unsigned char key[16];
   cache_key(ctx, options, key);
+  char binding[2048];
+  binding_text(ctx, options, head_dim, dtype, binding, sizeof binding);
   memset(p, 0, sizeof *p);
   p->head_dim = head_dim;
   p->dtype = dtype;
   p->part = part;
   if (o->cache_dir[0]) {
-    p->program = from_cache(ctx, key, options);
+    p->program = from_cache(ctx, key, binding, options);
     if (p->program) {
       if (make_kernels(ctx, p) == PKV_OK) {
         p->from_binary_cache = 1;
@@ -220,7 +247,7 @@ static pkv_status build(pkv_context *ctx, int head_dim, int dtype,
     p->program = NULL;
     return st;
   }
-  if (o->cache_dir[0]) to_cache(ctx, p->program, key);
+  if (o->cache_dir[0]) to_cache(ctx, p->program, key, binding);
   return PKV_OK;
 }
 

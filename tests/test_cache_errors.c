@@ -68,13 +68,14 @@ int main(void) {
   d = base; d.num_pages = (int64_t)INT32_MAX + 1;
   ok(make(ctx, &d) == PKV_ERR_OVERFLOW && strstr(pkv_last_error(ctx), "int32"),
      "num_pages beyond int32 refused: %s", pkv_last_error(ctx));
-  d = base; d.num_pages = INT32_MAX; d.num_layers = INT32_MAX;
-  d.num_kv_heads = INT32_MAX;
+  d = base; d.num_pages = INT32_MAX; d.num_layers = PKV_MAX_LAYERS;
+  d.num_kv_heads = PKV_MAX_KV_HEADS; d.head_dim = PKV_MAX_HEAD_DIM;
+  d.page_size = PKV_MAX_PAGE_SIZE;
   ok(make(ctx, &d) == PKV_ERR_OVERFLOW && strstr(pkv_last_error(ctx), "overflow"),
      "a byte size that overflows is refused naming values: %s",
      pkv_last_error(ctx));
   d = base; d.num_pages = 0; d.pool_bytes = UINT64_MAX;
-  d.num_layers = 1 << 20;
+  d.num_layers = PKV_MAX_LAYERS;
   pkv_status s = make(ctx, &d);
   ok(s == PKV_ERR_OVERFLOW || s == PKV_ERR_NO_MEMORY,
      "a huge byte budget is refused cleanly (%s)", pkv_status_name(s));
