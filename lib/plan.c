@@ -2,8 +2,11 @@
 /* Plan/run (doc/plan-run.md). A build checks the view, table and
  * parameters once, cuts every request's keys into chunks so that the grid
  * fills the device, and uploads the items to a device buffer owned by the
- * plan; a run per layer checks only what changes between layers (the
- * pools, q, out, lse, the workspace) and launches. */
+ * plan; a run per layer checks the view against the plan's geometry and
+ * the workspace against its size, then goes the one path of
+ * pkv_kv_attention with the plan attached (which checks q, out, lse and,
+ * again, the table's host entries: the CPU backend reads the caller's
+ * arrays directly, so they are never trusted from an earlier call). */
 #include "plan.h"
 
 #include "alloc.h"
