@@ -687,6 +687,69 @@ PKV_API pkv_status pkv_kv_attention(pkv_context *ctx, const pkv_kv_view *view,
                                     const pkv_tensor *q, const pkv_tensor *out,
                                     pkv_buffer *lse);
 
+/* ---- plan/run (doc/plan-run.md) ---- */
+
+/* A plan: the split of one step's requests into key chunks sized so that
+ * the grid fills the device, made once per step on the host and used by
+ * every layer's run. Owned by one context; not thread-safe. */
+typedef struct pkv_plan pkv_plan;
+
+/* Options of a plan build (struct_size rule; zero = default). */
+typedef struct pkv_plan_options {
+  size_t struct_size;
+  int32_t num_sms;        /* compute units to fill; 0 = the device's */
+  int32_t blocks_per_sm;  /* concurrent blocks per unit; 0 = backend's */
+  int32_t min_chunk_keys; /* smallest chunk; 0 = 256 (rounded to pages) */
+  int32_t chunk_keys;     /* > 0: this chunk instead of the search */
+  void *stream;           /* HIP/CUDA stream of the runs; NULL = context's */
+} pkv_plan_options;
+
+PKV_API void pkv_plan_options_init_sized(pkv_plan_options *o, size_t size);
+#define pkv_plan_options_init(o) pkv_plan_options_init_sized((o), sizeof(*(o)))
+
+/* What a build chose (struct_size rule). */
+typedef struct pkv_plan_info {
+  size_t struct_size;
+  int64_t chunk_keys;     /* keys per chunk */
+  int64_t num_items;      /* (request, chunk) items */
+  int64_t grid_items;     /* items launched: num_items padded to the budget */
+  int64_t budget;         /* items that fill the device */
+  int32_t num_split;      /* requests cut into more than one chunk */
+  int64_t partial_rows;   /* workspace rows of the split requests */
+  size_t workspace_bytes; /* = pkv_plan_workspace_size */
+} pkv_plan_info;
+
+PKV_API void pkv_plan_info_init_sized(pkv_plan_info *i, size_t size);
+#define pkv_plan_info_init(i) pkv_plan_info_init_sized((i), sizeof(*(i)))
+
+PKV_API pkv_status pkv_plan_create(pkv_context *ctx, pkv_plan **out);
+PKV_API void pkv_plan_destroy(pkv_plan *plan);
+/* Plans the table's requests over pools of the view's geometry, with
+ * these attention parameters (copied, ALiBi slopes and sinks included).
+ * Needs the host mirrors of q_indptr and of the lengths (seq_lens, or
+ * kv_indptr + kv_last_page_len). The table is kept by reference: its
+ * device arrays must stay valid and unchanged until the next build. opts
+ * may be NULL. On failure the plan is left unbuilt. */
+PKV_API pkv_status pkv_plan_build(pkv_plan *plan, const pkv_kv_view *view,
+                                  const pkv_kv_table *table,
+                                  const pkv_attn_params *params,
+                                  const pkv_plan_options *opts);
+/* Bytes of the workspace buffer that every run of the plan needs (0 when
+ * no request is split). */
+PKV_API pkv_status pkv_plan_workspace_size(const pkv_plan *plan,
+                                           size_t *bytes);
+PKV_API pkv_status pkv_plan_get_info(const pkv_plan *plan,
+                                     pkv_plan_info *out);
+/* Attention of one layer under a built plan: view has the plan's geometry
+ * (else PKV_ERR_STATE), q/out/lse as for pkv_kv_attention over the plan's
+ * table, workspace at least pkv_plan_workspace_size bytes (else
+ * PKV_ERR_SIZE; may be NULL when that is 0). stream: NULL = the plan's.
+ * Allocates nothing; nothing is launched on any failure. */
+PKV_API pkv_status pkv_attention_run(pkv_plan *plan, const pkv_kv_view *view,
+                                     const pkv_tensor *q,
+                                     const pkv_tensor *out, pkv_buffer *lse,
+                                     pkv_buffer *workspace, void *stream);
+
 /* ---- engine-allocated pools and DLPack (lib/pkv_dlpack.h) ---- */
 
 /* A cache over K/V pools the engine allocated: k_bufs[l], v_bufs[l] for
