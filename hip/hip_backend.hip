@@ -6,6 +6,7 @@
 
 extern "C" {
 #include "backend.h"
+#include "fastdiv.h"
 }
 
 #include <ctype.h>
@@ -29,6 +30,8 @@ struct pkv_hip_impl {
   size_t scratch_bytes;
   unsigned char *host;
   size_t host_bytes;
+  int sm_count;   /* multiprocessors / compute units */
+  int gpu_decode; /* the GPU-shaped decode kernel (PKV_KERNELS=cpu: not) */
 };
 
 static pkv_hip_impl *impl_of(pkv_context *ctx) {
@@ -148,6 +151,12 @@ static pkv_status hip_init(pkv_context *ctx) {
   pkv_hip_impl *im = (pkv_hip_impl *)calloc(1, sizeof *im);
   if (!im) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "HIP context allocation");
   im->device = dev;
+  im->sm_count = p.multiProcessorCount > 0 ? p.multiProcessorCount : 1;
+  {
+    /* Every HIP device is a GPU: the GPU kernel, unless forced off. */
+    const char *k = getenv("PKV_KERNELS");
+    im->gpu_decode = !(k && strcmp(k, "cpu") == 0);
+  }
   hipError_t e = hipSetDevice(dev);
   if (e == hipSuccess) {
     if (ctx->desc.native_queue) {
@@ -436,7 +445,32 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
     sinks_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
   if (a->max_q_len <= 1) {
     int kv = a->max_kv_len > 0 ? a->max_kv_len : 1;
-    l.num_parts = (kv + ks->part - 1) / ks->part;
+    int part = ks->part;
+    if (im->gpu_decode && pkv__attn_plain(a)) {
+      /* Rows are 16-byte aligned when the pools are (recorded once, when
+       * the buffers were made) and the strides keep them so. */
+      const size_t es = pkv__elem_bytes(g->dtype);
+      l.gpu_decode = 1;
+      l.aligned = a->rows_aligned && a->k_pool->aligned16 && a->v_pool->aligned16 &&
+                  a->q->aligned16 &&
+                  ((size_t)(g->page_stride | g->head_stride | g->token_stride) *
+                   es) % 16 == 0;
+      pkv__fastdiv fd = pkv__fastdiv_make((uint32_t)g->page_size);
+      l.pdiv_mul = fd.mul;
+      l.pdiv_shift = (int)fd.shift;
+      /* Shorter partitions while the grid would not give every SM two
+       * blocks (a single long sequence, a small batch); never below four
+       * tiles. Until plan/run, counted from the longest sequence. */
+      const int group = a->num_q_heads / g->num_kv_heads;
+      const long long base = (long long)a->num_seqs * g->num_kv_heads *
+                             ((group + 7) / 8);
+      const int floor_len = 4 * ks->gpu_tile > 64 ? 4 * ks->gpu_tile : 64;
+      while (part / 2 >= floor_len &&
+             base * ((kv + part - 1) / part) < 2LL * im->sm_count)
+        part /= 2;
+      l.part_len = part;
+    }
+    l.num_parts = (kv + part - 1) / part;
     if (l.num_parts > 1) {
       size_t rows, po;
       if (!pkv__mul3_size((size_t)a->num_seqs, (size_t)a->num_q_heads,

@@ -47,11 +47,18 @@ struct pkv_hip_launch {
   int num_seqs, max_pages, num_q_heads, max_q_len, max_kv_len;
   float scale, softcap;
   int causal, window_left, num_parts;
+  /* GPU-shaped decode (kernels/decode_gpu.cl) */
+  int gpu_decode;             /* 0: the CPU-shaped pkv_decode */
+  int aligned;                /* rows 16-byte aligned: the vector variant */
+  unsigned pdiv_mul;          /* fast divmod by page_size (lib/fastdiv.h) */
+  int pdiv_shift;
+  int part_len;               /* keys per partition */
 };
 
 /* The kernels of one (dtype, head dim) instantiation. */
 struct pkv_hip_kset {
   int part; /* keys per decode partition (PKV_PART) */
+  int gpu_tile; /* keys per tile of the GPU decode kernel (PKV_G_T) */
   hipError_t (*write_kv)(const pkv_hip_launch *a);
   /* decode (+ merge when num_parts > 1) if max_q_len <= 1, else prefill */
   hipError_t (*attention)(const pkv_hip_launch *a);

@@ -3,7 +3,8 @@
  * hip_kernels_*.hip) for every head dim the API accepts, and their table.
  * One source file per dtype so that make -j compiles them in parallel. */
 #include "hip_internal.h"
-#include "pkv_hip_dialect.h"
+#include "dialect.h"
+#include "tile.h"
 
 /* Tile sizes shared with the launchers; PKV_PF_BR is a multiple of every
  * wave size (a 32-thread work-group would leave half a CDNA wave idle). */
@@ -11,6 +12,7 @@
 #define PKV_PART 512
 #define PKV_MAXG 8
 #define PKV_PF_BR 64
+#define PKV_WITH_GPU 1 /* kernels/decode_gpu.cl */
 
 #define PKV_HEAD_DIM 64
 #include "hip_kernels_inst.h"
@@ -34,7 +36,8 @@
 #include "hip_kernels_inst.h"
 #undef PKV_HEAD_DIM
 
-#define PKV_HIP_ENTRY_(t, d) {PKV_PART, pkv_hip_write_t##t##_d##d, pkv_hip_attn_t##t##_d##d}
+#define PKV_HIP_ENTRY_(t, d) \
+  {PKV_PART, pkv_hip_gtile_t##t##_d##d, pkv_hip_write_t##t##_d##d, pkv_hip_attn_t##t##_d##d}
 #define PKV_HIP_ENTRY(t, d) PKV_HIP_ENTRY_(t, d)
 #define PKV_HIP_TABLE_(t) pkv_hip_ksets_t##t
 #define PKV_HIP_TABLE(t) PKV_HIP_TABLE_(t)

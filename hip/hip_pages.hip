@@ -5,7 +5,7 @@
 #include "hip_internal.h"
 
 #define PKV_KNAME(name) name
-#include "pkv_hip_dialect.h"
+#include "dialect.h"
 
 #include "pages.cl"
 

@@ -82,6 +82,25 @@ static inline void pkv__attn_strides(const pkv_attn_args *a, int64_t *qts,
   *ohs = a->o_hs ? a->o_hs : D;
 }
 
+/* Bytes of one element of a cache dtype, for the backend modules, which
+ * must not call into libpagedkv (pkv_dtype_size is its export). */
+static inline size_t pkv__elem_bytes(pkv_dtype d) {
+  return d == PKV_DTYPE_F32 ? 4 : 2;
+}
+
+/* An attention over a dense table with host mirrors, no sinks, and q and
+ * out contiguous [num_tokens][num_q_heads][head_dim] in the cache dtype:
+ * what the GPU-shaped decode kernel implements (kernels/decode_gpu.cl). */
+static inline int pkv__attn_plain(const pkv_attn_args *a) {
+  int64_t qts, qhs, ots, ohs;
+  pkv__attn_strides(a, &qts, &qhs, &ots, &ohs);
+  const int64_t D = a->geom->head_dim, row = D * a->num_q_heads;
+  return !a->csr && !a->h_sinks && a->h_block_table && a->h_seq_lens &&
+         a->q_dtype == a->geom->dtype && a->o_dtype == a->geom->dtype &&
+         a->q_off == 0 && a->o_off == 0 && qts == row && qhs == D &&
+         ots == row && ohs == D;
+}
+
 /* Page copies (copy-on-write), applied to every pool buffer. */
 typedef struct pkv_copy_args {
   const pkv_cache_geometry *geom;

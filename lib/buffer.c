@@ -3,6 +3,7 @@
 #include "alloc.h"
 #include "backend.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 static pkv_status check_range(const pkv_buffer *buf, size_t offset,
@@ -23,6 +24,10 @@ static pkv_status new_buffer(pkv_context *ctx, void *native, size_t bytes,
   b->bytes = bytes;
   b->owned = owned;
   b->view = view;
+  /* An OpenCL cl_mem is a handle whose memory the runtime aligns (to
+   * CL_DEVICE_MEM_BASE_ADDR_ALIGN); other backends' handles are addresses. */
+  b->aligned16 = ctx->ops->kind == PKV_BACKEND_OPENCL ||
+                 ((uintptr_t)native & 15u) == 0;
   *out = b;
   return PKV_OK;
 }

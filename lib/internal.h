@@ -46,6 +46,8 @@ struct pkv_buffer {
   size_t bytes;
   bool owned;     /* allocated by pagedkv: freed on destroy */
   bool view;      /* owned by a cache: destroy is a no-op */
+  bool aligned16; /* native address 16-byte aligned (checked once, here):
+                   * the vector kernels need it, others get a variant */
 };
 
 /* Records the calling thread's message for ctx (or its context-less

@@ -25,6 +25,9 @@ enum pkv_ocl_kernel_id {
   PKV_K_COPY_PAGES,
   PKV_K_GATHER_PAGES,
   PKV_K_SCATTER_PAGES,
+  PKV_K_CPU_COUNT, /* the kernels every program has; then the GPU ones */
+  PKV_K_DECODE_GPU = PKV_K_CPU_COUNT,
+  PKV_K_DECODE_GPU_U,
   PKV_K_COUNT
 };
 
@@ -38,6 +41,19 @@ typedef struct pkv_ocl_program {
 } pkv_ocl_program;
 
 #define PKV_OCL_MAX_PROGRAMS 32
+
+/* Which decode kernel the context runs (ocl_kernel_choice.c): the
+ * GPU-shaped one (kernels/decode_gpu.cl) on GPU devices, the CPU-shaped
+ * one on CPU devices; PKV_KERNELS=gpu|cpu forces either. */
+typedef struct pkv_ocl_kernels {
+  int gpu;       /* 1: programs carry pkv_decode_gpu and decode uses it */
+  int wave;      /* PKV_WAVE of the GPU kernel: 32 or 64 */
+  int stages;    /* PKV_STAGES: 2..4 */
+  int native_sg; /* native sub-group shuffles (cl_intel_subgroups) */
+  int poison;    /* PKV_EMU_POISON: async copies land only at the wait */
+  int unaligned; /* test hook: always the element-copy variant */
+  int late_wait; /* test hook: poisoned copies land one wait late */
+} pkv_ocl_kernels;
 
 typedef struct pkv_ocl {
   cl_platform_id platform;
@@ -55,6 +71,7 @@ typedef struct pkv_ocl {
   cl_mem sinks_buf; size_t sinks_bytes;  /* attention sinks of the last call */
   cl_mem dummy;                         /* stands for an absent buffer */
   double last_build_seconds;            /* for tests and tools */
+  pkv_ocl_kernels kern;                 /* decode kernel choice */
 } pkv_ocl;
 
 static inline pkv_ocl *pkv_ocl_of(pkv_context *ctx) {
@@ -83,6 +100,11 @@ void pkv__ocl_fill_info(cl_platform_id platform, cl_device_id device, int index,
                        pkv_device_info *info);
 /* Index of a device in the flat listing, -1 when absent. */
 int pkv__ocl_device_index(cl_device_id device);
+
+/* Sets o->kern from the device class and the environment. */
+void pkv__ocl_choose_kernels(pkv_ocl *o);
+/* Work-group size of the GPU decode kernel (kernels/decode_gpu.cl). */
+int pkv__ocl_gpu_decode_wg(int head_dim, int wave);
 
 /* Programs (ocl_program.c): the program for (head_dim, dtype), built on
  * first use and kept for the context's life. */

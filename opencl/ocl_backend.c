@@ -121,6 +121,7 @@ static pkv_status init_locked(pkv_context *ctx) {
   }
   pkv__ocl_fill_info(o->platform, o->device, pkv__ocl_device_index(o->device),
                     &ctx->info);
+  pkv__ocl_choose_kernels(o);
   if (ctx->info.index < 0) ctx->info.index = 0;
   if (clGetPlatformInfo(o->platform, CL_PLATFORM_NAME, sizeof o->platform_name,
                         o->platform_name, NULL) != CL_SUCCESS)

@@ -3,6 +3,7 @@
  * partitioned key axis and a merge, or prefill), page copies and the
  * batched device <-> host page moves. */
 #include "alloc.h"
+#include "fastdiv.h"
 #include "ocl.h"
 
 #include <stdlib.h>
@@ -83,6 +84,13 @@ pkv_status pkv__ocl_write_kv(pkv_context *ctx, const pkv_write_args *a) {
                     (long long)a->n, (int)heads);
   size_t global = round_up(items, local);
   return launch(ctx, &x, "pkv_write_kv", 1, &global, &local);
+}
+
+/* The GPU decode kernel implements dense tables with host mirrors (the
+ * host checked every page index), no sinks, and q and out contiguous in
+ * the cache dtype; everything else goes to the CPU-shaped kernel. */
+static int gpu_decode_supports(const pkv_ocl *o, const pkv_attn_args *a) {
+  return o->kern.gpu && pkv__attn_plain(a);
 }
 
 pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
@@ -172,20 +180,47 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
       po = o->part_o;
       pm = o->part_ml;
     }
-    args x = {p->kernels[PKV_K_DECODE], 0, CL_SUCCESS};
-    ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, kvi);
-    ARG(x, kvl); ARG(x, qi); ARG(x, alibi); ARG(x, sinks); ARG(x, out);
-    ARG(x, lse); ARG(x, po); ARG(x, pm);
-    ARG(x, max_pages); ARG(x, qh); ARG(x, group); ARG(x, page_size);
-    ARG(x, ps); ARG(x, hs); ARG(x, ts); ARG(x, scale); ARG(x, softcap);
-    ARG(x, causal); ARG(x, window); ARG(x, flags); ARG(x, parts);
-    ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off); ARG(x, o_ts);
-    ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok); ARG(x, nkvi);
     size_t chunks = (size_t)(group + PKV_OCL_MAXG - 1) / PKV_OCL_MAXG;
-    size_t local[3] = {PKV_OCL_DEC_WG, 1, 1};
-    size_t global[3] = {(size_t)parts * PKV_OCL_DEC_WG,
-                        (size_t)g->num_kv_heads * chunks, (size_t)a->num_seqs};
-    st = launch(ctx, &x, "pkv_decode", 3, global, local);
+    if (gpu_decode_supports(o, a)) {
+      /* Rows are 16-byte aligned when the pools are (checked at buffer
+       * creation) and the strides keep them so: then the vector copies. */
+      const size_t es = pkv__elem_bytes(g->dtype);
+      int aligned = !o->kern.unaligned && a->rows_aligned &&
+                    a->k_pool->aligned16 &&
+                    a->v_pool->aligned16 && a->q->aligned16 &&
+                    ((size_t)(ps | hs | ts) * es) % 16 == 0;
+      pkv__fastdiv fd = pkv__fastdiv_make((uint32_t)page_size);
+      cl_uint pmul = fd.mul;
+      cl_int pshift = (cl_int)fd.shift, part_len = p->part;
+      const int k = aligned ? PKV_K_DECODE_GPU : PKV_K_DECODE_GPU_U;
+      args x = {p->kernels[k], 0, CL_SUCCESS};
+      ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, qi);
+      ARG(x, alibi); ARG(x, out); ARG(x, lse); ARG(x, po); ARG(x, pm);
+      ARG(x, max_pages); ARG(x, qh); ARG(x, group); ARG(x, page_size);
+      ARG(x, pmul); ARG(x, pshift); ARG(x, ps); ARG(x, hs); ARG(x, ts);
+      ARG(x, scale); ARG(x, softcap); ARG(x, causal); ARG(x, window);
+      ARG(x, flags); ARG(x, parts); ARG(x, part_len);
+      size_t wg = (size_t)pkv__ocl_gpu_decode_wg(g->head_dim, o->kern.wave);
+      size_t local[3] = {wg, 1, 1};
+      size_t global[3] = {(size_t)parts * wg, (size_t)g->num_kv_heads * chunks,
+                          (size_t)a->num_seqs};
+      st = launch(ctx, &x, aligned ? "pkv_decode_gpu" : "pkv_decode_gpu_u", 3,
+                  global, local);
+    } else {
+      args x = {p->kernels[PKV_K_DECODE], 0, CL_SUCCESS};
+      ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, kvi);
+      ARG(x, kvl); ARG(x, qi); ARG(x, alibi); ARG(x, sinks); ARG(x, out);
+      ARG(x, lse); ARG(x, po); ARG(x, pm);
+      ARG(x, max_pages); ARG(x, qh); ARG(x, group); ARG(x, page_size);
+      ARG(x, ps); ARG(x, hs); ARG(x, ts); ARG(x, scale); ARG(x, softcap);
+      ARG(x, causal); ARG(x, window); ARG(x, flags); ARG(x, parts);
+      ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off); ARG(x, o_ts);
+      ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok); ARG(x, nkvi);
+      size_t local[3] = {PKV_OCL_DEC_WG, 1, 1};
+      size_t global[3] = {(size_t)parts * PKV_OCL_DEC_WG,
+                          (size_t)g->num_kv_heads * chunks, (size_t)a->num_seqs};
+      st = launch(ctx, &x, "pkv_decode", 3, global, local);
+    }
     if (st != PKV_OK || parts == 1) return st;
     args y = {p->kernels[PKV_K_DECODE_MERGE], 0, CL_SUCCESS};
     ARG(y, po); ARG(y, pm); ARG(y, qi); ARG(y, sinks); ARG(y, out);

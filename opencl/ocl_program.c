@@ -15,7 +15,8 @@
 
 static const char *const kernel_names[PKV_K_COUNT] = {
     "pkv_write_kv",   "pkv_decode",       "pkv_decode_merge", "pkv_prefill",
-    "pkv_copy_pages", "pkv_gather_pages", "pkv_scatter_pages"};
+    "pkv_copy_pages", "pkv_gather_pages", "pkv_scatter_pages",
+    "pkv_decode_gpu", "pkv_decode_gpu_u"};
 
 static double now_s(void) {
   struct timespec ts;
@@ -53,13 +54,23 @@ static int decode_part(cl_device_id dev) {
   return PKV_OCL_PART;
 }
 
-static void build_options(cl_device_id dev, int head_dim, int dtype, int part,
-                          char *buf, size_t cap) {
-  snprintf(buf, cap,
-           "-cl-std=CL1.2 -DPKV_HEAD_DIM=%d -DPKV_DTYPE=%d -DPKV_DEC_WG=%d "
-           "-DPKV_PART=%d -DPKV_MAXG=%d -DPKV_PF_BR=%d -DPKV_PF_BK=%d",
-           head_dim, dtype, PKV_OCL_DEC_WG, part, PKV_OCL_MAXG,
-           PKV_OCL_PF_BR, prefill_tile(dev, head_dim));
+static void build_options(cl_device_id dev, const pkv_ocl_kernels *k,
+                          int head_dim, int dtype, int part, char *buf,
+                          size_t cap) {
+  int n = snprintf(buf, cap,
+                   "-cl-std=CL1.2 -DPKV_HEAD_DIM=%d -DPKV_DTYPE=%d "
+                   "-DPKV_DEC_WG=%d -DPKV_PART=%d -DPKV_MAXG=%d -DPKV_PF_BR=%d "
+                   "-DPKV_PF_BK=%d",
+                   head_dim, dtype, PKV_OCL_DEC_WG, part, PKV_OCL_MAXG,
+                   PKV_OCL_PF_BR, prefill_tile(dev, head_dim));
+  /* The GPU kernel only where it runs: a CPU device's programs stay as
+   * they were (and as fast to build). */
+  if (k->gpu && n > 0 && (size_t)n < cap)
+    snprintf(buf + n, cap - (size_t)n,
+             " -DPKV_WITH_GPU -DPKV_WAVE=%d -DPKV_STAGES=%d%s%s%s", k->wave,
+             k->stages, k->native_sg ? " -DPKV_SG_NATIVE" : "",
+             k->poison ? " -DPKV_EMU_POISON" : "",
+             k->late_wait ? " -DPKV_EMU_LATE_WAIT" : "");
 }
 
 /* The cache key: everything that can change the binary. */
@@ -176,7 +187,8 @@ static void to_cache(pkv_context *ctx, cl_program prog,
 }
 
 static pkv_status make_kernels(pkv_context *ctx, pkv_ocl_program *p) {
-  for (int k = 0; k < PKV_K_COUNT; k++) {
+  const int count = pkv_ocl_of(ctx)->kern.gpu ? PKV_K_COUNT : PKV_K_CPU_COUNT;
+  for (int k = 0; k < count; k++) {
     cl_int err;
     p->kernels[k] = clCreateKernel(p->program, kernel_names[k], &err);
     if (err != CL_SUCCESS) {
@@ -194,7 +206,8 @@ static pkv_status build(pkv_context *ctx, int head_dim, int dtype,
   pkv_ocl *o = pkv_ocl_of(ctx);
   char options[512];
   int part = decode_part(o->device);
-  build_options(o->device, head_dim, dtype, part, options, sizeof options);
+  build_options(o->device, &o->kern, head_dim, dtype, part, options,
+                sizeof options);
   unsigned char key[16];
   cache_key(ctx, options, key);
   char binding[2048];

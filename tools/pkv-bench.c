@@ -32,6 +32,7 @@ typedef struct options {
   int64_t ctx_len;            /* 0 = default */
   int iters;                  /* 0 = default */
   int explicit_shape;         /* --batch/--ctx-len/--page-size given */
+  int64_t first_len;          /* --first-len: decode sequence 0's length */
 } options;
 
 static void usage(FILE *f) {
@@ -39,7 +40,7 @@ static void usage(FILE *f) {
           "usage: pkv-bench [--backend auto|cpu|opencl|hip] [--device N] [--csv]\n"
           "                 [--quick] [--dtype f16|bf16|f32] [--head-dim D]\n"
           "                 [--q-heads H] [--kv-heads H] [--page-size P]\n"
-          "                 [--batch B] [--ctx-len L] [--iters N]\n"
+          "                 [--batch B] [--ctx-len L] [--first-len L] [--iters N]\n"
           "Times, on one backend and in one run: a device buffer copy (the\n"
           "bandwidth baseline), paged decode and the same decode over a\n"
           "contiguous cache, prefill, the CPU reference's decode (device\n"
@@ -94,7 +95,7 @@ static int parse_options(int argc, char **argv, options *o) {
           {"--device", 0, 1024}, {"--head-dim", 1, 1024}, {"--q-heads", 1, 1024},
           {"--kv-heads", 1, 1024}, {"--page-size", 1, 1024},
           {"--batch", 1, 1 << 20}, {"--ctx-len", 1, 1LL << 30},
-          {"--iters", 1, 100000}};
+          {"--iters", 1, 100000}, {"--first-len", 1, 1LL << 30}};
       int k = -1;
       for (int j = 0; j < (int)(sizeof lim / sizeof lim[0]); j++)
         if (!strcmp(a, lim[j].name)) k = j;
@@ -117,6 +118,7 @@ static int parse_options(int argc, char **argv, options *o) {
       case 5: o->batch = (int)v; o->explicit_shape = 1; break;
       case 6: o->ctx_len = v; o->explicit_shape = 1; break;
       case 7: o->iters = (int)v; break;
+      case 8: o->first_len = v; o->explicit_shape = 1; break;
       }
     }
   }
@@ -294,6 +296,10 @@ out:
 /* decode / prefill rigs                                                */
 /* ------------------------------------------------------------------ */
 
+/* --first-len: the first decode sequence has this many tokens instead of
+ * --ctx-len (a skewed batch: one long request among short ones). */
+static int64_t g_first_len;
+
 typedef struct shape {
   pkv_dtype dtype;
   int head_dim, q_heads, kv_heads;
@@ -352,14 +358,16 @@ static int rig_create(rig *r, pkv_context *ctx, const shape *sh, int page_size,
   r->ctx = ctx;
   r->nseqs = nseqs;
   int64_t len = prior + q_len;
+  int64_t len0 = g_first_len > 0 && q_len == 1 ? g_first_len : len;
   int64_t pages_per_seq = (len + page_size - 1) / page_size;
+  int64_t pages0 = (len0 + page_size - 1) / page_size;
   pkv_cache_desc d;
   pkv_cache_desc_init(&d);
   d.num_layers = 1;
   d.num_kv_heads = sh->kv_heads;
   d.head_dim = sh->head_dim;
   d.page_size = page_size;
-  d.num_pages = pages_per_seq * nseqs + (contiguous ? 0 : nseqs);
+  d.num_pages = pages_per_seq * (nseqs - 1) + pages0 + (contiguous ? 0 : nseqs);
   d.dtype = sh->dtype;
   TRY(ctx, pkv_cache_create(ctx, &d, &r->cache));
   r->seqs = calloc((size_t)nseqs, sizeof *r->seqs);
@@ -374,18 +382,20 @@ static int rig_create(rig *r, pkv_context *ctx, const shape *sh, int page_size,
   }
   if (contiguous) {
     for (int s = 0; s < nseqs; s++)
-      TRY(ctx, pkv_seq_append(r->cache, r->seqs[s], len, NULL, NULL));
+      TRY(ctx, pkv_seq_append(r->cache, r->seqs[s], s ? len : len0, NULL, NULL));
   } else {
     /* grow in turns of whole pages (at least 256 tokens per call keeps the
      * set-up of page-size-1 caches quick while still interleaving) */
     int64_t step = page_size < 256 ? page_size * ((256 + page_size - 1) / page_size)
                                    : page_size;
-    if (nseqs == 1) step = len;
-    for (int64_t done = 0; done < len; done += step) {
-      int64_t n = len - done < step ? len - done : step;
-      for (int s = 0; s < nseqs; s++)
-        TRY(ctx, pkv_seq_append(r->cache, r->seqs[s], n, NULL, NULL));
-    }
+    if (nseqs == 1) step = len0;
+    int64_t most = len0 > len ? len0 : len;
+    for (int64_t done = 0; done < most; done += step)
+      for (int s = 0; s < nseqs; s++) {
+        int64_t ls = s ? len : len0;
+        int64_t n = ls - done < step ? ls - done : step;
+        if (n > 0) TRY(ctx, pkv_seq_append(r->cache, r->seqs[s], n, NULL, NULL));
+      }
   }
   r->contiguous_pages = pages_in_order(r);
   pkv_buffer *k, *v;
@@ -436,7 +446,9 @@ static int rig_time(rig *r, const shape *sh, int iters, int with_write,
 }
 
 static double kv_bytes(const shape *sh, int nseqs, int64_t len) {
-  return 2.0 * (double)nseqs * (double)len * sh->kv_heads * sh->head_dim *
+  double tokens = (double)nseqs * (double)len;
+  if (g_first_len > 0) tokens += (double)(g_first_len - len);
+  return 2.0 * tokens * sh->kv_heads * sh->head_dim *
          (double)pkv_dtype_size(sh->dtype);
 }
 
@@ -644,6 +656,7 @@ int main(int argc, char **argv) {
   pkv_version(&ver[0], &ver[1], &ver[2]);
 
   shape sh = {o.dtype, o.head_dim, o.q_heads, o.kv_heads};
+  g_first_len = o.first_len;
   int iters = o.iters ? o.iters : (gpu && !o.quick ? 20 : 3);
   size_t copy_bytes = o.quick ? (size_t)64 << 20 : gpu ? (size_t)1 << 30 : (size_t)256 << 20;
   if (info.global_mem_bytes && copy_bytes > info.global_mem_bytes / 8)
@@ -723,8 +736,12 @@ int main(int argc, char **argv) {
     double bytes = kv_bytes(&sh, c.batch, c.len);
     double paged_s = -1;
     int in_order = 0;
-    row *r = add_row("decode paged", "%s p%d %dx%lld", dtype_name(sh.dtype),
-                     c.page, c.batch, (long long)c.len);
+    row *r = g_first_len > 0
+                 ? add_row("decode paged", "%s p%d 1x%lld+%dx%lld", dtype_name(sh.dtype),
+                           c.page, (long long)g_first_len, c.batch - 1,
+                           (long long)c.len)
+                 : add_row("decode paged", "%s p%d %dx%lld", dtype_name(sh.dtype),
+                           c.page, c.batch, (long long)c.len);
     if (decode_once(ctx, &sh, c.page, c.batch, c.len, 0, iters, &paged_s,
                     &in_order)) {
       r->ms = paged_s * 1e3;

@@ -6,7 +6,7 @@
  * data; pools, spare pages and outputs are NaN-filled first.
  *
  *   pkv-conformance [--backend opencl|hip|cpu] [--device N] [--full]
- *                   [--quick] [--list]
+ *                   [--quick] [--decode-only] [--list]
  *
  * The default is a representative subset sized for CI; --full or
  * PKV_CONFORMANCE=full runs the whole grid (every head dim x dtype x layout,
@@ -603,7 +603,7 @@ static void build_grid(int full) {
 
 int main(int argc, char **argv) {
   pkv_backend_kind kind = PKV_BACKEND_OPENCL;
-  int device = -1, full = 0, list = 0, verbose = 0;
+  int device = -1, full = 0, list = 0, verbose = 0, decode_only = 0;
   const char *env = getenv("PKV_CONFORMANCE");
   if (env && strcmp(env, "full") == 0) full = 1;
   for (int i = 1; i < argc; i++) {
@@ -618,6 +618,8 @@ int main(int argc, char **argv) {
       full = 1;
     } else if (!strcmp(argv[i], "--quick")) {
       full = 0;
+    } else if (!strcmp(argv[i], "--decode-only")) {
+      decode_only = 1;
     } else if (!strcmp(argv[i], "--list")) {
       list = 1;
     } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
@@ -625,11 +627,21 @@ int main(int argc, char **argv) {
     } else {
       fprintf(stderr,
               "usage: pkv-conformance [--backend opencl|hip|cpu] [--device N] "
-              "[--full|--quick] [--list] [--verbose]\n");
+              "[--full|--quick] [--decode-only] [--list] [--verbose]\n");
       return 2;
     }
   }
   build_grid(full);
+  if (decode_only) { /* the cases where every query length is 0 or 1 */
+    int w = 0;
+    for (int i = 0; i < ncases; i++) {
+      int dec = 1;
+      for (int j = 0; j < cases[i].nseq; j++)
+        if (cases[i].ql[j] > 1) dec = 0;
+      if (dec) cases[w++] = cases[i];
+    }
+    ncases = w;
+  }
   if (list) {
     char name[300];
     for (int i = 0; i < ncases; i++) {
