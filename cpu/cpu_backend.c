@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The CPU reference backend: host memory and plain loops. Attention lives
  * in cpu_attention.c; this file holds memory, the K/V write and page moves. */
+#include "alloc.h"
 #include "backend.h"
 #include "cpu_attention.h"
 #include "dtype_convert.h"
@@ -69,7 +70,8 @@ static pkv_status cpu_mem_alloc(pkv_context *ctx, size_t bytes, void **native) {
   unsigned char *base;
   unsigned magic;
   if (bytes >= CPU_MMAP_MIN) {
-    void *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
+    /* Counted as a host allocation, so fault injection reaches it. */
+    void *m = pkv__alloc_fault() ? MAP_FAILED : mmap(NULL, total, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED)
       return pkv__fail(ctx, PKV_ERR_NO_MEMORY,
@@ -77,10 +79,13 @@ static pkv_status cpu_mem_alloc(pkv_context *ctx, size_t bytes, void **native) {
     base = m;
     magic = CPU_MAGIC_MMAP;
   } else {
-    base = aligned_alloc(64, total);
+    base = pkv__aligned_alloc(64, total);
     if (!base)
       return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "host allocation of %zu bytes",
                       bytes);
+    /* Zeroed like the mapped pools, so that a slot never written reads the
+     * same in every run (and no earlier heap content shows through). */
+    memset(base, 0, total);
     magic = CPU_MAGIC_HEAP;
   }
   cpu_hdr h = {magic, total};
@@ -98,7 +103,7 @@ static void cpu_mem_free(pkv_context *ctx, void *native) {
   if (h.magic == CPU_MAGIC_MMAP)
     munmap(base, h.total);
   else
-    free(base);
+    pkv__free(base);
 }
 
 static pkv_status cpu_mem_upload(pkv_context *ctx, void *native, size_t offset,

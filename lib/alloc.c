@@ -11,6 +11,7 @@ static atomic_int_fast64_t alloc_count;
 static atomic_int_fast64_t fail_at;
 static atomic_int fail_sticky;
 static atomic_int_fast64_t fail_count;
+static atomic_int_fast64_t live_count;
 
 static int should_fail(void) {
   int64_t k = atomic_fetch_add_explicit(&alloc_count, 1,
@@ -30,16 +31,37 @@ void pkv__fail_alloc(int64_t n, int sticky) {
 
 int64_t pkv__alloc_count(void) { return atomic_load(&alloc_count); }
 int64_t pkv__alloc_failures(void) { return atomic_load(&fail_count); }
+int64_t pkv__alloc_live(void) { return atomic_load(&live_count); }
+int pkv__alloc_fault(void) { return should_fail(); }
 
-void *pkv__malloc(size_t n) { return should_fail() ? NULL : malloc(n); }
+static void *counted(void *p) {
+  if (p) atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
+  return p;
+}
+
+void *pkv__malloc(size_t n) { return should_fail() ? NULL : counted(malloc(n)); }
 
 void *pkv__calloc(size_t n, size_t size) {
-  return should_fail() ? NULL : calloc(n, size);
+  return should_fail() ? NULL : counted(calloc(n, size));
 }
 
-/* A failed realloc leaves p allocated, as realloc does. */
+void *pkv__aligned_alloc(size_t align, size_t n) {
+  /* C11 wants the size a multiple of the alignment. */
+  size_t m = (n + align - 1) & ~(align - 1);
+  if (m < n) return NULL;
+  return should_fail() ? NULL : counted(aligned_alloc(align, m ? m : align));
+}
+
+/* A failed realloc leaves p allocated, as realloc does. Never called with
+ * n == 0 by the library (that would free p on some libcs). */
 void *pkv__realloc(void *p, size_t n) {
-  return should_fail() ? NULL : realloc(p, n);
+  if (should_fail()) return NULL;
+  void *q = realloc(p, n);
+  return p ? q : counted(q);
 }
 
-void pkv__free(void *p) { free(p); }
+void pkv__free(void *p) {
+  if (!p) return;
+  atomic_fetch_sub_explicit(&live_count, 1, memory_order_relaxed);
+  free(p);
+}

@@ -13,6 +13,13 @@ void *pkv__malloc(size_t n);
 void *pkv__calloc(size_t n, size_t size);
 void *pkv__realloc(void *p, size_t n);
 void pkv__free(void *p);
+/* 64-byte (or other power-of-two) aligned block, freed with pkv__free: the
+ * CPU backend's "device" memory, which is host memory too. */
+void *pkv__aligned_alloc(size_t align, size_t n);
+/* For allocations the wrappers cannot make (the CPU backend's mmap of a
+ * large pool): counts as one allocation attempt and returns 1 when fault
+ * injection wants it to fail. */
+int pkv__alloc_fault(void);
 
 /* Fault injection, for tests (internal, reachable only when linked
  * statically). After pkv__fail_alloc(n, sticky), the n-th allocation from
@@ -23,5 +30,8 @@ void pkv__fail_alloc(int64_t n, int sticky);
 int64_t pkv__alloc_count(void);
 /* Allocations made to fail since the process started. */
 int64_t pkv__alloc_failures(void);
+/* Blocks from the wrappers not freed yet (mmap'ed pools excluded), so a
+ * test can check that a failed call leaks nothing even without LSan. */
+int64_t pkv__alloc_live(void);
 
 #endif

@@ -2,6 +2,7 @@
 /* The public operations: K/V write and paged attention. Every argument is
  * checked here, before anything is written, so that backends receive only
  * well-formed requests (backend.h) and an error leaves all state as it was. */
+#include "alloc.h"
 #include "backend.h"
 #include "batch.h"
 #include "kvlayer.h"
@@ -148,6 +149,28 @@ pkv_status pkv_write_kv(pkv_batch *batch, int32_t layer, pkv_buffer *k,
                   view.slot_mapping, view.num_tokens);
 }
 
+/* The range check the backends make, on a host copy of a device slot list:
+ * no slot past num_pages * page_size (negative ones are padding). */
+static pkv_status check_device_slots(pkv_context *ctx,
+                                     const pkv_cache_geometry *g,
+                                     pkv_buffer *slots, int64_t n) {
+  int64_t *h = pkv__malloc((size_t)n * sizeof *h);
+  if (!h)
+    return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "host copy of %lld slots",
+                    (long long)n);
+  pkv_status st = pkv_buffer_download(slots, 0, h, (size_t)n * sizeof *h);
+  const int64_t limit = g->num_pages * (int64_t)g->page_size;
+  for (int64_t i = 0; st == PKV_OK && i < n; i++)
+    if (h[i] >= limit)
+      st = pkv__fail(ctx, PKV_ERR_RANGE,
+                    "slots[%lld] = %lld is past the pool's %lld token slots "
+                    "(num_pages %lld x page_size %d)",
+                    (long long)i, (long long)h[i], (long long)limit,
+                    (long long)g->num_pages, g->page_size);
+  pkv__free(h);
+  return st;
+}
+
 pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer, pkv_buffer *k,
                               pkv_buffer *v, pkv_buffer *slots, int64_t n) {
   if (!cache) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
@@ -173,10 +196,15 @@ pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer, pkv_buffer *k,
     return st;
   if (n == 0) return PKV_OK;
   /* Pending copy-on-write copies land first, or the next flush would copy
-   * stale content over what this call writes. */
-  if ((st = pkv__cache_flush_copies(cache)) != PKV_OK) return st;
-  /* The slots live on the device: the backend checks their range before
-   * it writes anything (the CPU backend reads them in place). */
+   * stale content over what this call writes. Running them changes page
+   * refcounts, so a slot list the backend would refuse must be refused
+   * before: the slots live on the device, and the backend checks their
+   * range before it writes anything (the CPU backend reads them in place),
+   * so they are read back here only when there is a queue to run. */
+  if (cache->cow_n > 0) {
+    if ((st = check_device_slots(ctx, &g, slots, n)) != PKV_OK) return st;
+    if ((st = pkv__cache_flush_copies(cache)) != PKV_OK) return st;
+  }
   return write_kv(ctx, cache, &g, layer, k, v, slots, NULL, n);
 }
 
@@ -233,8 +261,12 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
           PKV_OK)
     return st;
 
-  /* The pages it reads must hold their copied content. */
-  if ((st = pkv__cache_flush_copies(cache)) != PKV_OK) return st;
+  /* No copy-on-write flush here: a current batch never maps a page whose
+   * copy is still queued (a build runs the queue, and a later copy-on-write
+   * of one of its sequences makes it stale, refused above), and sources are
+   * not written while queued. Flushing would change page refcounts before
+   * the backend's own allocations, so a failed call would not be
+   * all-or-nothing. */
 
   pkv_kv_view kv;
   pkv_kv_table t;
