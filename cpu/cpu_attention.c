@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -146,13 +147,17 @@ static int64_t pool_offset(const pkv_attn_args *a, const int32_t *row,
          t * g->token_stride;
 }
 
-static void run_item(const job *jb, int64_t item, double *scratch) {
+/* Query token tok, kv head kvh, over the keys [kb, ke) of its sequence
+ * (all of them for an unplanned call). part < 0: the result goes to out
+ * and lse; else it is the partial row of a split request in the plan's
+ * workspace (f32 out, normalised, and its LSE; sinks are left to the
+ * merge, which sees every chunk). */
+static void run_keys(const job *jb, int64_t tok, int32_t kvh, int64_t kb,
+                     int64_t ke, int64_t part, double *scratch) {
   const pkv_attn_args *a = jb->a;
   const pkv_cache_geometry *g = a->geom;
   const pkv_dtype dt = g->dtype;
-  const int32_t dim = g->head_dim, G = jb->group, nkv = g->num_kv_heads;
-  const int64_t tok = item / nkv;
-  const int32_t kvh = (int32_t)(item % nkv);
+  const int32_t dim = g->head_dim, G = jb->group;
   const int32_t seq = jb->tok_seq[tok];
   int64_t kv_len;
   const int32_t *prow = table_row(a, seq, &kv_len);
@@ -163,6 +168,17 @@ static void run_item(const job *jb, int64_t item, double *scratch) {
   if (a->causal && qpos < hi) hi = qpos;
   if (a->window_left >= 0 && qpos - a->window_left > lo)
     lo = qpos - a->window_left;
+  if (kb > lo) lo = kb;
+  if (ke - 1 < hi) hi = ke - 1;
+  const float *sinks = part < 0 ? a->h_sinks : NULL;
+  float *pout = NULL, *plse = NULL; /* the partial row, when there is one */
+  if (part >= 0) {
+    pout = (float *)a->plan->workspace->native +
+           part * a->num_q_heads * (int64_t)dim;
+    plse = (float *)a->plan->workspace->native +
+           a->plan->partial_rows * a->num_q_heads * (int64_t)dim +
+           part * a->num_q_heads;
+  }
 
   const int64_t max_kv = jb->max_kv;
   double *logits = scratch;                  /* [G][max_kv] */
@@ -187,12 +203,16 @@ static void run_item(const job *jb, int64_t item, double *scratch) {
      * only term of the denominator), never NaN. */
     for (int32_t r = 0; r < G; r++) {
       int32_t hq = kvh * G + r;
+      if (pout) {
+        for (int32_t d = 0; d < dim; d++) pout[(int64_t)hq * dim + d] = 0.0f;
+        plse[hq] = -INFINITY;
+        continue;
+      }
       for (int32_t d = 0; d < dim; d++)
         pkv_store_elem(a->o_dtype, obase,
                        a->o_off + tok * jb->ots + hq * jb->ohs + d, 0.0);
       if (lse)
-        lse[tok * a->num_q_heads + hq] =
-            a->h_sinks ? a->h_sinks[hq] : -INFINITY;
+        lse[tok * a->num_q_heads + hq] = sinks ? sinks[hq] : -INFINITY;
     }
     return;
   }
@@ -235,9 +255,15 @@ static void run_item(const job *jb, int64_t item, double *scratch) {
     int32_t hq = kvh * G + r;
     int64_t o = a->o_off + tok * jb->ots + hq * jb->ohs;
     double m = mx[r], l = sum[r];
-    if (a->h_sinks) {
+    if (pout) {
+      for (int32_t d = 0; d < dim; d++)
+        pout[(int64_t)hq * dim + d] = (float)(acc[(int64_t)r * dim + d] / l);
+      plse[hq] = (float)(m + log(l));
+      continue;
+    }
+    if (sinks) {
       /* The sink joins the denominator only: rescale to a common max. */
-      double sk = a->h_sinks[hq], M = m > sk ? m : sk;
+      double sk = sinks[hq], M = m > sk ? m : sk;
       l = l * exp(m - M) + exp(sk - M);
       for (int32_t d = 0; d < dim; d++) acc[(int64_t)r * dim + d] *= exp(m - M);
       m = M;
@@ -248,13 +274,94 @@ static void run_item(const job *jb, int64_t item, double *scratch) {
   }
 }
 
+static void run_item(const job *jb, int64_t item, double *scratch) {
+  const int32_t nkv = jb->a->geom->num_kv_heads;
+  run_keys(jb, item / nkv, (int32_t)(item % nkv), 0, INT64_MAX, -1, scratch);
+}
+
+/* Under a plan, a work unit is one (plan item, kv head): the keys of one
+ * chunk for every query token of its request, so that a long request is
+ * spread over the threads as the plan cut it. */
+static void run_planned(const job *jb, int64_t unit, double *scratch) {
+  const pkv_attn_args *a = jb->a;
+  const int32_t nkv = a->geom->num_kv_heads;
+  const pkv__plan_item *it = &a->plan->items[unit / nkv];
+  const int32_t kvh = (int32_t)(unit % nkv);
+  if (it->seq < 0 || it->seq >= a->num_seqs) return; /* padding */
+  const int32_t t0 = a->h_q_indptr[it->seq], t1 = a->h_q_indptr[it->seq + 1];
+  for (int32_t t = t0; t < t1; t++)
+    run_keys(jb, t, kvh, it->kv_begin, it->kv_end,
+             it->partial < 0 ? -1 : it->partial + (t - t0), scratch);
+}
+
+static int64_t unit_count(const job *jb) {
+  const pkv_attn_args *a = jb->a;
+  return (a->plan ? a->plan->num_items : a->num_tokens) *
+         a->geom->num_kv_heads;
+}
+
 static void *run_worker(void *arg) {
   worker *w = arg;
   const job *jb = w->j;
-  int64_t items = jb->a->num_tokens * jb->a->geom->num_kv_heads;
-  for (int64_t i = w->first; i < items; i += w->step)
-    run_item(jb, i, w->scratch);
+  const int64_t units = unit_count(jb);
+  for (int64_t i = w->first; i < units; i += w->step)
+    jb->a->plan ? run_planned(jb, i, w->scratch) : run_item(jb, i, w->scratch);
   return NULL;
+}
+
+/* Log-sum-exp merge of the chunks of every split request (consecutive
+ * items of one sequence with partial rows), with the sinks as one more
+ * term of the denominator. */
+static void merge_planned(const job *jb) {
+  const pkv_attn_args *a = jb->a;
+  const pkv__plan_exec *pe = a->plan;
+  const int32_t dim = a->geom->head_dim, nq = a->num_q_heads;
+  const float *po = pe->workspace ? (const float *)pe->workspace->native : NULL;
+  if (!po) return;
+  const float *pl = po + pe->partial_rows * nq * (int64_t)dim;
+  void *obase = a->out->native;
+  float *lse = a->lse ? (float *)a->lse->native : NULL;
+  for (int64_t k = 0; k < pe->num_items;) {
+    const pkv__plan_item *it = &pe->items[k];
+    int64_t e = k + 1;
+    while (e < pe->num_items && pe->items[e].seq == it->seq) e++;
+    if (it->seq < 0 || it->partial < 0 || it->seq >= a->num_seqs) {
+      k = e;
+      continue;
+    }
+    const int32_t t0 = a->h_q_indptr[it->seq], t1 = a->h_q_indptr[it->seq + 1];
+    for (int32_t t = t0; t < t1; t++)
+      for (int32_t hq = 0; hq < nq; hq++) {
+        double M = a->h_sinks ? a->h_sinks[hq] : -INFINITY;
+        for (int64_t c = k; c < e; c++) {
+          double lc = pl[(pe->items[c].partial + (t - t0)) * nq + hq];
+          if (lc > M) M = lc;
+        }
+        double den = 0.0;
+        int64_t o = a->o_off + t * jb->ots + hq * jb->ohs;
+        if (isinf(M)) { /* no chunk saw a key, and no sink */
+          for (int32_t d = 0; d < dim; d++)
+            pkv_store_elem(a->o_dtype, obase, o + d, 0.0);
+          if (lse) lse[t * nq + hq] = -INFINITY;
+          continue;
+        }
+        if (a->h_sinks) den += exp(a->h_sinks[hq] - M);
+        for (int64_t c = k; c < e; c++) {
+          int64_t row = pe->items[c].partial + (t - t0);
+          den += exp(pl[row * nq + hq] - M);
+        }
+        for (int32_t d = 0; d < dim; d++) {
+          double v = 0.0;
+          for (int64_t c = k; c < e; c++) {
+            int64_t row = pe->items[c].partial + (t - t0);
+            v += exp(pl[row * nq + hq] - M) * po[(row * nq + hq) * dim + d];
+          }
+          pkv_store_elem(a->o_dtype, obase, o + d, v / den);
+        }
+        if (lse) lse[t * nq + hq] = (float)(M + log(den));
+      }
+    k = e;
+  }
 }
 
 static int thread_count(const pkv_context *ctx, const pkv_attn_args *a,
@@ -292,7 +399,8 @@ pkv_status pkv__cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
     (void)table_row(a, s, &len);
     if (len > max_kv) max_kv = len;
   }
-  int nthreads = thread_count(ctx, a, items, max_kv);
+  int nthreads = thread_count(ctx, a, a->plan ? a->plan->num_items * g->num_kv_heads
+                                               : items, max_kv);
   /* Doubles per worker: logits [G][max_kv], q and acc [G][dim] each, a row
    * [dim] and 2*G softmax terms (run_item). The public limits keep this far
    * below SIZE_MAX, but it is checked anyway: a wrap here would let the
@@ -340,6 +448,7 @@ pkv_status pkv__cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
     else
       run_worker(&ws[i]);
   }
+  if (a->plan) merge_planned(&jb);
   pkv__free(tok_seq);
   pkv__free(scratch);
   pkv__free(ws);

@@ -116,6 +116,7 @@ int main(void) {
   int64_t len = 0;
   CHECK(ctx, pkv_seq_length(cache, seq, &len));
   pkv_stats stats;
+  pkv_stats_init(&stats);
   CHECK(ctx, pkv_cache_stats(cache, &stats));
   printf("decode step ok: pagedkv %s, sequence of %lld tokens in %lld pages, "
          "out[0] = %.6f\n",

@@ -42,6 +42,28 @@ static inline void pkv__write_strides(const pkv_write_args *a, int64_t *kts,
   *vhs = a->v_hs ? a->v_hs : D;
 }
 
+/* One work item of the grid: keys [kv_begin, kv_end) of request seq.
+ * partial >= 0: the first partial row of this chunk in the workspace (a
+ * split request: q_len rows per chunk, merged afterwards); -1: the item is
+ * the whole request and writes out and lse directly. Padding items have
+ * seq = -1 (a kernel returns at once). Four int32 per item on the device,
+ * in this order. */
+typedef struct pkv__plan_item {
+  int32_t seq, kv_begin, kv_end, partial;
+} pkv__plan_item;
+
+/* A run under a plan (lib/plan.c): the plan's items on the host and the
+ * device, the caller's workspace (NULL when no request is split), and the
+ * stream of the run (NULL = the context's). A backend that does not
+ * consume the items runs the attention as without a plan. */
+typedef struct pkv__plan_exec {
+  const pkv__plan_item *items;
+  pkv_buffer *dev_items;         /* int32 [grid_items][4] */
+  int64_t num_items, grid_items, chunk, partial_rows;
+  pkv_buffer *workspace;         /* f32 partial out, then partial lse */
+  void *stream;
+} pkv__plan_exec;
+
 /* Arguments of paged attention over one layer (see pkv_kv_attention).
  * geom describes the view (num_layers 1). The table is dense or CSR; the
  * host mirrors are NULL when the caller has none (device backends only:
@@ -75,6 +97,7 @@ typedef struct pkv_attn_args {
   /* fp8 pools: host [num_kv_heads] scales (value = fp8 * scale); NULL =
    * all 1 (and always NULL for f32/f16/bf16 pools) */
   const float *h_k_scales, *h_v_scales;
+  const pkv__plan_exec *plan;    /* pkv_attention_run; NULL otherwise */
 } pkv_attn_args;
 
 /* q/out strides with the defaults resolved (0 = contiguous

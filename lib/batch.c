@@ -5,6 +5,7 @@
  * the dirty ranges. */
 #include "alloc.h"
 #include "batch.h"
+#include "struct_size.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -303,12 +304,18 @@ pkv_status pkv__batch_check_current(pkv_batch *b) {
   return PKV_OK;
 }
 
-pkv_status pkv_batch_get_view(const pkv_batch *b, pkv_batch_view *out) {
+pkv_status pkv_batch_get_view(const pkv_batch *b, pkv_batch_view *user_out) {
   if (!b) return pkv__fail(NULL, PKV_ERR_NULL, "batch is NULL");
-  if (!out) return pkv__fail(b->ctx, PKV_ERR_NULL, "out is NULL");
+  if (!user_out) return pkv__fail(b->ctx, PKV_ERR_NULL, "out is NULL");
+  pkv_status st =
+      pkv__struct_out_check(b->ctx, "out", user_out, PKV__V1_BATCH_VIEW);
+  if (st != PKV_OK) return st;
   if (!b->valid)
     return pkv__fail(b->ctx, PKV_ERR_STATE,
                     "batch has no successful build to view");
+  pkv_batch_view full;
+  pkv_batch_view *out = &full;
+  pkv_batch_view_init(out);
   out->num_seqs = b->n;
   out->max_pages = b->stride;
   out->num_tokens = b->num_tokens;
@@ -321,15 +328,23 @@ pkv_status pkv_batch_get_view(const pkv_batch *b, pkv_batch_view *out) {
   out->kv_indices = b->kv_indices;
   out->kv_last_page_len = b->kv_last;
   out->slot_mapping = b->slots;
+  pkv__struct_out(user_out, &full, sizeof full);
   return PKV_OK;
 }
 
-pkv_status pkv_batch_get_device(const pkv_batch *b, pkv_batch_device *out) {
+pkv_status pkv_batch_get_device(const pkv_batch *b,
+                                pkv_batch_device *user_out) {
   if (!b) return pkv__fail(NULL, PKV_ERR_NULL, "batch is NULL");
-  if (!out) return pkv__fail(b->ctx, PKV_ERR_NULL, "out is NULL");
+  if (!user_out) return pkv__fail(b->ctx, PKV_ERR_NULL, "out is NULL");
+  pkv_status st =
+      pkv__struct_out_check(b->ctx, "out", user_out, PKV__V1_BATCH_DEVICE);
+  if (st != PKV_OK) return st;
   if (!b->valid)
     return pkv__fail(b->ctx, PKV_ERR_STATE,
                     "batch has no successful build on the device");
+  pkv_batch_device full;
+  pkv_batch_device *out = &full;
+  pkv_batch_device_init(out);
   out->block_table = b->dev[PKV_BA_BLOCK_TABLE];
   out->seq_lens = b->dev[PKV_BA_SEQ_LENS];
   out->q_indptr = b->dev[PKV_BA_Q_INDPTR];
@@ -337,6 +352,7 @@ pkv_status pkv_batch_get_device(const pkv_batch *b, pkv_batch_device *out) {
   out->kv_indices = b->dev[PKV_BA_KV_INDICES];
   out->kv_last_page_len = b->dev[PKV_BA_KV_LAST];
   out->slot_mapping = b->dev[PKV_BA_SLOTS];
+  pkv__struct_out(user_out, &full, sizeof full);
   return PKV_OK;
 }
 

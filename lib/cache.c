@@ -7,24 +7,11 @@
 #include "dtype_convert.h"
 #include "prefix.h"
 #include "session.h"
+#include "struct_size.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-void pkv_cache_desc_init(pkv_cache_desc *desc) {
-  if (!desc) return;
-  memset(desc, 0, sizeof *desc);
-  desc->num_layers = 1;
-  desc->num_kv_heads = 1;
-  desc->head_dim = 128;
-  desc->page_size = 16;
-  desc->num_pages = 0;
-  desc->dtype = PKV_DTYPE_F16;
-  desc->layout = PKV_LAYOUT_HND;
-  desc->num_classes = 1;
-  desc->max_reserved_fraction = 0.9;
-}
 
 static bool head_dim_ok(int32_t d) {
   static const int32_t dims[] = {64, 80, 96, 112, 128, 192, 256};
@@ -72,7 +59,7 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
   if (d->num_pages < 0)
     return pkv__fail(ctx, PKV_ERR_INVALID, "desc->num_pages %lld is negative",
                     (long long)d->num_pages);
-  size_t page_elems, page_bytes;
+  size_t page_elems = 0, page_bytes = 0; /* -Og cannot see through pkv__mul_size */
   if (!pkv__mul_size((size_t)d->num_kv_heads, (size_t)d->page_size,
                     &page_elems) ||
       !pkv__mul_size(page_elems, (size_t)d->head_dim, &page_elems) ||
@@ -241,15 +228,23 @@ static pkv_status check_over(pkv_context *ctx, const pkv_cache_geometry *g,
   return PKV_OK;
 }
 
-static pkv_status create(pkv_context *ctx, const pkv_cache_desc *desc,
+static pkv_status create(pkv_context *ctx, const pkv_cache_desc *user_desc,
                          pkv_buffer *const *k_bufs, pkv_buffer *const *v_bufs,
                          bool over, pkv_cache **out) {
   if (!ctx) return pkv__fail(NULL, PKV_ERR_NULL, "ctx is NULL");
-  if (!desc) return pkv__fail(ctx, PKV_ERR_NULL, "desc is NULL");
+  if (!user_desc) return pkv__fail(ctx, PKV_ERR_NULL, "desc is NULL");
   if (!out) return pkv__fail(ctx, PKV_ERR_NULL, "out is NULL");
+  /* The caller's struct may be of an older or newer header: work on a copy
+   * at this library's size, absent fields at their defaults. */
+  pkv_cache_desc full;
+  pkv_cache_desc_init(&full);
+  pkv_status st = pkv__struct_in(ctx, "desc", user_desc, PKV__V1_CACHE_DESC,
+                                 &full, sizeof full);
+  if (st != PKV_OK) return st;
+  const pkv_cache_desc *desc = &full;
   pkv_cache_geometry g;
   int32_t ncls = 1;
-  pkv_status st = check_desc(ctx, desc, &g, &ncls);
+  st = check_desc(ctx, desc, &g, &ncls);
   if (st != PKV_OK) return st;
   /* what this device cannot run is refused before any allocation */
   st = pkv__backend_check_caps(ctx, desc->dtype, desc->head_dim,
@@ -415,7 +410,10 @@ pkv_status pkv_cache_get_kv_scales(const pkv_cache *c, int32_t layer,
 pkv_status pkv_cache_get_geometry(const pkv_cache *c, pkv_cache_geometry *out) {
   if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   if (!out) return pkv__fail(c->ctx, PKV_ERR_NULL, "out is NULL");
-  *out = c->geom;
+  pkv_status st =
+      pkv__struct_out_check(c->ctx, "out", out, PKV__V1_CACHE_GEOMETRY);
+  if (st != PKV_OK) return st;
+  pkv__struct_out(out, &c->geom, sizeof c->geom);
   return PKV_OK;
 }
 

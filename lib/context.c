@@ -2,6 +2,7 @@
 /* Backend registry and contexts. */
 #include "alloc.h"
 #include "backend.h"
+#include "struct_size.h"
 
 #include <ctype.h>
 #include <stdatomic.h>
@@ -150,7 +151,28 @@ pkv_status pkv_list_devices(pkv_backend_kind backend, pkv_device_info *out,
   const pkv_backend_ops *ops;
   pkv_status st = pkv__backend_get(backend, &ops);
   if (st != PKV_OK) return st;
-  return ops->list_devices(out, capacity, count);
+  if (capacity == 0) return ops->list_devices(NULL, 0, count);
+  /* The caller's array has its own element size (out[0].struct_size):
+   * list into one of ours, then copy each entry at the caller's stride. */
+  st = pkv__struct_out_check(NULL, "out[0]", out, PKV__V1_DEVICE_INFO);
+  if (st != PKV_OK) return st;
+  const size_t stride = pkv__struct_size_of(out);
+  int total = 0;
+  if ((st = ops->list_devices(NULL, 0, &total)) != PKV_OK) return st;
+  int n = total < capacity ? total : capacity;
+  pkv_device_info *tmp = pkv__calloc(n > 0 ? (size_t)n : 1, sizeof *tmp);
+  if (!tmp)
+    return pkv__fail(NULL, PKV_ERR_NO_MEMORY, "device list of %d entries", n);
+  if ((st = ops->list_devices(tmp, n, &total)) == PKV_OK) {
+    for (int i = 0; i < n; i++) {
+      char *dst = (char *)out + (size_t)i * stride;
+      memcpy(dst, &stride, sizeof stride);
+      pkv__struct_out(dst, &tmp[i], sizeof tmp[i]);
+    }
+    *count = total;
+  }
+  pkv__free(tmp);
+  return st;
 }
 
 /* ---- serialised operations -------------------------------------------
@@ -244,14 +266,6 @@ static bool init_lock(pthread_mutex_t *m) {
 /* Context ids: 0 is never handed out (error.c uses it for "no slot"). */
 static atomic_uint_fast64_t next_context_id = 1;
 
-void pkv_context_desc_init(pkv_context_desc *desc) {
-  if (!desc) return;
-  memset(desc, 0, sizeof *desc);
-  desc->backend = PKV_BACKEND_AUTO;
-  desc->device = -1;
-  desc->platform = -1;
-}
-
 /* AUTO prefers a real GPU: HIP, then an OpenCL GPU, then the CPU reference.
  * An OpenCL CPU device (PoCL) is not chosen automatically: the CPU backend
  * is the reference and the safer default there. */
@@ -272,10 +286,12 @@ static pkv_backend_kind auto_backend(void) {
 pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
   if (!out) return pkv__fail(NULL, PKV_ERR_NULL, "out is NULL");
   pkv_context_desc d;
-  if (desc)
-    d = *desc;
-  else
-    pkv_context_desc_init(&d);
+  pkv_context_desc_init(&d);
+  if (desc) {
+    pkv_status st = pkv__struct_in(NULL, "desc", desc, PKV__V1_CONTEXT_DESC,
+                                   &d, sizeof d);
+    if (st != PKV_OK) return st;
+  }
   if ((int)d.backend < 0 || (int)d.backend >= PKV_BACKEND_COUNT)
     return pkv__fail(NULL, PKV_ERR_INVALID, "desc->backend %d is unknown",
                     (int)d.backend);
@@ -358,7 +374,9 @@ pkv_backend_kind pkv_context_backend(const pkv_context *ctx) {
 pkv_status pkv_context_device_info(pkv_context *ctx, pkv_device_info *out) {
   if (!ctx) return pkv__fail(NULL, PKV_ERR_NULL, "ctx is NULL");
   if (!out) return pkv__fail(ctx, PKV_ERR_NULL, "out is NULL");
-  *out = ctx->info;
+  pkv_status st = pkv__struct_out_check(ctx, "out", out, PKV__V1_DEVICE_INFO);
+  if (st != PKV_OK) return st;
+  pkv__struct_out(out, &ctx->info, sizeof ctx->info);
   return PKV_OK;
 }
 

@@ -8,6 +8,7 @@
 
 #include "batch.h"
 #include "dtype_convert.h"
+#include "plan.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -459,11 +460,33 @@ static pkv_status need_op(pkv_context *ctx, const void *fn, const char *op) {
   return PKV_OK;
 }
 
+pkv_status pkv__kv_table_resolve(pkv_context *ctx, const pkv_kv_table *in,
+                                const pkv_cache_geometry *g, pkv_kv_table *t) {
+  return table_resolve(ctx, in, g, t);
+}
+
 pkv_status pkv__kv_attention(pkv_context *ctx, const pkv_kv_view *view_in,
                             const pkv_kv_table *table_in,
                             const pkv_attn_params *params,
                             const pkv_tensor *q_in, const pkv_tensor *out_in,
                             pkv_buffer *lse, pkv_buffer *alibi_dev) {
+  /* The CPU backend runs the chunks of a plan: there the unplanned call is
+   * plan + run too. Device backends do not consume plans yet; a plan per
+   * call would only add an upload (doc/plan-run.md). */
+  if (ctx->kind == PKV_BACKEND_CPU)
+    return pkv__plan_and_run(ctx, view_in, table_in, params, q_in, out_in, lse);
+  return pkv__kv_attention_planned(ctx, view_in, table_in, params, q_in, out_in,
+                                  lse, alibi_dev, NULL);
+}
+
+pkv_status pkv__kv_attention_planned(pkv_context *ctx,
+                                    const pkv_kv_view *view_in,
+                                    const pkv_kv_table *table_in,
+                                    const pkv_attn_params *params,
+                                    const pkv_tensor *q_in,
+                                    const pkv_tensor *out_in, pkv_buffer *lse,
+                                    pkv_buffer *alibi_dev,
+                                    const pkv__plan_exec *pe) {
   pkv_kv_view view;
   pkv_kv_table t;
   pkv_cache_geometry g;
@@ -554,6 +577,7 @@ pkv_status pkv__kv_attention(pkv_context *ctx, const pkv_kv_view *view_in,
   a.h_sinks = params->sinks;
   a.h_k_scales = view.k_scales;
   a.h_v_scales = view.v_scales;
+  a.plan = pe;
   return ctx->ops->attention(ctx, &a);
 }
 

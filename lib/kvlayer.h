@@ -4,6 +4,7 @@
 #ifndef PKV_KVLAYER_H
 #define PKV_KVLAYER_H
 
+#include "backend.h"
 #include "cache.h"
 
 /* Checks a caller's view and resolves defaults into *v and a geometry of
@@ -19,6 +20,19 @@ pkv_status pkv__kv_attention(pkv_context *ctx, const pkv_kv_view *view,
                             const pkv_attn_params *params, const pkv_tensor *q,
                             const pkv_tensor *out, pkv_buffer *lse,
                             pkv_buffer *alibi_dev);
+
+/* The same under a plan (plan.c; pe NULL = none). */
+pkv_status pkv__kv_attention_planned(pkv_context *ctx, const pkv_kv_view *view,
+                                    const pkv_kv_table *table,
+                                    const pkv_attn_params *params,
+                                    const pkv_tensor *q, const pkv_tensor *out,
+                                    pkv_buffer *lse, pkv_buffer *alibi_dev,
+                                    const pkv__plan_exec *pe);
+
+/* Checks a caller's table against a view geometry and resolves it into *t
+ * (host mirrors filled where the buffers are host memory). */
+pkv_status pkv__kv_table_resolve(pkv_context *ctx, const pkv_kv_table *in,
+                                const pkv_cache_geometry *g, pkv_kv_table *t);
 
 pkv_status pkv__kv_write(pkv_context *ctx, const pkv_kv_view *view,
                         pkv_buffer *slots, const int64_t *host_slots, int64_t n,

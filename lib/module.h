@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PKV_MODULE_ABI_VERSION 2u /* 2: pkv_context lock, id, backend; backend thread_safe */
+#define PKV_MODULE_ABI_VERSION 3u /* 2: pkv_context lock, id, backend; backend thread_safe; 3: pkv_attn_args.plan */
 #define PKV_MODULE_ENTRY "pkv_backend_module_v1"
 
 /* What libpagedkv gives a module. */

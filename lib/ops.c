@@ -7,21 +7,11 @@
 #include "batch.h"
 #include "kvlayer.h"
 #include "dtype_convert.h"
+#include "struct_size.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-void pkv_attn_params_init(pkv_attn_params *p, int32_t num_q_heads) {
-  if (!p) return;
-  memset(p, 0, sizeof *p);
-  p->num_q_heads = num_q_heads;
-  p->scale = 0.0f;
-  p->causal = 1;
-  p->window_left = -1;
-  p->softcap = 0.0f;
-  p->alibi_slopes = NULL;
-}
 
 /* A caller buffer: present, of this context, and at least `need` bytes. */
 static pkv_status check_buffer(pkv_context *ctx, const pkv_buffer *buf,
@@ -119,11 +109,14 @@ pkv_status pkv_write_kv(pkv_batch *batch, int32_t layer, pkv_buffer *k,
   pkv_cache *cache = pkv_batch_cache(batch);
   pkv_context *ctx = pkv_cache_context(cache);
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   pkv_status st = pkv_cache_get_geometry(cache, &g);
   if (st != PKV_OK) return st;
   if ((st = check_layer(ctx, &g, layer)) != PKV_OK) return st;
   pkv_batch_view view;
   pkv_batch_device dev;
+  pkv_batch_view_init(&view);
+  pkv_batch_device_init(&dev);
   if (pkv_batch_get_view(batch, &view) != PKV_OK ||
       pkv_batch_get_device(batch, &dev) != PKV_OK)
     return pkv__fail(ctx, PKV_ERR_STATE,
@@ -177,6 +170,7 @@ pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer, pkv_buffer *k,
   if (!cache) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_context *ctx = pkv_cache_context(cache);
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   pkv_status st = pkv_cache_get_geometry(cache, &g);
   if (st != PKV_OK) return st;
   if ((st = check_layer(ctx, &g, layer)) != PKV_OK) return st;
@@ -210,15 +204,23 @@ pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer, pkv_buffer *k,
 }
 
 pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
-                         const pkv_attn_params *params, pkv_buffer *q,
+                         const pkv_attn_params *user_params, pkv_buffer *q,
                          pkv_buffer *out, pkv_buffer *lse) {
   if (!batch) return pkv__fail(NULL, PKV_ERR_NULL, "batch is NULL");
   pkv_cache *cache = pkv_batch_cache(batch);
   pkv_context *ctx = pkv_cache_context(cache);
-  if (!params) return pkv__fail(ctx, PKV_ERR_NULL, "params is NULL");
+  if (!user_params) return pkv__fail(ctx, PKV_ERR_NULL, "params is NULL");
+  /* At this library's size, absent (older-header) fields at defaults. */
+  pkv_attn_params full;
+  pkv_attn_params_init(&full, 0);
+  pkv_status sst = pkv__struct_in(ctx, "params", user_params,
+                                  PKV__V1_ATTN_PARAMS, &full, sizeof full);
+  if (sst != PKV_OK) return sst;
+  const pkv_attn_params *params = &full;
   if (!q) return pkv__fail(ctx, PKV_ERR_NULL, "q is NULL");
   if (!out) return pkv__fail(ctx, PKV_ERR_NULL, "out is NULL");
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   pkv_status st = pkv_cache_get_geometry(cache, &g);
   if (st != PKV_OK) return st;
   if ((st = check_layer(ctx, &g, layer)) != PKV_OK) return st;
@@ -232,6 +234,8 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
                      (int)g.dtype);
   pkv_batch_view view;
   pkv_batch_device dev;
+  pkv_batch_view_init(&view);
+  pkv_batch_device_init(&dev);
   if (pkv_batch_get_view(batch, &view) != PKV_OK ||
       pkv_batch_get_device(batch, &dev) != PKV_OK)
     return pkv__fail(ctx, PKV_ERR_STATE,

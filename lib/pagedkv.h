@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define PKV_VERSION_MAJOR 0
-#define PKV_VERSION_MINOR 1
+#define PKV_VERSION_MINOR 2
 #define PKV_VERSION_PATCH 0
 #define PKV_VERSION_NUMBER \
   (PKV_VERSION_MAJOR * 10000 + PKV_VERSION_MINOR * 100 + PKV_VERSION_PATCH)
@@ -32,6 +32,27 @@ extern "C" {
 #else
 #define PKV_API
 #endif
+
+/* Growable structs. Every struct the caller allocates begins with
+ * `size_t struct_size`, which its initialiser sets to the caller's
+ * sizeof(struct):
+ *
+ *   pkv_cache_desc d;
+ *   pkv_cache_desc_init(&d);   // = pkv_cache_desc_init_sized(&d, sizeof d)
+ *
+ * The library reads and writes only the first struct_size bytes, so a
+ * program built against an older header keeps working when a later 1.x
+ * release appends fields (absent fields take their defaults). A newer
+ * program's larger struct works with an older library while the fields the
+ * library does not know stay 0 (their default: fields added after 1.0
+ * default to 0); a non-zero one is PKV_ERR_UNSUPPORTED rather than ignored.
+ * A struct_size below that of the 1.0 fields is PKV_ERR_INVALID, naming the
+ * argument. Output structs (pkv_stats, ...) are initialised the same way
+ * before the call. See doc/ABI.md. */
+
+/* API between the markers PKV_EXPERIMENTAL_BEGIN and PKV_EXPERIMENTAL_END
+ * (comments in this header) is outside the ABI promise: it may change or
+ * go away in any release. Everything else follows doc/ABI.md. */
 
 /* ------------------------------------------------------------------ */
 /* Status                                                               */
@@ -100,6 +121,7 @@ typedef enum pkv_device_type {
 } pkv_device_type;
 
 typedef struct pkv_device_info {
+  size_t struct_size; /* set by pkv_device_info_init(): see "Growable structs" */
   pkv_backend_kind backend;
   int index;                /* index to pass as pkv_context_desc.device */
   pkv_device_type type;
@@ -113,8 +135,13 @@ typedef struct pkv_device_info {
   int wave_size;            /* warp/wave/sub-group width; 1 when unknown */
 } pkv_device_info;
 
+PKV_API void pkv_device_info_init_sized(pkv_device_info *info, size_t size);
+#define pkv_device_info_init(x) pkv_device_info_init_sized((x), sizeof(*(x)))
+
 /* Lists the devices one backend sees. Writes at most `capacity` entries to
  * `out` (which may be NULL when capacity is 0) and the total in *count.
+ * out[0] must be initialised (pkv_device_info_init): its struct_size is the
+ * stride of the array, and every entry written gets that struct_size.
  * A backend that is compiled in but finds no device returns PKV_OK with
  * *count = 0; one not built, or whose module does not load, returns
  * PKV_ERR_NO_BACKEND. */
@@ -128,6 +155,7 @@ typedef struct pkv_context pkv_context;
 #define PKV_CTX_NO_BINARY_CACHE 0x1u /* OpenCL: do not read/write the program cache */
 
 typedef struct pkv_context_desc {
+  size_t struct_size; /* set by pkv_context_desc_init(): see "Growable structs" */
   pkv_backend_kind backend; /* AUTO by default */
   int device;               /* device index within the backend; -1 = default */
   const char *device_name;  /* optional case-insensitive name substring */
@@ -143,7 +171,8 @@ typedef struct pkv_context_desc {
 } pkv_context_desc;
 
 /* Fills a description with the defaults (AUTO backend, device -1). */
-PKV_API void pkv_context_desc_init(pkv_context_desc *desc);
+PKV_API void pkv_context_desc_init_sized(pkv_context_desc *desc, size_t size);
+#define pkv_context_desc_init(x) pkv_context_desc_init_sized((x), sizeof(*(x)))
 
 /* Creates a context. desc may be NULL for all defaults. */
 PKV_API pkv_status pkv_context_create(const pkv_context_desc *desc,
@@ -246,6 +275,7 @@ typedef enum pkv_layout {
 #define PKV_MAX_CPU_THREADS 1024    /* pkv_context_desc.cpu_threads */
 
 typedef struct pkv_cache_desc {
+  size_t struct_size; /* set by pkv_cache_desc_init(): see "Growable structs" */
   int32_t num_layers;
   int32_t num_kv_heads;
   int32_t head_dim;      /* 64, 80, 96, 112, 128, 192 or 256 */
@@ -265,7 +295,10 @@ typedef struct pkv_cache_desc {
 
 typedef struct pkv_cache pkv_cache;
 
-PKV_API void pkv_cache_desc_init(pkv_cache_desc *desc);
+/* Fills a description with the defaults: 1 layer, 1 kv head, head_dim
+ * 128, page_size 16, f16, HND, one class, max_reserved_fraction 0.9. */
+PKV_API void pkv_cache_desc_init_sized(pkv_cache_desc *desc, size_t size);
+#define pkv_cache_desc_init(x) pkv_cache_desc_init_sized((x), sizeof(*(x)))
 PKV_API pkv_status pkv_cache_create(pkv_context *ctx,
                                     const pkv_cache_desc *desc,
                                     pkv_cache **out);
@@ -277,6 +310,7 @@ PKV_API pkv_context *pkv_cache_context(const pkv_cache *cache);
  *   p*page_stride + h*head_stride + t*token_stride
  * and its head_dim elements are contiguous. */
 typedef struct pkv_cache_geometry {
+  size_t struct_size; /* set by pkv_cache_geometry_init(): see "Growable structs" */
   int32_t num_layers, num_kv_heads, head_dim, page_size;
   int64_t num_pages;
   pkv_dtype dtype;
@@ -288,6 +322,10 @@ typedef struct pkv_cache_geometry {
    * [num_kv_heads][page_size] (page_bytes includes them); 0 otherwise */
   size_t scale_offset;
 } pkv_cache_geometry;
+
+PKV_API void pkv_cache_geometry_init_sized(pkv_cache_geometry *g, size_t size);
+#define pkv_cache_geometry_init(x) \
+  pkv_cache_geometry_init_sized((x), sizeof(*(x)))
 
 PKV_API pkv_status pkv_cache_get_geometry(const pkv_cache *cache,
                                           pkv_cache_geometry *out);
@@ -318,9 +356,14 @@ PKV_API pkv_status pkv_cache_kv(pkv_cache *cache, int32_t layer,
 typedef int64_t pkv_seq_id;
 
 typedef struct pkv_seq_desc {
+  size_t struct_size; /* set by pkv_seq_desc_init(): see "Growable structs" */
   int32_t priority_class; /* 0 = lowest */
   uint64_t namespace_id;  /* prefix sharing domain (tenant, model, LoRA) */
 } pkv_seq_desc;
+
+/* Class 0, namespace 0. */
+PKV_API void pkv_seq_desc_init_sized(pkv_seq_desc *desc, size_t size);
+#define pkv_seq_desc_init(x) pkv_seq_desc_init_sized((x), sizeof(*(x)))
 
 /* Opens an empty sequence. desc may be NULL (class 0, namespace 0). */
 PKV_API pkv_status pkv_seq_open(pkv_cache *cache, const pkv_seq_desc *desc,
@@ -427,6 +470,7 @@ typedef struct pkv_class_stats {
 } pkv_class_stats;
 
 typedef struct pkv_stats {
+  size_t struct_size; /* set by pkv_stats_init(): see "Growable structs" */
   int64_t pages_total;
   int64_t pages_free;     /* neither live nor cached */
   int64_t pages_live;     /* referenced by at least one sequence */
@@ -449,6 +493,10 @@ typedef struct pkv_stats {
   pkv_class_stats classes[PKV_MAX_CLASSES];
 } pkv_stats;
 
+PKV_API void pkv_stats_init_sized(pkv_stats *stats, size_t size);
+#define pkv_stats_init(x) pkv_stats_init_sized((x), sizeof(*(x)))
+
+/* Fills the first out->struct_size bytes (pkv_stats_init first). */
 PKV_API pkv_status pkv_cache_stats(const pkv_cache *cache, pkv_stats *out);
 
 /* Introspection of one device page, for tests, tools and debugging. */
@@ -457,11 +505,15 @@ PKV_API pkv_status pkv_cache_stats(const pkv_cache *cache, pkv_stats *out);
 #define PKV_PAGE_CACHED 2 /* refcount 0, kept for prefix or session reuse */
 
 typedef struct pkv_page_info {
+  size_t struct_size; /* set by pkv_page_info_init(): see "Growable structs" */
   int32_t state;          /* PKV_PAGE_* */
   int32_t refcount;       /* sequences (and pending copies) holding it */
   int32_t priority_class; /* class charged (live) or attributed (cached) */
   int32_t indexed;        /* 1 when matchable in the prefix index */
 } pkv_page_info;
+
+PKV_API void pkv_page_info_init_sized(pkv_page_info *info, size_t size);
+#define pkv_page_info_init(x) pkv_page_info_init_sized((x), sizeof(*(x)))
 
 PKV_API pkv_status pkv_page_get_info(const pkv_cache *cache, int32_t page,
                                      pkv_page_info *out);
@@ -485,6 +537,7 @@ PKV_API pkv_status pkv_batch_build(pkv_batch *batch, const pkv_seq_id *seqs,
 
 /* Host views of the last build; valid until the next build or destroy. */
 typedef struct pkv_batch_view {
+  size_t struct_size; /* set by pkv_batch_view_init(): see "Growable structs" */
   int32_t num_seqs;
   int32_t max_pages;          /* row length of block_table */
   int64_t num_tokens;         /* total query tokens = q_indptr[num_seqs] */
@@ -498,14 +551,22 @@ typedef struct pkv_batch_view {
   const int64_t *slot_mapping;     /* [num_tokens] */
 } pkv_batch_view;
 
+PKV_API void pkv_batch_view_init_sized(pkv_batch_view *view, size_t size);
+#define pkv_batch_view_init(x) pkv_batch_view_init_sized((x), sizeof(*(x)))
+
 PKV_API pkv_status pkv_batch_get_view(const pkv_batch *batch,
                                       pkv_batch_view *out);
 
 /* Device copies of the same arrays (for handing to other kernels). */
 typedef struct pkv_batch_device {
+  size_t struct_size; /* set by pkv_batch_device_init(): see "Growable structs" */
   pkv_buffer *block_table, *seq_lens, *q_indptr, *kv_indptr, *kv_indices,
       *kv_last_page_len, *slot_mapping;
 } pkv_batch_device;
+
+PKV_API void pkv_batch_device_init_sized(pkv_batch_device *dev, size_t size);
+#define pkv_batch_device_init(x) \
+  pkv_batch_device_init_sized((x), sizeof(*(x)))
 
 PKV_API pkv_status pkv_batch_get_device(const pkv_batch *batch,
                                         pkv_batch_device *out);
@@ -526,6 +587,7 @@ PKV_API pkv_status pkv_write_kv_slots(pkv_cache *cache, int32_t layer,
                                       pkv_buffer *slots, int64_t n);
 
 typedef struct pkv_attn_params {
+  size_t struct_size; /* set by pkv_attn_params_init(): see "Growable structs" */
   int32_t num_q_heads;   /* multiple of num_kv_heads */
   float scale;           /* 0 = 1/sqrt(head_dim) */
   int32_t causal;        /* 1 (default): query i sees j <= i + kv_len - q_len */
@@ -538,7 +600,12 @@ typedef struct pkv_attn_params {
   const float *sinks;
 } pkv_attn_params;
 
-PKV_API void pkv_attn_params_init(pkv_attn_params *p, int32_t num_q_heads);
+/* Defaults (scale 0 = 1/sqrt(head_dim), causal, no window, no softcap, no
+ * ALiBi) for num_q_heads query heads, the one field without a default. */
+PKV_API void pkv_attn_params_init_sized(pkv_attn_params *p, size_t size,
+                                        int32_t num_q_heads);
+#define pkv_attn_params_init(x, num_q_heads) \
+  pkv_attn_params_init_sized((x), sizeof(*(x)), (num_q_heads))
 
 /* Paged attention of the batch's queries over layer `layer`.
  * q, out: [num_tokens][num_q_heads][head_dim] in the cache dtype (an fp8
@@ -666,6 +733,69 @@ PKV_API pkv_status pkv_kv_attention(pkv_context *ctx, const pkv_kv_view *view,
                                     const pkv_attn_params *params,
                                     const pkv_tensor *q, const pkv_tensor *out,
                                     pkv_buffer *lse);
+
+/* ---- plan/run (doc/plan-run.md) ---- */
+
+/* A plan: the split of one step's requests into key chunks sized so that
+ * the grid fills the device, made once per step on the host and used by
+ * every layer's run. Owned by one context; not thread-safe. */
+typedef struct pkv_plan pkv_plan;
+
+/* Options of a plan build (struct_size rule; zero = default). */
+typedef struct pkv_plan_options {
+  size_t struct_size;
+  int32_t num_sms;        /* compute units to fill; 0 = the device's */
+  int32_t blocks_per_sm;  /* concurrent blocks per unit; 0 = backend's */
+  int32_t min_chunk_keys; /* smallest chunk; 0 = 256 (rounded to pages) */
+  int32_t chunk_keys;     /* > 0: this chunk instead of the search */
+  void *stream;           /* HIP/CUDA stream of the runs; NULL = context's */
+} pkv_plan_options;
+
+PKV_API void pkv_plan_options_init_sized(pkv_plan_options *o, size_t size);
+#define pkv_plan_options_init(o) pkv_plan_options_init_sized((o), sizeof(*(o)))
+
+/* What a build chose (struct_size rule). */
+typedef struct pkv_plan_info {
+  size_t struct_size;
+  int64_t chunk_keys;     /* keys per chunk */
+  int64_t num_items;      /* (request, chunk) items */
+  int64_t grid_items;     /* items launched: num_items padded to the budget */
+  int64_t budget;         /* items that fill the device */
+  int32_t num_split;      /* requests cut into more than one chunk */
+  int64_t partial_rows;   /* workspace rows of the split requests */
+  size_t workspace_bytes; /* = pkv_plan_workspace_size */
+} pkv_plan_info;
+
+PKV_API void pkv_plan_info_init_sized(pkv_plan_info *i, size_t size);
+#define pkv_plan_info_init(i) pkv_plan_info_init_sized((i), sizeof(*(i)))
+
+PKV_API pkv_status pkv_plan_create(pkv_context *ctx, pkv_plan **out);
+PKV_API void pkv_plan_destroy(pkv_plan *plan);
+/* Plans the table's requests over pools of the view's geometry, with
+ * these attention parameters (copied, ALiBi slopes and sinks included).
+ * Needs the host mirrors of q_indptr and of the lengths (seq_lens, or
+ * kv_indptr + kv_last_page_len). The table is kept by reference: its
+ * device arrays must stay valid and unchanged until the next build. opts
+ * may be NULL. On failure the plan is left unbuilt. */
+PKV_API pkv_status pkv_plan_build(pkv_plan *plan, const pkv_kv_view *view,
+                                  const pkv_kv_table *table,
+                                  const pkv_attn_params *params,
+                                  const pkv_plan_options *opts);
+/* Bytes of the workspace buffer that every run of the plan needs (0 when
+ * no request is split). */
+PKV_API pkv_status pkv_plan_workspace_size(const pkv_plan *plan,
+                                           size_t *bytes);
+PKV_API pkv_status pkv_plan_get_info(const pkv_plan *plan,
+                                     pkv_plan_info *out);
+/* Attention of one layer under a built plan: view has the plan's geometry
+ * (else PKV_ERR_STATE), q/out/lse as for pkv_kv_attention over the plan's
+ * table, workspace at least pkv_plan_workspace_size bytes (else
+ * PKV_ERR_SIZE; may be NULL when that is 0). stream: NULL = the plan's.
+ * Allocates nothing; nothing is launched on any failure. */
+PKV_API pkv_status pkv_attention_run(pkv_plan *plan, const pkv_kv_view *view,
+                                     const pkv_tensor *q,
+                                     const pkv_tensor *out, pkv_buffer *lse,
+                                     pkv_buffer *workspace, void *stream);
 
 /* ---- engine-allocated pools and DLPack (lib/pkv_dlpack.h) ---- */
 

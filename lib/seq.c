@@ -4,6 +4,7 @@
 #include "alloc.h"
 #include "cache.h"
 #include "cow.h"
+#include "struct_size.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -66,23 +67,29 @@ pkv_seq *pkv__seq_new_internal(pkv_cache *c, int32_t cls, uint64_t ns,
   return new_seq(c, cls, ns, npages);
 }
 
-pkv_status pkv__seq_check_desc(const pkv_cache *c, const pkv_seq_desc *desc) {
-  if (desc && (desc->priority_class < 0 ||
-               desc->priority_class >= c->desc.num_classes))
+pkv_status pkv__seq_check_desc(const pkv_cache *c, const pkv_seq_desc *user,
+                                pkv_seq_desc *full) {
+  pkv_seq_desc_init(full);
+  if (!user) return PKV_OK;
+  pkv_status st = pkv__struct_in(c->ctx, "desc", user, PKV__V1_SEQ_DESC, full,
+                                 sizeof *full);
+  if (st != PKV_OK) return st;
+  const pkv_seq_desc *desc = full;
+  if (desc->priority_class < 0 || desc->priority_class >= c->desc.num_classes)
     return pkv__fail(c->ctx, PKV_ERR_RANGE,
                     "desc->priority_class %d is outside 0..%d",
                     desc->priority_class, c->desc.num_classes - 1);
   return PKV_OK;
 }
 
-pkv_status pkv_seq_open(pkv_cache *c, const pkv_seq_desc *desc,
+pkv_status pkv_seq_open(pkv_cache *c, const pkv_seq_desc *user_desc,
                         pkv_seq_id *out) {
   if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   if (!out) return pkv__fail(c->ctx, PKV_ERR_NULL, "out is NULL");
-  pkv_status st = pkv__seq_check_desc(c, desc);
+  pkv_seq_desc desc;
+  pkv_status st = pkv__seq_check_desc(c, user_desc, &desc);
   if (st != PKV_OK) return st;
-  pkv_seq *s = new_seq(c, desc ? desc->priority_class : 0,
-                       desc ? desc->namespace_id : 0, 0);
+  pkv_seq *s = new_seq(c, desc.priority_class, desc.namespace_id, 0);
   if (!s) return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "sequence allocation");
   *out = s->id;
   return PKV_OK;

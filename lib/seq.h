@@ -52,7 +52,10 @@ struct pkv_seq {
 };
 
 /* Internal sequence helpers (seq.c). */
-pkv_status pkv__seq_check_desc(const pkv_cache *c, const pkv_seq_desc *desc);
+/* Reads a caller's (possibly NULL) description into *full at this library's
+ * size and checks it. */
+pkv_status pkv__seq_check_desc(const pkv_cache *c, const pkv_seq_desc *user,
+                               pkv_seq_desc *full);
 /* Registers a new empty sequence with room for npages pages; NULL when
  * memory is short (nothing changed then). */
 pkv_seq *pkv__seq_new_internal(pkv_cache *c, int32_t cls, uint64_t ns,

@@ -79,19 +79,20 @@ pkv_status pkv_seq_close_session(pkv_cache *c, pkv_seq_id id,
 }
 
 pkv_status pkv_session_open(pkv_cache *c, uint64_t session_key,
-                            const pkv_seq_desc *desc, pkv_seq_id *out,
+                            const pkv_seq_desc *user_desc, pkv_seq_id *out,
                             int64_t *tokens) {
   if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   if (!out) return pkv__fail(c->ctx, PKV_ERR_NULL, "out is NULL");
   if (!tokens) return pkv__fail(c->ctx, PKV_ERR_NULL, "tokens is NULL");
-  pkv_status st = pkv__seq_check_desc(c, desc);
+  pkv_seq_desc desc;
+  pkv_status st = pkv__seq_check_desc(c, user_desc, &desc);
   if (st != PKV_OK) return st;
   pkv_session *r = pkv__hmap_get(&c->sessions, session_key);
   if (!r)
     return pkv__fail(c->ctx, PKV_ERR_NOT_FOUND,
                     "session_key %llu names no closed session",
                     (unsigned long long)session_key);
-  int32_t cls = desc ? desc->priority_class : 0;
+  int32_t cls = desc.priority_class;
   const int32_t ps = c->geom.page_size;
   /* Leading pages not evicted since the close; reviving a cached one counts
    * against the class quota, which may cut the run short like an eviction

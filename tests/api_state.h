@@ -66,6 +66,7 @@ static inline uint64_t as_buffer_hash(uint64_t h, pkv_buffer *b) {
 
 static inline uint64_t as_batch_hash(uint64_t h, const pkv_batch *b) {
   pkv_batch_view v;
+  pkv_batch_view_init(&v);
   memset(&v, 0, sizeof v);
   pkv_status st = pkv_batch_get_view(b, &v);
   h = as_mix64(h, st);
@@ -95,12 +96,14 @@ static inline void as_take(pkv_cache *c, const pkv_seq_id *ids, int nids,
   const uint64_t h0 = 0xcbf29ce484222325ull;
   memset(s, 0, sizeof *s);
   for (int i = 0; i < AS_PARTS; i++) s->h[i] = h0;
+  pkv_stats_init(&s->st);
   pkv_status st = pkv_cache_stats(c, &s->st);
   pkv_stats t = s->st;
   if (!counters) t.alloc_failures = 0;
   s->h[AS_STATS] = as_mix(as_mix64(h0, st), &t, sizeof t);
   for (int64_t p = 0; p < s->st.pages_total; p++) {
     pkv_page_info pi;
+    pkv_page_info_init(&pi);
     memset(&pi, 0, sizeof pi);
     st = pkv_page_get_info(c, (int32_t)p, &pi);
     s->h[AS_PAGES] = as_mix(as_mix64(s->h[AS_PAGES], st), &pi, sizeof pi);
@@ -123,6 +126,7 @@ static inline void as_take(pkv_cache *c, const pkv_seq_id *ids, int nids,
   }
   for (int i = 0; i < nb; i++) s->h[AS_BATCH] = as_batch_hash(s->h[AS_BATCH], batches[i]);
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   if (pkv_cache_get_geometry(c, &g) == PKV_OK)
     for (int32_t l = 0; l < g.num_layers; l++) {
       pkv_buffer *k = NULL, *v = NULL;

@@ -50,6 +50,7 @@ typedef struct cp_snap {
 static inline void cp_take(const pkv_cache *c, const pkv_seq_id *ids, int n,
                     cp_snap *s) {
   memset(s, 0, sizeof *s);
+  pkv_stats_init(&s->st);
   pkv_cache_stats(c, &s->st);
   s->n = n;
   for (int i = 0; i < n && i < 64; i++) {
@@ -66,12 +67,16 @@ static inline int cp_same(const cp_snap *a, const cp_snap *b) {
 /* free + live + cached == total */
 static inline int cp_conserved(const pkv_cache *c) {
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(c, &st);
   return st.pages_free + st.pages_live + st.pages_cached == st.pages_total;
 }
 
 static inline pkv_seq_id cp_open(pkv_cache *c, int32_t cls, uint64_t ns) {
-  pkv_seq_desc d = {.priority_class = cls, .namespace_id = ns};
+  pkv_seq_desc d;
+  pkv_seq_desc_init(&d);
+  d.priority_class = cls;
+  d.namespace_id = ns;
   pkv_seq_id id = -1;
   if (pkv_seq_open(c, &d, &id) != PKV_OK) return -1;
   return id;
@@ -79,12 +84,14 @@ static inline pkv_seq_id cp_open(pkv_cache *c, int32_t cls, uint64_t ns) {
 
 static inline int32_t cp_ref(const pkv_cache *c, int32_t page) {
   pkv_page_info pi;
+  pkv_page_info_init(&pi);
   if (pkv_page_get_info(c, page, &pi) != PKV_OK) return -1;
   return pi.refcount;
 }
 
 static inline int32_t cp_state(const pkv_cache *c, int32_t page) {
   pkv_page_info pi;
+  pkv_page_info_init(&pi);
   if (pkv_page_get_info(c, page, &pi) != PKV_OK) return -1;
   return pi.state;
 }
@@ -108,10 +115,13 @@ static inline pkv_cache *cp_cache_desc(pkv_context *ctx, pkv_cache_desc *d) {
 /* Every page's info, for before/after comparisons. */
 static inline pkv_page_info *cp_all_pages(const pkv_cache *c) {
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(c, &st);
   pkv_page_info *a = calloc((size_t)st.pages_total, sizeof *a);
-  for (int64_t i = 0; i < st.pages_total; i++)
+  for (int64_t i = 0; i < st.pages_total; i++) {
+    pkv_page_info_init(&a[i]);
     pkv_page_get_info(c, (int32_t)i, &a[i]);
+  }
   return a;
 }
 

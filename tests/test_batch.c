@@ -16,6 +16,7 @@ static uint32_t rnd(uint32_t n) {
 static int check_view(pkv_cache *c, const pkv_batch_view *v,
                       const pkv_seq_id *ids, int n, const int32_t *q) {
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   pkv_cache_get_geometry(c, &g);
   const int32_t ps = g.page_size;
   if (v->num_seqs != n) return 0;
@@ -55,6 +56,7 @@ static int check_view(pkv_cache *c, const pkv_batch_view *v,
 
 static int check_device(pkv_batch *b, const pkv_batch_view *v) {
   pkv_batch_device d;
+  pkv_batch_device_init(&d);
   if (pkv_batch_get_device(b, &d) != PKV_OK) return 0;
   int n = v->num_seqs;
   struct {
@@ -84,6 +86,7 @@ static void test_basic(pkv_context *ctx) {
   pkv_batch *b = NULL;
   ok(pkv_batch_create(c, &b) == PKV_OK && pkv_batch_cache(b) == c, "batch");
   pkv_batch_view v;
+  pkv_batch_view_init(&v);
   ok(pkv_batch_get_view(b, &v) == PKV_ERR_STATE, "no view before a build");
   pkv_seq_id s[4];
   for (int i = 0; i < 4; i++) pkv_seq_open(c, NULL, &s[i]);
@@ -140,6 +143,7 @@ static void test_basic(pkv_context *ctx) {
   ok(pkv_batch_get_view(b, NULL) == PKV_ERR_NULL, "view: NULL out");
   ok(pkv_batch_get_view(NULL, &v) == PKV_ERR_NULL, "view: NULL batch");
   pkv_batch_device dv;
+  pkv_batch_device_init(&dv);
   ok(pkv_batch_get_device(b, NULL) == PKV_ERR_NULL &&
          pkv_batch_get_device(NULL, &dv) == PKV_ERR_NULL,
      "device: NULL arguments");
@@ -239,12 +243,14 @@ static void test_random(pkv_context *ctx, int steps) {
     }
     builds++;
     pkv_batch_view v;
+    pkv_batch_view_init(&v);
     pkv_batch_get_view(inc, &v);
     if (!check_view(c, &v, ids, n, q)) bad++;
     if (!check_device(inc, &v)) dev_bad++;
     if (step % 50 == 0) {
       pkv_batch *fr = NULL;
       pkv_batch_view w;
+      pkv_batch_view_init(&w);
       pkv_batch_create(c, &fr);
       pkv_batch_build(fr, ids, n, qp);
       pkv_batch_get_view(fr, &w);
@@ -269,6 +275,7 @@ static void test_random(pkv_context *ctx, int steps) {
   }
   ok(builds > steps / 2, "%d random builds succeeded", builds);
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(c, &st);
   ok(st.cow_copies > 0, "copy-on-write happened along the way (%lld)",
      (long long)st.cow_copies);

@@ -112,6 +112,7 @@ int main(void) {
   d.dtype = PKV_DTYPE_BF16; d.layout = PKV_LAYOUT_HND;
   ok(pkv_cache_create(ctx, &d, &c) == PKV_OK, "HND cache");
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   ok(pkv_cache_get_geometry(c, &g) == PKV_OK, "geometry");
   ok(g.page_stride == 4 * 16 * 128 && g.head_stride == 16 * 128 &&
          g.token_stride == 128,
@@ -136,6 +137,7 @@ int main(void) {
   ok(pkv_cache_context(c) == ctx && pkv_cache_context(NULL) == NULL,
      "cache context");
   pkv_stats st;
+  pkv_stats_init(&st);
   ok(pkv_cache_stats(c, NULL) == PKV_ERR_NULL && pkv_cache_stats(NULL, &st) ==
                                                      PKV_ERR_NULL,
      "stats: NULL arguments");

@@ -14,6 +14,7 @@ int main(void) {
   d.class_reserved[1] = 5;
   pkv_cache *c = cp_cache_desc(ctx, &d);
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(c, &st);
   ok(st.num_classes == 2 && st.classes[1].reserved == 5, "class 1 reserves 5");
 
@@ -109,6 +110,7 @@ int main(void) {
      "class 1 evicts class 0's cached pages");
   cp_pages(c, hi, pg, 4);
   pkv_page_info pi;
+  pkv_page_info_init(&pi);
   pkv_page_get_info(c, pg[0], &pi);
   is_int(pi.priority_class, 1, "the page is charged to class 1 now");
   pkv_cache_stats(c, &st);

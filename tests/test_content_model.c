@@ -171,6 +171,7 @@ static void check_all(const char *op) {
     return;
   }
   pkv_batch_view bv;
+  pkv_batch_view_init(&bv);
   pkv_batch_get_view(chk, &bv);
   for (int r = 0; r < n; r++) {
     mseq *m = find(ids[r]);
@@ -206,7 +207,9 @@ static mseq *pick(int resident) {
 
 static void op_open(void) {
   if (ns_ == MAXS) return;
-  pkv_seq_desc d = {.priority_class = (int32_t)rnd(2), .namespace_id = rnd(2)};
+  pkv_seq_desc d = {.struct_size = sizeof d,
+                    .priority_class = (int32_t)rnd(2),
+                    .namespace_id = rnd(2)};
   pkv_seq_id id;
   if (pkv_seq_open(c, &d, &id) != PKV_OK) {
     fail("%s: failed%lld%lld", "open", 0, 0);
@@ -450,7 +453,9 @@ static void op_close_session(void) {
 static void op_open_session(void) {
   uint32_t k = rnd(NSESS);
   if (!SS[k].used || ns_ == MAXS) return;
-  pkv_seq_desc d = {.priority_class = (int32_t)rnd(2), .namespace_id = 77};
+  pkv_seq_desc d = {.struct_size = sizeof d,
+                    .priority_class = (int32_t)rnd(2),
+                    .namespace_id = 77};
   pkv_seq_id id;
   int64_t n = -1;
   if (pkv_session_open(c, k + 1, &d, &id, &n) != PKV_OK) {
@@ -666,6 +671,7 @@ static void run_seed(uint64_t seed, int64_t ops) {
   d.class_reserved[1] = 4;
   d.num_host_pages = NHOST;
   c = cp_cache_desc(ctx, &d);
+  pkv_cache_geometry_init(&geo);
   pkv_cache_get_geometry(c, &geo);
   pkv_buffer *kp, *vp;
   pkv_cache_kv(c, 0, &kp, &vp);

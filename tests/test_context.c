@@ -26,6 +26,8 @@ int main(void) {
 
   int n = -1;
   pkv_device_info info[4];
+  for (size_t i_ = 0; i_ < sizeof info / sizeof info[0]; i_++)
+    pkv_device_info_init(&info[i_]);
   ok(pkv_list_devices(PKV_BACKEND_CPU, info, 4, &n) == PKV_OK && n == 1 &&
          info[0].type == PKV_DEVICE_CPU,
      "the CPU backend lists one device");

@@ -179,8 +179,10 @@ int main(void) {
 
   /* the write landed in the engine's memory, where the geometry says */
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   pkv_cache_get_geometry(c, &g);
   pkv_batch_view bv;
+  pkv_batch_view_init(&bv);
   pkv_batch_get_view(b1, &bv);
   int64_t slot = bv.slot_mapping[21]; /* token 1 of the second sequence */
   const float *row = mem[2 * 1 + 1] + (slot / PS) * g.page_stride +
@@ -228,6 +230,7 @@ int main(void) {
   /* DLPack of the batch arrays */
   DLManagedTensor *bt = NULL, *kvi = NULL, *sm = NULL;
   pkv_batch_device dev;
+  pkv_batch_device_init(&dev);
   pkv_batch_get_device(b1, &dev);
   st = pkv_batch_export_dlpack(b1, PKV_BATCH_BLOCK_TABLE, &bt);
   ok(st == PKV_OK && bt->dl_tensor.ndim == 2 && bt->dl_tensor.shape[0] == 2 &&

@@ -10,6 +10,7 @@ int main(void) {
   int32_t TA[6] = {1, 2, 3, 4, 5, 6}, TB[4] = {7, 8, 9, 10};
   int32_t pa[3], pb[2], px[6];
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_seq_id a = cp_open(c, 0, 0), b = cp_open(c, 0, 0);
   pkv_seq_append(c, a, 6, TA, NULL);
   pkv_seq_append(c, b, 4, TB, NULL);
@@ -27,6 +28,7 @@ int main(void) {
   pkv_seq_id x = cp_open(c, 0, 0);
   pkv_page_info *before = cp_all_pages(c);
   pkv_stats s0;
+  pkv_stats_init(&s0);
   pkv_cache_stats(c, &s0);
   ok(pkv_seq_append(c, x, 13, NULL, NULL) == PKV_ERR_NO_PAGES,
      "7 pages from a pool of 6 fails");

@@ -63,7 +63,7 @@ static void add_id(world *w, pkv_seq_id id) {
 }
 
 static pkv_seq_id open_seq(world *w, int32_t cls, uint64_t ns) {
-  pkv_seq_desc d = {.priority_class = cls, .namespace_id = ns};
+  pkv_seq_desc d = {.struct_size = sizeof(pkv_seq_desc), .priority_class = cls, .namespace_id = ns};
   pkv_seq_id id = -1;
   MUST(pkv_seq_open(w->c, &d, &id));
   add_id(w, id);
@@ -192,7 +192,7 @@ static uint64_t state_hash(world *w) {
 
 static void match_probe(world *w, probe *p, const char *what, uint64_t ns,
                         const int32_t *t, int64_t n) {
-  pkv_seq_desc d = {.priority_class = 0, .namespace_id = ns};
+  pkv_seq_desc d = {.struct_size = sizeof(pkv_seq_desc), .priority_class = 0, .namespace_id = ns};
   pkv_seq_id id = -1;
   uint64_t h = as_mix64(0, pkv_seq_open(w->c, &d, &id));
   int64_t reused = -1, np = 0;
@@ -219,7 +219,7 @@ static void run_probe(world *w, probe *p) {
   match_probe(w, p, "match of X's tokens", 3, tF, 16);
   static const uint64_t keys[3] = {77, 5, 9};
   for (int i = 0; i < 3; i++) {
-    pkv_seq_desc d = {.priority_class = 1, .namespace_id = 0};
+    pkv_seq_desc d = {.struct_size = sizeof(pkv_seq_desc), .priority_class = 1, .namespace_id = 0};
     pkv_seq_id id = -1;
     int64_t tokens = -1;
     uint64_t h = as_mix64(0, pkv_session_open(w->c, keys[i], &d, &id, &tokens));
@@ -274,7 +274,7 @@ typedef struct scenario {
 } scenario;
 
 static pkv_status s_open(world *w) {
-  pkv_seq_desc d = {.priority_class = 0, .namespace_id = 3};
+  pkv_seq_desc d = {.struct_size = sizeof(pkv_seq_desc), .priority_class = 0, .namespace_id = 3};
   pkv_seq_id id = -1;
   pkv_status st = pkv_seq_open(w->c, &d, &id);
   if (st == PKV_OK) add_id(w, id);
@@ -351,7 +351,7 @@ static pkv_status s_close_replace(world *w) {
   return pkv_seq_close_session(w->c, w->F, 77);
 }
 static pkv_status s_session_open(world *w) {
-  pkv_seq_desc d = {.priority_class = 1, .namespace_id = 0};
+  pkv_seq_desc d = {.struct_size = sizeof(pkv_seq_desc), .priority_class = 1, .namespace_id = 0};
   pkv_seq_id id = -1;
   int64_t tokens = 0;
   pkv_status st = pkv_session_open(w->c, 77, &d, &id, &tokens);

@@ -9,11 +9,13 @@ int main(void) {
   for (int i = 0; i < 16; i++) T[i] = i + 1;
   int32_t pp[8], pc[8];
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_seq_id p = cp_open(c, 0, 0), ch;
   pkv_seq_append(c, p, 6, T, NULL);
   cp_pages(c, p, pp, 8);
   /* Mark the parent's partial page in the pool so that the copy shows. */
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   pkv_cache_get_geometry(c, &g);
   pkv_buffer *k0 = NULL;
   pkv_cache_kv(c, 0, &k0, NULL);

@@ -252,6 +252,8 @@ int main(void) {
                   "--with-cuda)");
   int n = -1;
   pkv_device_info info[8];
+  for (size_t i_ = 0; i_ < sizeof info / sizeof info[0]; i_++)
+    pkv_device_info_init(&info[i_]);
   pkv_status st = pkv_list_devices(PKV_BACKEND_HIP, info, 8, &n);
   if (st != PKV_OK || n <= 0) {
     /* no device must be an empty list and PKV_ERR_NO_BACKEND for a context,

@@ -14,7 +14,9 @@ int main(void) {
   pkv_cache *c = cp_cache_desc(ctx, &d);
   pkv_cache *nohost = cp_cache(ctx, 4, 8);
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   pkv_cache_get_geometry(c, &g);
 
   pkv_seq_id a = cp_open(c, 0, 0), b = cp_open(c, 0, 0), f;

@@ -211,6 +211,8 @@ static void seq_and_batch_limits(pkv_context *ctx) {
   pkv_seq_id s;
   pkv_seq_open(c, NULL, &s);
   pkv_stats before, after;
+  pkv_stats_init(&before);
+  pkv_stats_init(&after);
   pkv_cache_stats(c, &before);
   ok(pkv_seq_append(c, s, PKV_MAX_SEQ_TOKENS + 1, NULL, NULL) == PKV_ERR_RANGE &&
          names(ctx, "PKV_MAX_SEQ_TOKENS", NULL),

@@ -79,6 +79,7 @@ static void check_all(pkv_cache *c, long op, const char *what) {
   for (int p = 0; p < NP; p++) {
     ref[p] += pending[p];
     pkv_page_info pi;
+    pkv_page_info_init(&pi);
     pkv_page_get_info(c, p, &pi);
     CHECK(pi.refcount == ref[p], "op %ld (%s): page %d refcount %d, model %d",
           op, what, p, pi.refcount, ref[p]);
@@ -88,6 +89,7 @@ static void check_all(pkv_cache *c, long op, const char *what) {
     live += ref[p] > 0;
   }
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(c, &st);
   CHECK(st.pages_free + st.pages_live + st.pages_cached == st.pages_total,
         "op %ld (%s): free %lld + live %lld + cached %lld != %lld", op, what,
@@ -148,6 +150,7 @@ static void do_append(pkv_cache *c, mseq *s) {
   for (int i = 0; i < n; i++) ids[i] = tok();
   bool with_ids = rnd(10) != 0;
   pkv_stats before;
+  pkv_stats_init(&before);
   pkv_cache_stats(c, &before);
   pkv_status st = pkv_seq_append(c, s->id, n, with_ids ? ids : NULL, slots);
   if (s->swapped) {
@@ -343,7 +346,7 @@ int main(void) {
       pkv_seq_id id;
       int64_t t = -1;
       int cls = rnd(2);
-      pkv_seq_desc sd = {.priority_class = cls};
+      pkv_seq_desc sd = {.struct_size = sizeof sd, .priority_class = cls};
       pkv_status st = nS < MAXS ? pkv_session_open(c, (uint64_t)key, &sd, &id, &t)
                                 : PKV_ERR_STATE;
       if (nS >= MAXS) {
@@ -430,6 +433,7 @@ int main(void) {
        done[0], done[2] + done[3] + done[4] + done[5], done[6], done[7],
        done[8], done[9]);
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(c, &st);
   diag("lookups %lld hit tokens %lld evictions %lld cow %lld failures %lld",
        (long long)st.prefix_lookups, (long long)st.prefix_hit_tokens,

@@ -113,6 +113,7 @@ static void good_module(void) {
   ok(pkv_backend_available(PKV_BACKEND_HIP), "HIP slot available from PKV_BACKEND_PATH");
 
   pkv_device_info info;
+  pkv_device_info_init(&info);
   int n = 0;
   is_int(pkv_list_devices(PKV_BACKEND_HIP, &info, 1, &n), PKV_OK, "list devices");
   ok(n == 1 && !strcmp(info.name, FAKE_NAME), "the device is the module's: '%s'",
@@ -209,6 +210,7 @@ static void never_cwd(void) {
   int cd = chdir(OK_DIR);
   ok(cd == 0, "chdir to the module's directory");
   pkv_device_info info;
+  pkv_device_info_init(&info);
   int n = 0;
   pkv_status st = pkv_list_devices(PKV_BACKEND_HIP, &info, 1, &n);
   ok(st != PKV_OK || n == 0 || strcmp(info.name, FAKE_NAME) != 0,
@@ -242,7 +244,7 @@ static void load_one(void) {
      avail ? "" : ": ", avail ? "" : pkv_last_error(NULL));
   int n = 0;
   pkv_device_info info;
-  memset(&info, 0, sizeof info);
+  pkv_device_info_init(&info);
   pkv_status st = avail ? pkv_list_devices(kind, &info, 1, &n) : PKV_ERR_NO_BACKEND;
   if (st == PKV_OK && n > 0) {
     ok(1, "%s: %d device(s), the first '%s'", base, n, info.name);

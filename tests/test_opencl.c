@@ -259,7 +259,7 @@ static void run_case(pkv_context *ctx, const kcase *kc) {
   }
   ref_geom g = ref_make_geom(kc->heads, kc->dim, kc->page_size, total_pages, kc->dtype,
                              kc->layout);
-  pkv_cache_geometry geom = {1, kc->heads, kc->dim, kc->page_size, total_pages,
+  pkv_cache_geometry geom = {sizeof geom, 1, kc->heads, kc->dim, kc->page_size, total_pages,
                              kc->dtype, kc->layout, g.page_stride, g.head_stride,
                              g.token_stride, (size_t)g.page_stride * es,
                              (size_t)g.page_stride * es * (size_t)total_pages, 0};
@@ -449,7 +449,7 @@ static void test_pages(pkv_context *ctx) {
   /* Two pool buffers of 6 pages: copy-on-write pairs, then a round trip
    * through the host tier in one batched move. */
   ref_geom g = ref_make_geom(2, 64, 8, 6, PKV_DTYPE_F16, PKV_LAYOUT_HND);
-  pkv_cache_geometry geom = {1, 2, 64, 8, 6, PKV_DTYPE_F16, PKV_LAYOUT_HND, g.page_stride,
+  pkv_cache_geometry geom = {sizeof geom, 1, 2, 64, 8, 6, PKV_DTYPE_F16, PKV_LAYOUT_HND, g.page_stride,
                              g.head_stride, g.token_stride, (size_t)g.page_stride * 2,
                              (size_t)g.page_stride * 12, 0};
   size_t pb = geom.page_bytes, n16 = pb / 2 * 6;
@@ -523,6 +523,8 @@ int main(void) {
   unsetenv("PKV_OPENCL_PLATFORM");
 
   pkv_device_info dev[16];
+  for (size_t i_ = 0; i_ < sizeof dev / sizeof dev[0]; i_++)
+    pkv_device_info_init(&dev[i_]);
   int n = 0;
   if (pkv_list_devices(PKV_BACKEND_OPENCL, dev, 16, &n) != PKV_OK || n == 0) {
     cleanup_dir(cache_dir);

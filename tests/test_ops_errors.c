@@ -121,7 +121,7 @@ int main(void) {
   take_snapshot();
 
   pkv_attn_params p;
-  pkv_attn_params_init(NULL, 4); /* must not crash */
+  pkv_attn_params_init_sized(NULL, sizeof(pkv_attn_params), 4); /* no crash */
   pkv_attn_params_init(&p, NQ);
   ok(p.num_q_heads == NQ && p.causal == 1 && p.window_left == -1 &&
          p.scale == 0.0f && p.softcap == 0.0f && !p.alibi_slopes,

@@ -47,8 +47,11 @@ fi
 libdir=$(pkg-config --variable=libdir "$top_builddir/pagedkv.pc")
 pcdir="$tmp/root$libdir/pkgconfig"
 # PKG_CONFIG_SYSROOT_DIR prefixes -I/-L with the DESTDIR root, as for a
-# staged install; PKG_CONFIG_LIBDIR keeps the system's pkgconfig dirs out.
-if flags=$(PKG_CONFIG_SYSROOT_DIR="$tmp/root" PKG_CONFIG_LIBDIR="$pcdir" \
+# staged install; PKG_CONFIG_LIBDIR puts the installed pagedkv.pc first and
+# keeps the system's directories after it, for the Requires.private modules
+# (libxxhash, OpenCL) that pkg-config resolves even without --static.
+syspc=$(pkg-config --variable pc_path pkg-config 2>/dev/null)
+if flags=$(PKG_CONFIG_SYSROOT_DIR="$tmp/root" PKG_CONFIG_LIBDIR="$pcdir${syspc:+:$syspc}" \
            PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs pagedkv 2>"$tmp/pc.err"); then
   case "$flags" in
     *"$tmp/root"*-lpagedkv*) echo "ok 2 - pkg-config finds the installed pagedkv.pc: $flags" ;;

@@ -16,6 +16,7 @@ __asan_default_options(void) {
 static void test_basic(pkv_context *ctx) {
   pkv_cache *c = cp_cache(ctx, 16, 8);
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(c, &st);
   is_int(st.pages_total, 8, "8 pages in the pool");
   is_int(st.pages_free, 8, "all free at first");
@@ -79,6 +80,7 @@ static void test_page_sizes(pkv_context *ctx) {
   ok(pkv_seq_append(c, a, 1, NULL, slots) == PKV_ERR_NO_PAGES,
      "page size 1: the 101st token does not fit");
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(c, &st);
   is_int(st.waste_slots, 0, "page size 1 wastes nothing");
   pkv_cache_destroy(c);

@@ -9,12 +9,14 @@ int main(void) {
   int32_t T[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
   int32_t pa[8], pb[8], pd[8];
   pkv_stats st;
+  pkv_stats_init(&st);
 
   pkv_seq_id a = cp_open(c, 0, 1);
   ok(pkv_seq_append(c, a, 10, T, NULL) == PKV_OK, "a: 10 tokens with ids");
   ok(pkv_seq_commit(c, a, 10) == PKV_OK, "a: commit 10");
   cp_pages(c, a, pa, 8);
   pkv_page_info pi;
+  pkv_page_info_init(&pi);
   pkv_page_get_info(c, pa[0], &pi);
   ok(pi.indexed && pi.state == PKV_PAGE_LIVE && pi.refcount == 1,
      "a's first page is indexed and live with refcount 1");

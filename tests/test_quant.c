@@ -275,7 +275,9 @@ typedef struct world {
 static double step(const fmt *f, world *w, int layer, const int32_t *q_lens,
                    int *first_tok, int *qerr) {
   pkv_batch_view bv;
+  pkv_batch_view_init(&bv);
   pkv_batch_device bd;
+  pkv_batch_device_init(&bd);
   pkv_batch_get_view(w->b, &bv);
   pkv_batch_get_device(w->b, &bd);
   const int64_t T = bv.num_tokens;
@@ -319,6 +321,7 @@ static double step(const fmt *f, world *w, int layer, const int32_t *q_lens,
   double err = st == PKV_OK ? 0 : INFINITY;
   if (st != PKV_OK) diag("step: %s: %s", pkv_status_name(st), pkv_last_error(w->ctx));
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   pkv_cache_get_geometry(w->c, &g);
   uint8_t *kp = host_copy(view.k), *vp = host_copy(view.v);
   float *o = host_copy(ob);
@@ -372,6 +375,7 @@ static double step(const fmt *f, world *w, int layer, const int32_t *q_lens,
 /* Bytes of the first n tokens' rows of one sequence in every pool. */
 static void seq_rows(world *w, pkv_seq_id s, int64_t n, uint8_t *dst) {
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   pkv_cache_get_geometry(w->c, &g);
   int32_t pages[64];
   int64_t np = 0;
@@ -441,6 +445,7 @@ static void test_cache(const fmt *f, pkv_backend_kind be) {
     return;
   }
   pkv_cache_geometry g;
+  pkv_cache_geometry_init(&g);
   pkv_cache_get_geometry(w.c, &g);
   if (f->is_int8) {
     ok(g.page_bytes == (size_t)PS * NKV * D + (size_t)PS * NKV * 4 &&
@@ -649,6 +654,7 @@ static void test_refusals(void) {
       dl_ok = 0;
     } else {
       pkv_cache_geometry g;
+      pkv_cache_geometry_init(&g);
       pkv_cache_get_geometry(c, &g);
       dl_ok &= t->dl_tensor.dtype.bits == 8 &&
                t->dl_tensor.dtype.code == (i < 2 ? kDLUInt : kDLInt) &&

@@ -89,6 +89,7 @@ static void bug1_session_hold(void) {
          "bug 1: the closed session's token 3 survives its sibling's append");
   is_int((int64_t)get(&r, a2, 3), 200, "bug 1: the sibling reads its own token");
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(r.c, &st);
   ok(st.cow_copies >= 1, "bug 1: the held page was copied (%lld copies)",
      (long long)st.cow_copies);
@@ -276,6 +277,8 @@ static void bug6_failed_swap(void) {
   pkv_seq_fork(r.c, p, &ch);
   app(&r, ch, 1, NULL, v); /* a copy is pending */
   pkv_stats s0, s1;
+  pkv_stats_init(&s0);
+  pkv_stats_init(&s1);
   pkv_cache_stats(r.c, &s0);
   pkv_page_info *i0 = cp_all_pages(r.c);
   ok(pkv_seq_swap_out(r.c, &p, 1) == PKV_ERR_NO_HOST_PAGES,

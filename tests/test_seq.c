@@ -46,7 +46,7 @@ int main(void) {
   ok(pkv_seq_open(c, NULL, NULL) == PKV_ERR_NULL &&
          strstr(pkv_last_error(ctx), "out"),
      "open: NULL out names out");
-  pkv_seq_desc sd = {.priority_class = 3, .namespace_id = 0};
+  pkv_seq_desc sd = {.struct_size = sizeof sd, .priority_class = 3};
   ok(pkv_seq_open(c, &sd, &b) == PKV_ERR_RANGE &&
          strstr(pkv_last_error(ctx), "priority_class"),
      "open: class out of range: %s", pkv_last_error(ctx));
@@ -91,6 +91,7 @@ int main(void) {
   pkv_seq_release(c, d);
   ok(cp_conserved(c), "conservation after releasing all");
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(c, &st);
   ok(st.pages_free == 32 && st.tokens_stored == 0 && st.num_seqs == 0 &&
          st.waste_slots == 0,

@@ -9,6 +9,7 @@ int main(void) {
   for (int i = 0; i < 16; i++) T[i] = i + 1;
   int32_t pa[8], pb[8];
   pkv_stats st;
+  pkv_stats_init(&st);
 
   pkv_seq_id a = cp_open(c, 0, 0);
   pkv_seq_append(c, a, 10, T, NULL);
@@ -74,7 +75,7 @@ int main(void) {
   ok(pkv_seq_close_session(NULL, 1, 1) == PKV_ERR_NULL, "close: NULL cache");
   ok(pkv_session_open(c, 1, NULL, NULL, &tokens) == PKV_ERR_NULL, "open: NULL out");
   ok(pkv_session_open(c, 1, NULL, &b, NULL) == PKV_ERR_NULL, "open: NULL tokens");
-  pkv_seq_desc bad = {.priority_class = 5};
+  pkv_seq_desc bad = {.struct_size = sizeof bad, .priority_class = 5};
   ok(pkv_session_open(c, 1, &bad, &b, &tokens) == PKV_ERR_RANGE,
      "open: class out of range");
 

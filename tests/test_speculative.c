@@ -65,6 +65,7 @@ static void truncate_back(void) {
   int32_t T[16];
   for (int i = 0; i < 16; i++) T[i] = 50 + i;
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_seq_id a = cp_open(c, 0, 0);
   app(a, 6, T, 0);
   /* Draft of 5 tokens: 2 pages more; reject 4. */
@@ -133,6 +134,7 @@ static void truncate_back(void) {
 static void reserve(void) {
   setup(8);
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_seq_id a = cp_open(c, 0, 0), other = cp_open(c, 0, 0);
   app(a, 2, NULL, 0);
   ok(pkv_seq_reserve(c, a, 7) == PKV_OK, "reserve 7 tokens");

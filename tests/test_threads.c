@@ -104,6 +104,7 @@ static pkv_status step(pkv_context *ctx, pkv_cache *c, pkv_batch *b,
   (void)c;
   TRY("build", pkv_batch_build(b, seqs, NSEQ, q_lens));
   pkv_batch_view view;
+  pkv_batch_view_init(&view);
   TRY("view", pkv_batch_get_view(b, &view));
   size_t nt = (size_t)view.num_tokens;
   pkv_attn_params p;
@@ -357,6 +358,7 @@ static void one_cache_in_turns(pkv_context *ctx) {
     lens_ok &= len == 200;
   }
   pkv_stats st;
+  pkv_stats_init(&st);
   pkv_cache_stats(turns.cache, &st);
   ok(turns.failures == 0 && lens_ok && st.num_seqs == NT,
      "one cache from %d threads in turns: %d failures, lengths %s", NT,

@@ -31,6 +31,7 @@ PKV_MAX_CLASSES = 8
 
 class ContextDesc(C.Structure):  # pkv_context_desc
     _fields_ = [
+        ("struct_size", C.c_size_t),   # growable struct (doc/ABI.md)
         ("backend", C.c_int),          # pkv_backend_kind
         ("device", C.c_int),
         ("device_name", C.c_char_p),
@@ -45,6 +46,7 @@ class ContextDesc(C.Structure):  # pkv_context_desc
 
 class CacheDesc(C.Structure):  # pkv_cache_desc
     _fields_ = [
+        ("struct_size", C.c_size_t),   # growable struct (doc/ABI.md)
         ("num_layers", C.c_int32),
         ("num_kv_heads", C.c_int32),
         ("head_dim", C.c_int32),
@@ -62,6 +64,7 @@ class CacheDesc(C.Structure):  # pkv_cache_desc
 
 class AttnParams(C.Structure):  # pkv_attn_params
     _fields_ = [
+        ("struct_size", C.c_size_t),   # growable struct (doc/ABI.md)
         ("num_q_heads", C.c_int32),
         ("scale", C.c_float),
         ("causal", C.c_int32),
@@ -73,6 +76,7 @@ class AttnParams(C.Structure):  # pkv_attn_params
 
 class DeviceInfo(C.Structure):  # pkv_device_info
     _fields_ = [
+        ("struct_size", C.c_size_t),   # growable struct (doc/ABI.md)
         ("backend", C.c_int),
         ("index", C.c_int),
         ("type", C.c_int),
@@ -89,7 +93,7 @@ class DeviceInfo(C.Structure):  # pkv_device_info
 
 def check_layouts():
     """Sizes on LP64 (x86-64, aarch64), from the C declarations."""
-    want = {ContextDesc: 56, CacheDesc: 128, AttnParams: 32, DeviceInfo: 680}
+    want = {ContextDesc: 64, CacheDesc: 136, AttnParams: 40, DeviceInfo: 688}
     for s, n in want.items():
         if C.sizeof(s) != n:
             raise SystemExit("ctypes %s is %d bytes, pagedkv.h says %d: "
@@ -107,14 +111,16 @@ class Lib:
             "pkv_version_string": (C.c_char_p, []),
             "pkv_list_devices": (st, [C.c_int, C.POINTER(DeviceInfo), C.c_int,
                                       C.POINTER(C.c_int)]),
-            "pkv_context_desc_init": (None, [C.POINTER(ContextDesc)]),
+            "pkv_context_desc_init_sized": (None, [C.POINTER(ContextDesc),
+                                                  C.c_size_t]),
             "pkv_context_create": (st, [C.POINTER(ContextDesc),
                                         C.POINTER(vp)]),
             "pkv_context_destroy": (None, [vp]),
             "pkv_context_synchronize": (st, [vp]),
             "pkv_buffer_wrap": (st, [vp, vp, C.c_size_t, C.POINTER(vp)]),
             "pkv_buffer_destroy": (None, [vp]),
-            "pkv_cache_desc_init": (None, [C.POINTER(CacheDesc)]),
+            "pkv_cache_desc_init_sized": (None, [C.POINTER(CacheDesc),
+                                                C.c_size_t]),
             "pkv_cache_create": (st, [vp, C.POINTER(CacheDesc),
                                       C.POINTER(vp)]),
             "pkv_cache_destroy": (None, [vp]),
@@ -126,7 +132,8 @@ class Lib:
             "pkv_batch_build": (st, [vp, C.POINTER(i64), i32,
                                      C.POINTER(i32)]),
             "pkv_write_kv": (st, [vp, i32, vp, vp]),
-            "pkv_attn_params_init": (None, [C.POINTER(AttnParams), i32]),
+            "pkv_attn_params_init_sized": (None, [C.POINTER(AttnParams),
+                                                 C.c_size_t, i32]),
             "pkv_attention": (st, [vp, i32, C.POINTER(AttnParams), vp, vp,
                                    vp]),
         }
@@ -163,7 +170,7 @@ class Paged:
         self.lib, self.torch, self.args = lib, torch, args
         so = lib.so
         d = ContextDesc()
-        so.pkv_context_desc_init(C.byref(d))
+        so.pkv_context_desc_init_sized(C.byref(d), C.sizeof(d))
         d.backend = PKV_BACKEND_HIP
         d.device = torch.cuda.current_device()
         d.native_queue = C.c_void_p(torch.cuda.current_stream().cuda_stream)
@@ -172,7 +179,7 @@ class Paged:
                   "pkv_context_create(hip)")
         lib.ctx = self.ctx = ctx
         cd = CacheDesc()
-        so.pkv_cache_desc_init(C.byref(cd))
+        so.pkv_cache_desc_init_sized(C.byref(cd), C.sizeof(cd))
         cd.num_layers = 1
         cd.num_kv_heads = args.kv_heads
         cd.head_dim = args.head_dim
@@ -228,7 +235,8 @@ class Paged:
 
     def attention_fn(self, q, out, num_q_heads):
         p = AttnParams()
-        self.lib.so.pkv_attn_params_init(C.byref(p), num_q_heads)
+        self.lib.so.pkv_attn_params_init_sized(C.byref(p), C.sizeof(p),
+                                               num_q_heads)
         bq, bo = self.wrap(q), self.wrap(out)
         so, batch = self.lib.so, self.batch
 

@@ -4,11 +4,11 @@
  * of a plain device buffer copy, the same decode over a contiguous cache,
  * and (for a device backend) the CPU reference. Uses the public API only.
  * See doc/benchmark.md for what each row means. */
-/* clock_gettime, isatty: POSIX, also when built outside the tree with -std=c11 */
+/* isatty: POSIX, also when built outside the tree with -std=c11 */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
-#include <pagedkv.h>
+#include "tool_common.h"
 
 #include <errno.h>
 #include <math.h>
@@ -47,15 +47,6 @@ static void usage(FILE *f) {
           "backends), and control-plane costs (appends, batch builds).\n");
 }
 
-static int parse_int(const char *s, long long lo, long long hi, long long *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return 0;
-  *out = v;
-  return 1;
-}
-
 static int parse_options(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
   o->backend = PKV_BACKEND_AUTO;
@@ -70,7 +61,7 @@ static int parse_options(int argc, char **argv, options *o) {
     long long v = 0;
     if (!strcmp(a, "--csv")) { o->csv = 1; continue; }
     if (!strcmp(a, "--quick")) { o->quick = 1; continue; }
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
+    if (tool_std_option("pkv-bench", a, usage)) exit(0);
     if (i + 1 >= argc) {
       fprintf(stderr, "pkv-bench: unknown option or missing value: %s\n", a);
       usage(stderr);
@@ -78,18 +69,9 @@ static int parse_options(int argc, char **argv, options *o) {
     }
     val = argv[++i];
     if (!strcmp(a, "--backend")) {
-      if (pkv_backend_from_name(val, &o->backend) != PKV_OK) {
-        fprintf(stderr, "pkv-bench: %s\n", pkv_last_error(NULL));
-        return 0;
-      }
+      if (!tool_parse_backend("pkv-bench", val, &o->backend)) return 0;
     } else if (!strcmp(a, "--dtype")) {
-      if (!strcmp(val, "f16")) o->dtype = PKV_DTYPE_F16;
-      else if (!strcmp(val, "bf16")) o->dtype = PKV_DTYPE_BF16;
-      else if (!strcmp(val, "f32")) o->dtype = PKV_DTYPE_F32;
-      else if (!strcmp(val, "e4m3")) o->dtype = PKV_DTYPE_FP8_E4M3;
-      else if (!strcmp(val, "e5m2")) o->dtype = PKV_DTYPE_FP8_E5M2;
-      else if (!strcmp(val, "int8")) o->dtype = PKV_DTYPE_INT8;
-      else {
+      if (!tool_parse_dtype(val, &o->dtype)) {
         fprintf(stderr, "pkv-bench: --dtype %s is not f16, bf16, f32, e4m3, e5m2 or int8\n", val);
         return 0;
       }
@@ -107,7 +89,7 @@ static int parse_options(int argc, char **argv, options *o) {
         usage(stderr);
         return 0;
       }
-      if (!parse_int(val, lim[k].lo, lim[k].hi, &v)) {
+      if (!tool_parse_ll(val, lim[k].lo, lim[k].hi, &v)) {
         fprintf(stderr, "pkv-bench: %s %s: expected an integer in %lld..%lld\n",
                 a, val, lim[k].lo, lim[k].hi);
         return 0;
@@ -136,12 +118,6 @@ static int parse_options(int argc, char **argv, options *o) {
 /* ------------------------------------------------------------------ */
 /* helpers                                                              */
 /* ------------------------------------------------------------------ */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -305,14 +281,14 @@ static int bench_copy(pkv_context *ctx, size_t bytes, int iters, double *gbps,
     goto out;
   }
   for (int i = 0; i < iters; i++) {
-    double t0 = now_s();
+    double t0 = tool_now_s();
     st = pkv_buffer_copy(b, 0, a, 0, bytes);
     if (st == PKV_OK) st = pkv_context_synchronize(ctx);
     if (st != PKV_OK) {
       seterr(ctx, st, "pkv_buffer_copy");
       goto out;
     }
-    t[i] = now_s() - t0;
+    t[i] = tool_now_s() - t0;
   }
   double m = median(t, iters);
   *ms = m * 1e3;
@@ -467,6 +443,7 @@ static int rig_time(rig *r, const shape *sh, int iters, int with_write,
   pkv_kv_table table;
   pkv_tensor qt, ot, kt, vt;
   pkv_batch_device dev;
+  pkv_batch_device_init(&dev);
   pkv_kv_view_init(&view);
   pkv_kv_table_init(&table);
   pkv_tensor_init(&qt);
@@ -485,7 +462,7 @@ static int rig_time(rig *r, const shape *sh, int iters, int with_write,
     }
   }
   for (int i = -1; i < iters; i++) {
-    double t0 = now_s();
+    double t0 = tool_now_s();
     pkv_status st = PKV_OK;
     if (with_write)
       st = kvl ? pkv_kv_write(r->ctx, &view, dev.slot_mapping, NULL,
@@ -499,7 +476,7 @@ static int rig_time(rig *r, const shape *sh, int iters, int with_write,
       free(t);
       return seterr(r->ctx, st, "pkv_attention");
     }
-    if (i >= 0) t[i] = now_s() - t0;
+    if (i >= 0) t[i] = tool_now_s() - t0;
   }
   *sec = median(t, iters);
   free(t);
@@ -540,11 +517,11 @@ static int contiguous_page_size(int64_t len) {
 /* One decode-step batch build, synchronized, in seconds; 0 on failure. */
 static int timed_build(pkv_context *ctx, pkv_batch *batch,
                        const pkv_seq_id *seqs, int nseqs, double *seconds) {
-  double t0 = now_s();
+  double t0 = tool_now_s();
   pkv_status st = pkv_batch_build(batch, seqs, nseqs, NULL);
   if (st == PKV_OK) st = pkv_context_synchronize(ctx);
   if (st != PKV_OK) return seterr(ctx, st, "pkv_batch_build");
-  *seconds = now_s() - t0;
+  *seconds = tool_now_s() - t0;
   return 1;
 }
 
@@ -581,7 +558,7 @@ static int bench_control(pkv_context *ctx, int nseqs, int64_t len, int iters,
   uint32_t lcg = 1;
   int32_t tok;
   int64_t slot;
-  double t0 = now_s();
+  double t0 = tool_now_s();
   for (int64_t r = 0; r < rounds; r++)
     for (int s = 0; s < nseqs; s++) {
       lcg = lcg * 1103515245u + 12345u;
@@ -591,7 +568,7 @@ static int bench_control(pkv_context *ctx, int nseqs, int64_t len, int iters,
         goto out;
       }
     }
-  double dt = now_s() - t0;
+  double dt = tool_now_s() - t0;
   *appends = rounds * nseqs;
   *appends_per_s = (double)*appends / dt;
   for (int s = 0; s < nseqs && len > rounds; s++)
@@ -708,6 +685,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   pkv_device_info info;
+  pkv_device_info_init(&info);
   pkv_context_device_info(ctx, &info);
   pkv_backend_kind kind = pkv_context_backend(ctx);
   const char *bname = pkv_backend_name(kind);

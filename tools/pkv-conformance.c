@@ -13,14 +13,13 @@
  * every page size, GQA 1/4/5/8, query lengths 1..577, lengths to 16k).
  * Exit status 0 when every case passes. An operator runs it once per GPU
  * model of a fleet to certify it. */
-#include "pagedkv.h"
+#include "tool_common.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAXS 8
 
@@ -228,6 +227,7 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
   pkv_buffer *kb = NULL, *vb = NULL, *qb = NULL, *ob = NULL, *lb = NULL,
              *sb = NULL;
   int64_t *slots = NULL;
+  void *again = NULL; /* freed at done: a failed repeat must not leak it */
   pkv_seq_id seqs[MAXS], dummy[6];
   memset(r, 0, sizeof *r);
 
@@ -300,6 +300,7 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
     if (!kb || !vb) CHECK(PKV_ERR_NO_MEMORY);
     if (c->dt == PKV_DTYPE_INT8) {
       pkv_batch_device dev;
+      pkv_batch_device_init(&dev);
       CHECK(pkv_batch_get_device(batch, &dev));
       CHECK(write_f32_rows(ctx, cache, kb, vb, dev.slot_mapping, d->ntok));
     } else {
@@ -313,7 +314,7 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
   p.softcap = c->softcap;
   p.alibi_slopes = c->alibi ? d->alibi : NULL;
   p.sinks = c->sinks ? d->sinks : NULL;
-  struct timespec t0, t1;
+  double t0 = 0; /* tool_now_s() at the start of the timed attention */
   if (layer_path(c)) {
     /* q/out in their own dtype, possibly strided, through the layer. */
     const pkv_dtype io = io_dt(c);
@@ -353,11 +354,10 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
     ot.dtype = io;
     ot.token_stride = o_ts;
     ot.head_stride = o_hs;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    t0 = tool_now_s();
     CHECK(pkv_kv_attention(ctx, &view, &table, &p, &qt, &ot, lb));
     CHECK(pkv_context_synchronize(ctx));
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    r->seconds = tool_now_s() - t0;
     void *oh = malloc(o_elems * ies);
     r->out = malloc((on + 8) * ies);
     r->lse = malloc(sizeof(float) * ((size_t)d->ntok * nq + 1));
@@ -385,27 +385,26 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
   if (!qb || !ob || !lb) CHECK(PKV_ERR_NO_MEMORY);
   r->out = malloc((on + 8) * es);
   r->lse = malloc(sizeof(float) * ((size_t)d->ntok * nq + 1));
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  t0 = tool_now_s();
   CHECK(pkv_attention(batch, 0, &p, qb, ob, lb));
   CHECK(pkv_context_synchronize(ctx));
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  r->seconds = tool_now_s() - t0;
   CHECK(pkv_buffer_download(ob, 0, r->out, (on + 8) * es));
   CHECK(pkv_buffer_download(lb, 0, r->lse, sizeof(float) * ((size_t)d->ntok * nq + 1)));
   }
   r->spare_nan = isnan(get(r->out, io_dt(c), on)) && isnan(r->lse[(size_t)d->ntok * nq]);
   r->identical = 1;
   if (layer_path(c)) goto done_ok; /* one run, through the layer */
-  void *again = c->repeat > 1 ? malloc((on + 8) * es) : NULL;
+  again = c->repeat > 1 ? malloc((on + 8) * es) : NULL;
   for (int i = 1; i < c->repeat; i++) {
     CHECK(pkv_attention(batch, 0, &p, qb, ob, lb));
     CHECK(pkv_buffer_download(ob, 0, again, (on + 8) * es));
     if (memcmp(again, r->out, on * es) != 0) r->identical = 0;
   }
-  free(again);
 done_ok:
   good = 1;
 done:
+  free(again);
   free(slots);
   pkv_buffer *bufs[] = {kb, vb, sb, qb, ob, lb};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pkv_buffer_destroy(bufs[i]);
@@ -744,19 +743,33 @@ static void build_grid(int full) {
   add(rp);
 }
 
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: pkv-conformance [--backend opencl|hip|cpu] [--device N]\n"
+          "                       [--full|--quick] [--decode-only] [--list] [--verbose]\n"
+          "Runs the paged-attention conformance grid on one backend and\n"
+          "compares every output and LSE with the CPU reference, printing TAP.\n"
+          "Exit status 0 when every case passes, 1 when one fails, 2 on a\n"
+          "usage error. PKV_CONFORMANCE=full selects the full grid.\n");
+}
+
 int main(int argc, char **argv) {
   pkv_backend_kind kind = PKV_BACKEND_OPENCL;
   int device = -1, full = 0, list = 0, verbose = 0, decode_only = 0;
   const char *env = getenv("PKV_CONFORMANCE");
   if (env && strcmp(env, "full") == 0) full = 1;
   for (int i = 1; i < argc; i++) {
+    long long v = 0;
+    if (tool_std_option("pkv-conformance", argv[i], usage)) return 0;
     if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
-      if (pkv_backend_from_name(argv[++i], &kind) != PKV_OK) {
-        fprintf(stderr, "pkv-conformance: %s\n", pkv_last_error(NULL));
+      if (!tool_parse_backend("pkv-conformance", argv[++i], &kind)) return 2;
+    } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+      if (!tool_parse_ll(argv[++i], 0, 1024, &v)) {
+        fprintf(stderr, "pkv-conformance: --device %s: expected 0..1024\n",
+                argv[i]);
         return 2;
       }
-    } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
-      device = atoi(argv[++i]);
+      device = (int)v;
     } else if (!strcmp(argv[i], "--full")) {
       full = 1;
     } else if (!strcmp(argv[i], "--quick")) {
@@ -768,9 +781,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
       verbose = 1;
     } else {
-      fprintf(stderr,
-              "usage: pkv-conformance [--backend opencl|hip|cpu] [--device N] "
-              "[--full|--quick] [--decode-only] [--list] [--verbose]\n");
+      fprintf(stderr, "pkv-conformance: unknown option %s\n", argv[i]);
+      usage(stderr);
       return 2;
     }
   }
@@ -818,9 +830,11 @@ int main(int argc, char **argv) {
   d.backend = PKV_BACKEND_CPU;
   if (pkv_context_create(&d, &ref) != PKV_OK) {
     printf("1..1\nnot ok 1 - CPU reference context: %s\n", pkv_last_error(NULL));
+    pkv_context_destroy(test);
     return 1;
   }
   pkv_device_info info;
+  pkv_device_info_init(&info);
   pkv_context_device_info(test, &info);
   printf("1..%d\n", ncases);
   printf("# pkv-conformance %s: %s backend, device %d '%s' (%s%s%s), %s grid\n",

@@ -13,11 +13,11 @@
  * allocation of the same requests, prefix hits against the trace's own
  * maximum, refused admissions per class, preemptions, swaps, throughput.
  * Uses the public API only. */
-/* clock_gettime, isatty: POSIX, also when built outside the tree with -std=c11 */
+/* isatty: POSIX, also when built outside the tree with -std=c11 */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
-#include <pagedkv.h>
+#include "tool_common.h"
 
 #include <errno.h>
 #include <math.h>
@@ -56,15 +56,6 @@ static void usage(FILE *f) {
           "--pages), and reports the capacity gain.\n");
 }
 
-static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return 0;
-  *out = v;
-  return 1;
-}
-
 static int parse_options(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
   o->backend = PKV_BACKEND_AUTO;
@@ -75,7 +66,7 @@ static int parse_options(int argc, char **argv, options *o) {
     const char *a = argv[i];
     long long v;
     if (!strcmp(a, "--quick")) { o->quick = 1; continue; }
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
+    if (tool_std_option("pkv-sim", a, usage)) exit(0);
     if (i + 1 >= argc) {
       fprintf(stderr, "pkv-sim: unknown option or missing value: %s\n", a);
       usage(stderr);
@@ -83,10 +74,7 @@ static int parse_options(int argc, char **argv, options *o) {
     }
     const char *val = argv[++i];
     if (!strcmp(a, "--backend")) {
-      if (pkv_backend_from_name(val, &o->backend) != PKV_OK) {
-        fprintf(stderr, "pkv-sim: %s\n", pkv_last_error(NULL));
-        return 0;
-      }
+      if (!tool_parse_backend("pkv-sim", val, &o->backend)) return 0;
     } else if (!strcmp(a, "--csv")) {
       o->csv = val;
     } else if (!strcmp(a, "--dtype")) {
@@ -98,13 +86,13 @@ static int parse_options(int argc, char **argv, options *o) {
         fprintf(stderr, "pkv-sim: --dtype %s is not f32, f16, bf16, e4m3, e5m2 or int8\n", val);
         return 0;
       }
-    } else if (!strcmp(a, "--device") && parse_ll(val, 0, 1024, &v)) {
+    } else if (!strcmp(a, "--device") && tool_parse_ll(val, 0, 1024, &v)) {
       o->device = (int)v;
-    } else if (!strcmp(a, "--seed") && parse_ll(val, 0, (long long)1 << 62, &v)) {
+    } else if (!strcmp(a, "--seed") && tool_parse_ll(val, 0, (long long)1 << 62, &v)) {
       o->seed = (uint64_t)v;
-    } else if (!strcmp(a, "--steps") && parse_ll(val, 1, 10000000, &v)) {
+    } else if (!strcmp(a, "--steps") && tool_parse_ll(val, 1, 10000000, &v)) {
       o->steps = (int)v;
-    } else if (!strcmp(a, "--pages") && parse_ll(val, 64, (long long)1 << 30, &v)) {
+    } else if (!strcmp(a, "--pages") && tool_parse_ll(val, 64, (long long)1 << 30, &v)) {
       o->pages = v;
     } else {
       fprintf(stderr, "pkv-sim: bad option or value: %s %s\n", a, val);
@@ -452,7 +440,10 @@ static int count_state(const sim *s, int state) {
  * one, else a prefix match in its tenant's namespace. */
 static void open_seq(sim *s, req *r, int64_t *reused, int *from_session) {
   session *ss = &s->sessions[r->sess];
-  pkv_seq_desc d = {r->cls, s->tenants[r->tenant].ns};
+  pkv_seq_desc d;
+  pkv_seq_desc_init(&d);
+  d.priority_class = r->cls;
+  d.namespace_id = s->tenants[r->tenant].ns;
   *reused = 0;
   *from_session = 0;
   if (r->turn > 0 && ss->closed && !r->recompute && !r->child) {
@@ -646,6 +637,7 @@ static void swap_ins(sim *s) {
   int n = collect(s, ST_SWAPPED, by_admission);
   int running = count_state(s, ST_RUNNING);
   pkv_stats st;
+  pkv_stats_init(&st);
   CHECK(s, pkv_cache_stats(s->cache, &st));
   int64_t avail = st.pages_free + st.pages_cached;
   for (int i = 0; i < n && running < s->max_running; i++) {
@@ -740,10 +732,10 @@ static void step_once(sim *s, int64_t step) {
   }
   s->nplan = np;
   pkv_stats st;
+  pkv_stats_init(&st);
   if (np > 0) {
     ensure_buffers(s, tokens);
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    double t_kernel = tool_now_s();
     CHECK(s, pkv_batch_build(s->batch, s->pseq, np, s->qlen));
     pkv_attn_params p;
     pkv_attn_params_init(&p, s->q_heads);
@@ -752,6 +744,7 @@ static void step_once(sim *s, int64_t step) {
        * in their own (float) dtype */
       pkv_kv_table t;
       pkv_batch_device dev;
+      pkv_batch_device_init(&dev);
       pkv_tensor kt, vt, qt, ot;
       pkv_kv_table_init(&t);
       pkv_tensor_init(&kt);
@@ -778,8 +771,7 @@ static void step_once(sim *s, int64_t step) {
       }
     }
     CHECK(s, pkv_context_synchronize(s->ctx));
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    s->kernel_s += (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+    s->kernel_s += tool_now_s() - t_kernel;
   }
   CHECK(s, pkv_cache_stats(s->cache, &st));
 
@@ -866,12 +858,6 @@ static void step_once(sim *s, int64_t step) {
 /* set-up, report                                                       */
 /* ------------------------------------------------------------------ */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void setup(sim *s) {
   pkv_context_desc cd;
   pkv_context_desc_init(&cd);
@@ -882,6 +868,7 @@ static void setup(sim *s) {
     fprintf(stderr, "pkv-sim: cannot create a context: %s\n", pkv_last_error(NULL));
     exit(1);
   }
+  pkv_device_info_init(&s->info);
   CHECK(s, pkv_context_device_info(s->ctx, &s->info));
   s->gpu = s->info.type == PKV_DEVICE_GPU;
 
@@ -971,8 +958,9 @@ static void setup(sim *s) {
 
 static void progress(const sim *s, int64_t step, double t0, int last) {
   pkv_stats st;
+  pkv_stats_init(&st);
   if (pkv_cache_stats(s->cache, &st) != PKV_OK) return;
-  double el = now_s() - t0;
+  double el = tool_now_s() - t0;
   fprintf(stderr,
           "\rpkv-sim: step %lld/%d  running %d  waiting %d  swapped %d  "
           "pool %3.0f%% live  %.0f tok/s   ",
@@ -993,6 +981,7 @@ static const char *dtype_name(pkv_dtype d) {
 
 static void report(sim *s, int pool_whole, int out_finite) {
   pkv_stats st;
+  pkv_stats_init(&st);
   CHECK(s, pkv_cache_stats(s->cache, &st));
   int ver[3];
   pkv_version(&ver[0], &ver[1], &ver[2]);
@@ -1109,20 +1098,20 @@ int main(int argc, char **argv) {
                    "swaps_out,swaps_in,refused_high,refused_low,evictions,completed\n");
   }
   int tty = isatty(2);
-  double t0 = now_s(), last = 0;
+  double t0 = tool_now_s(), last = 0;
   int64_t step;
   for (step = 0; step < s.steps; step++) {
     step_once(&s, step);
-    if (tty && now_s() - last > 0.2) {
+    if (tty && tool_now_s() - last > 0.2) {
       progress(&s, step + 1, t0, 0);
-      last = now_s();
+      last = tool_now_s();
     }
     if (step >= s.tc.arrivals_end && count_state(&s, ST_RUNNING) == 0 &&
         count_state(&s, ST_WAITING) == 0 && count_state(&s, ST_SWAPPED) == 0 &&
         count_state(&s, ST_PENDING) == 0)
       break;
   }
-  s.wall_s = now_s() - t0;
+  s.wall_s = tool_now_s() - t0;
   if (tty) progress(&s, step < s.steps ? step + 1 : step, t0, 1);
   int out_ok = output_finite(&s);
 
@@ -1133,6 +1122,7 @@ int main(int argc, char **argv) {
       CHECK(&s, pkv_seq_release(s.cache, r->seq));
   }
   pkv_stats st;
+  pkv_stats_init(&st);
   CHECK(&s, pkv_cache_stats(s.cache, &st));
   int whole = st.pages_free + st.pages_cached == st.pages_total &&
               st.pages_live == 0 && st.host_pages_used == 0;

@@ -32,5 +32,7 @@ from .batch import Batch
 from .interop import F32, F16, BF16
 from . import dlpack, kernel
 from .kernel import Tensor, KVView, KVTable, kv_write, kv_attention, cache_over
+from . import plan
+from .plan import Plan
 
 __version__ = version_string()

@@ -313,6 +313,7 @@ static void check_content(fz *f) {
 
 static void check_batch_view(fz *f, mbatch *mb) {
   pkv_batch_view v;
+  pkv_batch_view_init(&v);
   if (!mb->b || pkv_batch_get_view(mb->b, &v) != PKV_OK) return;
   if (v.q_indptr[0] != 0 || v.kv_indptr[0] != 0)
     fail(f, "batch indptr does not start at 0");
@@ -341,6 +342,7 @@ static void check_batch_view(fz *f, mbatch *mb) {
 
 static void check_all(fz *f) {
   pkv_stats st;
+  pkv_stats_init(&st);
   if (pkv_cache_stats(f->c, &st) != PKV_OK) fail(f, "stats");
   if (st.pages_free + st.pages_live + st.pages_cached != st.pages_total)
     fail(f, "free %lld + live %lld + cached %lld != total %lld",
@@ -400,6 +402,7 @@ static void check_all(fz *f) {
   for (int i = 0; i < f->ns; i++) spares |= f->S[i].spares;
   for (int32_t p = 0; p < f->npages; p++) {
     pkv_page_info pi;
+    pkv_page_info_init(&pi);
     if (pkv_page_get_info(f->c, p, &pi) != PKV_OK) fail(f, "page info %d", p);
     if (pi.state < 0 || pi.state > 2) fail(f, "page %d state %d", p, pi.state);
     nstate[pi.state]++;
@@ -506,6 +509,7 @@ static pkv_status call_append(fz *f, rd *r, snap *sn) {
    * index) also keeps is written in place: bugs 1 and 2. */
   if (i >= 0 && !f->S[i].swapped && f->S[i].len % f->ps && n > 0) {
     pkv_page_info pi;
+    pkv_page_info_init(&pi);
     pkv_page_get_info(f->c, pg[np - 1], &pi);
     if (pi.refcount == 1 && pi.indexed) return PKV_OK;
     for (int k = 0; k < NKEYS; k++)
@@ -537,7 +541,7 @@ static pkv_status call_append(fz *f, rd *r, snap *sn) {
 static pkv_status call_open(fz *f, rd *r, snap *sn) {
   uint8_t a = u8(r), b = u8(r);
   if (f->ns >= MAXS) return PKV_OK;
-  pkv_seq_desc d = {.priority_class = (a & 0x80) ? (int32_t)(a % 10) - 1 : a % f->ncls,
+  pkv_seq_desc d = {.struct_size = sizeof(pkv_seq_desc), .priority_class = (a & 0x80) ? (int32_t)(a % 10) - 1 : a % f->ncls,
                     .namespace_id = b % 3};
   pkv_seq_id id = -1;
   arm(f);
@@ -602,7 +606,7 @@ static pkv_status call_match(fz *f, rd *r, snap *sn) {
   if (c & 1) {
     /* Usually on a fresh sequence, as an engine would. */
     if (f->ns >= MAXS) return PKV_OK;
-    pkv_seq_desc d = {.priority_class = (c >> 1) % f->ncls, .namespace_id = (c >> 3) % 3};
+    pkv_seq_desc d = {.struct_size = sizeof(pkv_seq_desc), .priority_class = (c >> 1) % f->ncls, .namespace_id = (c >> 3) % 3};
     if (pkv_seq_open(f->c, &d, &id) != PKV_OK) return PKV_OK;
     mseq *m = &f->S[f->ns];
     memset(m, 0, sizeof *m);
@@ -691,7 +695,7 @@ static pkv_status call_session_open(fz *f, rd *r, snap *sn) {
   uint8_t a = u8(r), b = u8(r);
   uint64_t key = a % (NKEYS + 1);
   if (f->ns >= MAXS) return PKV_OK;
-  pkv_seq_desc d = {.priority_class = (b & 0x80) ? (int32_t)(b % 10) - 1 : b % f->ncls,
+  pkv_seq_desc d = {.struct_size = sizeof(pkv_seq_desc), .priority_class = (b & 0x80) ? (int32_t)(b % 10) - 1 : b % f->ncls,
                     .namespace_id = 7};
   pkv_seq_id id = -1;
   int64_t tokens = -1;
@@ -917,6 +921,7 @@ static pkv_status call_build(fz *f, rd *r, snap *sn) {
   if (!outcome(f, sn, st)) return st;
   f->pending = false;
   pkv_batch_view v;
+  pkv_batch_view_init(&v);
   pkv_batch_get_view(mb->b, &v);
   mb->n = nn;
   mb->removed = false;
@@ -1000,6 +1005,7 @@ static pkv_status call_write_kv(fz *f, rd *r, snap *sn) {
   if (!mb->recorded) {
     /* Content the harness did not lay out: forget what those slots held. */
     pkv_batch_view vw;
+    pkv_batch_view_init(&vw);
     pkv_batch_get_view(mb->b, &vw);
     for (int64_t t = 0; t < vw.num_tokens; t++) f->wr_ok[layer][vw.slot_mapping[t]] = false;
     return st;
@@ -1117,6 +1123,7 @@ static pkv_status call_query(fz *f, rd *r, snap *sn) {
   case 1: st = pkv_seq_pages(f->c, id, pg, -1, &n); break;
   case 2: {
     pkv_page_info pi;
+    pkv_page_info_init(&pi);
     st = pkv_page_get_info(f->c, (int32_t)count_arg(f, b), &pi);
     break;
   }
@@ -1131,6 +1138,7 @@ static pkv_status call_query(fz *f, rd *r, snap *sn) {
   case 8: st = pkv_seq_length(f->c, id, NULL); break;
   default: {
     pkv_batch_view v;
+    pkv_batch_view_init(&v);
     st = pkv_batch_get_view(f->B[b % NBATCH].b, &v);
     break;
   }
@@ -1159,6 +1167,7 @@ static bool setup(fz *f, rd *r) {
   d.max_reserved_fraction = (g3 & 1) ? 0.5 : 0;
   memset(f, 0, sizeof *f);
   if (pkv_cache_create(ctx, &d, &f->c) != PKV_OK) return false;
+  pkv_cache_geometry_init(&f->g);
   pkv_cache_get_geometry(f->c, &f->g);
   f->ps = f->g.page_size;
   f->npages = f->g.num_pages;
