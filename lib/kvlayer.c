@@ -9,51 +9,40 @@
 #include "batch.h"
 #include "dtype_convert.h"
 #include "plan.h"
+#include "struct_size.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Copies the first struct_size bytes of a caller's struct over defaults:
- * a caller built against an older, shorter struct gets the defaults for
- * the fields it does not know. */
+/* The experimental structs follow the growable-struct rule of every public
+ * struct (lib/struct_size.h): their minimum is struct_size plus the first
+ * pointer, as when they were introduced. */
+#define KV_MIN_SIZE (sizeof(size_t) + sizeof(void *))
+
 static pkv_status read_sized(pkv_context *ctx, void *dst, size_t dst_size,
-                             const void *src, const char *name,
-                             const char *type) {
-  size_t have;
-  memcpy(&have, src, sizeof have);
-  if (have < sizeof(size_t) + sizeof(void *))
-    return pkv__fail(ctx, PKV_ERR_INVALID,
-                    "%s->struct_size = %zu is too small: initialise it with "
-                    "%s_init",
-                    name, have, type);
-  memcpy(dst, src, have < dst_size ? have : dst_size);
-  memcpy(dst, &dst_size, sizeof dst_size);
-  return PKV_OK;
+                             const void *src, const char *name) {
+  return pkv__struct_in(ctx, name, src, KV_MIN_SIZE, dst, dst_size);
 }
 
 void pkv_tensor_init_sized(pkv_tensor *t, size_t size) {
-  if (!t || size < sizeof(size_t)) return;
   pkv_tensor d;
   memset(&d, 0, sizeof d);
-  d.struct_size = size < sizeof d ? size : sizeof d;
   d.dtype = PKV_DTYPE_F32;
-  memset(t, 0, size);
-  memcpy(t, &d, d.struct_size);
-  t->struct_size = size;
+  pkv__struct_init(t, size, &d, sizeof d);
 }
 
 void pkv_kv_view_init_sized(pkv_kv_view *v, size_t size) {
-  if (!v || size < sizeof(size_t)) return;
-  memset(v, 0, size);
-  v->struct_size = size;
+  pkv_kv_view d;
+  memset(&d, 0, sizeof d);
+  pkv__struct_init(v, size, &d, sizeof d);
 }
 
 void pkv_kv_table_init_sized(pkv_kv_table *t, size_t size) {
-  if (!t || size < sizeof(size_t)) return;
-  memset(t, 0, size);
-  t->struct_size = size;
+  pkv_kv_table d;
+  memset(&d, 0, sizeof d);
+  pkv__struct_init(t, size, &d, sizeof d);
 }
 
 static bool dtype_ok(pkv_dtype d) {
@@ -82,7 +71,7 @@ pkv_status pkv__kv_view_resolve(pkv_context *ctx, const pkv_kv_view *in,
                                 int *aligned) {
   if (!in) return pkv__fail(ctx, PKV_ERR_NULL, "view is NULL");
   pkv_kv_view_init(v);
-  pkv_status st = read_sized(ctx, v, sizeof *v, in, "view", "pkv_kv_view");
+  pkv_status st = read_sized(ctx, v, sizeof *v, in, "view");
   if (st != PKV_OK) return st;
   if ((st = own_buffer(ctx, v->k, "view->k")) != PKV_OK ||
       (st = own_buffer(ctx, v->v, "view->v")) != PKV_OK)
@@ -215,7 +204,7 @@ static pkv_status tensor_resolve(pkv_context *ctx, const pkv_tensor *in,
   if (!in) return pkv__fail(ctx, PKV_ERR_NULL, "%s is NULL", name);
   pkv_tensor_init(t);
   char what[64];
-  pkv_status st = read_sized(ctx, t, sizeof *t, in, name, "pkv_tensor");
+  pkv_status st = read_sized(ctx, t, sizeof *t, in, name);
   if (st != PKV_OK) return st;
   snprintf(what, sizeof what, "%s->buf", name);
   if ((st = own_buffer(ctx, t->buf, what)) != PKV_OK) return st;
@@ -337,7 +326,7 @@ static pkv_status table_resolve(pkv_context *ctx, const pkv_kv_table *in,
                                 const pkv_cache_geometry *g, pkv_kv_table *t) {
   if (!in) return pkv__fail(ctx, PKV_ERR_NULL, "table is NULL");
   pkv_kv_table_init(t);
-  pkv_status st = read_sized(ctx, t, sizeof *t, in, "table", "pkv_kv_table");
+  pkv_status st = read_sized(ctx, t, sizeof *t, in, "table");
   if (st != PKV_OK) return st;
   if (t->kind != PKV_TABLE_DENSE && t->kind != PKV_TABLE_CSR)
     return pkv__fail(ctx, PKV_ERR_INVALID, "table->kind = %d is unknown",
@@ -682,15 +671,9 @@ pkv_status pkv_cache_kv_view(pkv_cache *cache, int32_t layer, pkv_kv_view *out) 
 /* Writes a library-filled struct into the caller's, up to its struct_size. */
 pkv_status pkv__write_sized(pkv_context *ctx, void *dst, const void *src,
                            size_t src_size, const char *name) {
-  size_t have;
-  memcpy(&have, dst, sizeof have);
-  if (have < sizeof(size_t))
-    return pkv__fail(ctx, PKV_ERR_INVALID,
-                    "%s->struct_size = %zu: initialise it with its _init macro",
-                    name, have);
-  memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t),
-         (have < src_size ? have : src_size) - sizeof(size_t));
-  return PKV_OK;
+  pkv_status st = pkv__struct_out_check(ctx, name, dst, sizeof(size_t));
+  if (st == PKV_OK) pkv__struct_out(dst, src, src_size);
+  return st;
 }
 
 pkv_status pkv_batch_get_table(const pkv_batch *b, pkv_table_kind kind,

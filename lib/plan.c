@@ -12,6 +12,7 @@
 #include "alloc.h"
 #include "backend.h"
 #include "kvlayer.h"
+#include "struct_size.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -110,15 +111,15 @@ int64_t pkv__plan_choose(const int64_t *kv_len, int32_t n, int32_t page_size,
 /* ---------------------------------------------------------------- API */
 
 void pkv_plan_options_init_sized(pkv_plan_options *o, size_t size) {
-  if (!o || size < sizeof(size_t)) return;
-  memset(o, 0, size);
-  o->struct_size = size < sizeof *o ? size : sizeof *o;
+  pkv_plan_options d;
+  memset(&d, 0, sizeof d);
+  pkv__struct_init(o, size, &d, sizeof d);
 }
 
 void pkv_plan_info_init_sized(pkv_plan_info *i, size_t size) {
-  if (!i || size < sizeof(size_t)) return;
-  memset(i, 0, size);
-  i->struct_size = size < sizeof *i ? size : sizeof *i;
+  pkv_plan_info d;
+  memset(&d, 0, sizeof d);
+  pkv__struct_init(i, size, &d, sizeof d);
 }
 
 pkv_status pkv_plan_create(pkv_context *ctx, pkv_plan **out) {
@@ -192,15 +193,10 @@ pkv_status pkv_plan_build(pkv_plan *plan, const pkv_kv_view *view_in,
     return st;
   if ((st = pkv__kv_table_resolve(ctx, table_in, &g, &t)) != PKV_OK) return st;
   pkv_plan_options_init(&o);
-  if (opts_in) {
-    size_t have = opts_in->struct_size;
-    if (have < sizeof(size_t))
-      return pkv__fail(ctx, PKV_ERR_INVALID,
-                      "opts->struct_size = %zu: initialise it with "
-                      "pkv_plan_options_init", have);
-    memcpy(&o, opts_in, have < sizeof o ? have : sizeof o);
-    o.struct_size = sizeof o;
-  }
+  if (opts_in &&
+      (st = pkv__struct_in(ctx, "opts", opts_in, sizeof(size_t), &o,
+                           sizeof o)) != PKV_OK)
+    return st;
   if (o.num_sms < 0 || o.blocks_per_sm < 0 || o.min_chunk_keys < 0 ||
       o.chunk_keys < 0)
     return pkv__fail(ctx, PKV_ERR_INVALID,
