@@ -405,7 +405,7 @@ pkv_status pkv__cpu_attention(pkv_context *ctx, const pkv_attn_args *a) {
    * [dim] and 2*G softmax terms (run_item). The public limits keep this far
    * below SIZE_MAX, but it is checked anyway: a wrap here would let the
    * kernel write past the allocation. */
-  size_t per, bytes;
+  size_t per = 0, bytes = 0; /* set by the checked products below */
   const size_t G = (size_t)group, D = (size_t)g->head_dim;
   if (!pkv__muladd_size(G, (size_t)max_kv, 2 * G * D + D + 2 * G, &per) ||
       !pkv__mul3_size((size_t)nthreads, per, sizeof(double), &bytes)) {

@@ -96,7 +96,7 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
                     "num_pages %lld exceeds PKV_MAX_PAGES %lld: page ids are "
                     "int32",
                     (long long)num_pages, (long long)PKV_MAX_PAGES);
-  size_t layer_bytes, total;
+  size_t layer_bytes = 0, total = 0; /* set by the checked products below (-Og cannot tell) */
   if (!pkv__mul_size(page_bytes, (size_t)num_pages, &layer_bytes) ||
       !pkv__mul_size(layer_bytes, 2 * (size_t)d->num_layers, &total))
     return pkv__fail(ctx, PKV_ERR_OVERFLOW,
