@@ -12,6 +12,7 @@
  * - desc.platform < -1, unknown flags, PKV_OPENCL_DEVICE=2147483648.
  * Skips with the reason when there is no OpenCL device. */
 #include "ocl.h"
+#include "rm_tree.h"
 #include "tap.h"
 
 #include <dirent.h>
@@ -104,20 +105,6 @@ static int spit(const char *path, const unsigned char *b, size_t n) {
 static int mode_of(const char *path) {
   struct stat st;
   return lstat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
-}
-
-static void cleanup_dir(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *e;
-  char p[1024];
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.') continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    if (unlink(p) != 0) cleanup_dir(p), rmdir(p);
-  }
-  closedir(d);
-  rmdir(dir);
 }
 
 static void on_alarm(int sig) {

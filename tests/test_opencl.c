@@ -5,6 +5,7 @@
  * against the CPU reference backend is pkv-conformance's job. */
 #include "ocl.h"
 #include "ocl_ref.h"
+#include "rm_tree.h"
 #include "tap.h"
 
 #include <dirent.h>
@@ -497,20 +498,6 @@ static void test_pages(pkv_context *ctx) {
   pkv_buffer_destroy(pa);
   pkv_buffer_destroy(pbuf);
   free(a); free(b); free(ga); free(gb); free(host);
-}
-
-static void cleanup_dir(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *e;
-  char p[1024];
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.') continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    if (remove(p) != 0) cleanup_dir(p), rmdir(p);
-  }
-  closedir(d);
-  rmdir(dir);
 }
 
 int main(void) {
