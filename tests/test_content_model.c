@@ -270,6 +270,26 @@ static int append(mseq *m, int64_t n, int with_ids, int64_t *slots) {
   return 1;
 }
 
+/* Writes K/V for m's n newest tokens (positions from..from+n-1, in slots)
+ * through pkv_write_kv_slots, as one new writer, and records that writer.
+ * 0 when the write failed (already reported). */
+static int write_new_tokens(mseq *m, int64_t from, int64_t n,
+                            const int64_t *slots) {
+  if (n < 1 || n > MAXLEN) return 1; /* callers write 1..MAXLEN tokens */
+  const mseq *ps[MAXLEN];
+  int64_t rel[MAXLEN];
+  for (int64_t i = 0; i < n; i++) ps[i] = m, rel[i] = from + i;
+  uint32_t w = next_writer++;
+  stage_rows(ps, rel, n, w);
+  pkv_buffer_upload(sbuf, 0, slots, (size_t)n * sizeof(int64_t));
+  if (pkv_write_kv_slots(c, 0, kbuf, vbuf, sbuf, n) != PKV_OK) {
+    fail("%s: status%lld%lld", "write_slots", 0, 0);
+    return 0;
+  }
+  for (int64_t i = 0; i < n; i++) m->writer[from + i] = w;
+  return 1;
+}
+
 /* Append, then write the new tokens through pkv_write_kv_slots at once,
  * with no flush between (copy-on-write copies may still be queued). */
 static void op_append_write_slots(void) {
@@ -306,17 +326,7 @@ static void op_append_write_slots(void) {
       }
     }
   }
-  const mseq *ps[MAXLEN];
-  int64_t rel[MAXLEN];
-  for (int64_t i = 0; i < n; i++) ps[i] = m, rel[i] = from + i;
-  uint32_t w = next_writer++;
-  stage_rows(ps, rel, n, w);
-  pkv_buffer_upload(sbuf, 0, slots, (size_t)n * sizeof(int64_t));
-  if (pkv_write_kv_slots(c, 0, kbuf, vbuf, sbuf, n) != PKV_OK) {
-    fail("%s: status%lld%lld", "write_slots", 0, 0);
-    return;
-  }
-  for (int64_t i = 0; i < n; i++) m->writer[from + i] = w;
+  write_new_tokens(m, from, n, slots);
 }
 
 static void op_append(void) {
@@ -569,17 +579,7 @@ static void op_truncate_extend(void) {
   }
   int64_t n = 1 + rnd(3 * PS), slots[MAXLEN], from = m->len;
   if (!append(m, n, 1, slots)) return;
-  const mseq *ps[MAXLEN];
-  int64_t rel[MAXLEN];
-  for (int64_t i = 0; i < n; i++) ps[i] = m, rel[i] = from + i;
-  uint32_t w = next_writer++;
-  stage_rows(ps, rel, n, w);
-  pkv_buffer_upload(sbuf, 0, slots, (size_t)n * sizeof(int64_t));
-  if (pkv_write_kv_slots(c, 0, kbuf, vbuf, sbuf, n) != PKV_OK) {
-    fail("%s: status%lld%lld", "write_slots", 0, 0);
-    return;
-  }
-  for (int64_t i = 0; i < n; i++) m->writer[from + i] = w;
+  if (!write_new_tokens(m, from, n, slots)) return;
   if (pkv_seq_commit(c, m->id, m->len) != PKV_OK)
     fail("%s: failed%lld%lld", "commit", 0, 0);
   /* A session round trip now and then (the m == 0 reopen path). */
@@ -635,17 +635,7 @@ static void op_speculate(void) {
   int64_t n = 1 + rnd(2 * PS), slots[MAXLEN], from = m->len;
   if (pkv_seq_reserve(c, m->id, n) == PKV_OK) m->resv = n;
   if (!append(m, n, 1, slots)) return;
-  const mseq *ps[MAXLEN];
-  int64_t rel[MAXLEN];
-  for (int64_t i = 0; i < n; i++) ps[i] = m, rel[i] = from + i;
-  uint32_t w = next_writer++;
-  stage_rows(ps, rel, n, w);
-  pkv_buffer_upload(sbuf, 0, slots, (size_t)n * sizeof(int64_t));
-  if (pkv_write_kv_slots(c, 0, kbuf, vbuf, sbuf, n) != PKV_OK) {
-    fail("%s: status%lld%lld", "write_slots", 0, 0);
-    return;
-  }
-  for (int64_t i = 0; i < n; i++) m->writer[from + i] = w;
+  if (!write_new_tokens(m, from, n, slots)) return;
   int64_t reject = rnd((uint32_t)n + 1);
   if (pkv_seq_truncate_back(c, m->id, reject) != PKV_OK) {
     fail("%s: dropping %lld failed%lld", "truncate_back", reject, 0);
