@@ -32,6 +32,7 @@ struct pkv_hip_impl {
   size_t host_bytes;
   int sm_count;   /* multiprocessors / compute units */
   int gpu_decode; /* the GPU-shaped decode kernel (PKV_KERNELS=cpu: not) */
+  int mma;        /* the matrix-unit prefill (PKV_KERNELS=simt: not) */
 };
 
 static pkv_hip_impl *impl_of(pkv_context *ctx) {
@@ -156,6 +157,10 @@ static pkv_status hip_init(pkv_context *ctx) {
     /* Every HIP device is a GPU: the GPU kernel, unless forced off. */
     const char *k = getenv("PKV_KERNELS");
     im->gpu_decode = !(k && strcmp(k, "cpu") == 0);
+    /* the matrix-unit prefill unless PKV_KERNELS names simt; its block
+     * size is fixed for the wave of the host pass (PKV_WAVE), so a device
+     * of another wave width (RDNA under an AMD build) keeps SIMT */
+    im->mma = !(k && strstr(k, "simt")) && p.warpSize == PKV_HIP_HOST_WAVE;
   }
   hipError_t e = hipSetDevice(dev);
   if (e == hipSuccess) {
@@ -443,7 +448,22 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
     alibi_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
   if (a->h_sinks)
     sinks_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
-  if (a->max_q_len <= 1) {
+  {
+    /* The matrix-unit kernel (kernels/prefill_mma.cl): 16-bit operands
+     * (f16/bf16 cache, q and out), aligned K/V rows for its 16-byte
+     * async copies; prefill, extend, spec decode, GQA >= 4 decode. */
+    const int group = a->num_q_heads / g->num_kv_heads;
+    const size_t es = pkv__elem_bytes(g->dtype);
+    l.mma = im->mma &&
+            (g->dtype == PKV_DTYPE_F16 || g->dtype == PKV_DTYPE_BF16) &&
+            (a->q_dtype == PKV_DTYPE_F16 || a->q_dtype == PKV_DTYPE_BF16) &&
+            (a->o_dtype == PKV_DTYPE_F16 || a->o_dtype == PKV_DTYPE_BF16) &&
+            (a->max_q_len > 1 || group >= 4) && a->k_pool->aligned16 &&
+            a->v_pool->aligned16 &&
+            ((size_t)(g->page_stride | g->head_stride | g->token_stride) * es) %
+                    16 == 0;
+  }
+  if (a->max_q_len <= 1 && !l.mma) {
     int kv = a->max_kv_len > 0 ? a->max_kv_len : 1;
     int part = ks->part;
     if (im->gpu_decode && pkv__attn_plain(a)) {

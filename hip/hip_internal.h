@@ -16,6 +16,15 @@
 #define PKV_HIP_HOST_PASS 1
 #endif
 
+/* The wave width the host pass sizes launches for (kernels/device/hip/
+ * launch_bounds.h without a device target's macros): 32 under nvcc, 64
+ * under hipcc. */
+#if defined(__CUDACC__) && !defined(__HIP__)
+#define PKV_HIP_HOST_WAVE 32
+#else
+#define PKV_HIP_HOST_WAVE 64
+#endif
+
 /* Everything a portable kernel launch needs, as plain values. */
 struct pkv_hip_launch {
   hipStream_t stream;
@@ -58,6 +67,9 @@ struct pkv_hip_launch {
   unsigned pdiv_mul;          /* fast divmod by page_size (lib/fastdiv.h) */
   int pdiv_shift;
   int part_len;               /* keys per partition */
+  /* matrix-unit prefill (kernels/prefill_mma.cl): prefill, extend, spec
+   * decode and GQA >= 4 decode of f16/bf16 caches with 16-bit q/out */
+  int mma;
 };
 
 /* The kernels of one (dtype, head dim) instantiation. */

@@ -5,6 +5,7 @@
 #include "hip_internal.h"
 #include "dialect.h"
 #include "tile.h"
+#include "frag.h"
 
 /* Tile sizes shared with the launchers; PKV_PF_BR is a multiple of every
  * wave size (a 32-thread work-group would leave half a CDNA wave idle). */

@@ -15,6 +15,9 @@
 #include "decode.cl"
 #include "decode_gpu.cl"
 #include "prefill.cl"
+#if PKV_DTYPE == 1 || PKV_DTYPE == 2
+#include "prefill_mma.cl"
+#endif
 
 #ifdef PKV_HIP_HOST_PASS
 enum { PKV_KNAME(pkv_hip_gtile) = PKV_G_T };
@@ -40,6 +43,24 @@ static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
   const int flags = (a->alibi ? 1 : 0) | (a->lse ? 2 : 0) |
                     (a->sinks ? 4 : 0) | (a->csr ? 8 : 0);
   const int io = a->q_dtype | (a->o_dtype << 4);
+#if PKV_DTYPE == 1 || PKV_DTYPE == 2
+  if (a->mma) { /* kernels/prefill_mma.cl: 64 rows a block */
+    const long long rows = (long long)(a->max_q_len > 1 ? a->max_q_len : 1) * group;
+    dim3 grid((unsigned)((rows + PKV_MMA_BR - 1) / PKV_MMA_BR),
+              (unsigned)a->num_kv_heads, (unsigned)a->num_seqs);
+    PKV_KNAME(pkv_prefill_mma)<<<grid, PKV_MMA_NT, 0, a->stream>>>(
+        a->q, (const pkv_elem_t *)a->k_pool, (const pkv_elem_t *)a->v_pool,
+        a->pages, a->seq_lens, a->kv_indptr, a->kv_last, a->q_indptr,
+        a->alibi, a->sinks, a->out, a->lse, a->max_pages, a->num_q_heads,
+        group, a->page_size, (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
+        (pkv_i64)a->token_stride, a->scale, a->softcap, a->causal,
+        a->window_left, flags, (pkv_i64)a->q_off, (pkv_i64)a->q_ts,
+        (pkv_i64)a->q_hs, (pkv_i64)a->o_off, (pkv_i64)a->o_ts,
+        (pkv_i64)a->o_hs, io, (int)a->num_pages, a->num_tokens,
+        (pkv_i64)a->num_kv_indices, a->kv_scales, (pkv_i64)a->scale_offset);
+    return hipGetLastError();
+  }
+#endif
   /* gpu_decode is set only for what the GPU kernel implements: dense
    * tables with host mirrors, no sinks, q and out contiguous in the cache
    * dtype (hip_backend.hip); the rest goes to pkv_decode below. */

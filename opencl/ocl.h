@@ -38,6 +38,7 @@ typedef struct pkv_ocl_program {
   cl_kernel kernels[PKV_K_COUNT];
   int from_binary_cache; /* 1 when loaded from the on-disk cache */
   int part;              /* keys per decode partition (PKV_PART) */
+  cl_kernel prefill_mma; /* pkv_prefill_mma: f16/bf16 programs with mma on */
 } pkv_ocl_program;
 
 #define PKV_OCL_MAX_PROGRAMS 32
@@ -53,6 +54,8 @@ typedef struct pkv_ocl_kernels {
   int poison;    /* PKV_EMU_POISON: async copies land only at the wait */
   int unaligned; /* test hook: always the element-copy variant */
   int late_wait; /* test hook: poisoned copies land one wait late */
+  int mma;       /* prefill (and GQA >= 4 decode) on pkv_prefill_mma */
+  int frag;      /* its emulated lane map: 1 NVIDIA (wave 32), 2 AMD (64) */
 } pkv_ocl_kernels;
 
 typedef struct pkv_ocl {
@@ -105,6 +108,8 @@ int pkv__ocl_device_index(cl_device_id device);
 /* Sets o->kern from the device class and the environment. */
 void pkv__ocl_choose_kernels(pkv_ocl *o);
 /* Work-group size of the GPU decode kernel (kernels/decode_gpu.cl). */
+int pkv__ocl_mma_wants(const pkv_ocl_kernels *k, int dtype, int q_dtype,
+                       int o_dtype, int max_q_len, int group);
 int pkv__ocl_gpu_decode_wg(int head_dim, int wave);
 
 /* Programs (ocl_program.c): the program for (head_dim, dtype), built on

@@ -2,8 +2,14 @@
 /* Decode kernel choice per device class: GPU and accelerator devices run
  * the GPU-shaped kernel (kernels/decode_gpu.cl), CPU devices the
  * CPU-shaped one (kernels/decode.cl), whose long contiguous key runs a
- * CPU's prefetcher follows. The environment overrides, for tests:
- *   PKV_KERNELS=gpu|cpu    force one kernel
+ * CPU's prefetcher follows. Prefill on f16/bf16 caches: GPU devices run
+ * the matrix-unit kernel (kernels/prefill_mma.cl, also for decode with a
+ * GQA group of 4 or more), CPU devices the SIMT one (kernels/prefill.cl).
+ * The environment overrides, for tests:
+ *   PKV_KERNELS=LIST       comma-separated: gpu|cpu forces the decode
+ *                          kernel, mma|simt the prefill kernel
+ *   PKV_FRAG=1|2           lane map of the emulated fragments: 1 NVIDIA
+ *                          m16n8k16 (wave 32), 2 AMD 16x16x16 (wave 64)
  *   PKV_EMU_WAVE=32|64     wave width of the GPU kernel when the device
  *                          has no native sub-groups (emulated)
  *   PKV_STAGES=2|3|4       async copy stages of the GPU kernel
@@ -22,6 +28,18 @@ static int env_int(const char *name, int dflt) {
   char *end;
   long x = strtol(v, &end, 10);
   return *end ? dflt : (int)x;
+}
+
+/* Whether the comma-separated list v names word. */
+static int has_word(const char *v, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = v; p && *p;) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == n && strncmp(p, word, n) == 0) return 1;
+    p = e ? e + 1 : NULL;
+  }
+  return 0;
 }
 
 static int has_extension(cl_device_id dev, const char *ext) {
@@ -47,8 +65,11 @@ void pkv__ocl_choose_kernels(pkv_ocl *o) {
   memset(k, 0, sizeof *k);
   k->gpu = (type & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)) != 0;
   const char *force = getenv("PKV_KERNELS");
-  if (force && strcmp(force, "gpu") == 0) k->gpu = 1;
-  if (force && strcmp(force, "cpu") == 0) k->gpu = 0;
+  k->mma = (type & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)) != 0;
+  if (has_word(force, "gpu")) k->gpu = 1;
+  if (has_word(force, "cpu")) k->gpu = 0;
+  if (has_word(force, "mma")) k->mma = 1;
+  if (has_word(force, "simt")) k->mma = 0;
   /* Native shuffles only on a GPU that has them; PoCL and every other
    * device run the local-memory emulation of the same kernel bodies. */
   k->native_sg = (type & CL_DEVICE_TYPE_GPU) &&
@@ -63,6 +84,14 @@ void pkv__ocl_choose_kernels(pkv_ocl *o) {
     k->wave = w;
     k->native_sg = 0; /* an emulated width is the emulation's */
   }
+  /* A lane map fixes the wave: NVIDIA's is 32 lanes, AMD's 64. Forcing
+   * one emulates it (native sub-groups off). */
+  int f = env_int("PKV_FRAG", 0);
+  if (f == 1 || f == 2) {
+    k->wave = f == 1 ? 32 : 64;
+    k->native_sg = 0;
+  }
+  k->frag = k->wave == 64 ? 2 : 1;
   k->stages = env_int("PKV_STAGES", 2);
   if (k->stages < 2 || k->stages > 4) k->stages = 2;
   k->poison = env_int("PKV_EMU_POISON", 0) != 0;
@@ -77,4 +106,18 @@ int pkv__ocl_gpu_decode_wg(int head_dim, int wave) {
   int nch = head_dim / 8;
   int tpr = nch <= 8 ? 8 : nch <= 16 ? 16 : 32;
   return 4 * wave > tpr * 8 ? 4 * wave : tpr * 8;
+}
+
+/* Whether an attention call of this shape runs pkv_prefill_mma: matrix
+ * units take 16-bit operands, so f16 and bf16 caches only (f32 and the
+ * quantized caches keep the SIMT kernels), with q and out of a 16-bit
+ * type too (an f32 q or out asks for f32 precision, which q and P rounded
+ * to 16 bits for the unit do not give); prefill, extend and speculative
+ * decode (q_len > 1), and decode when a GQA group of 4 or more fills a
+ * quarter of the fragment's 16 rows. */
+int pkv__ocl_mma_wants(const pkv_ocl_kernels *k, int dtype, int q_dtype,
+                       int o_dtype, int max_q_len, int group) {
+  if (!k->mma || (dtype != 1 && dtype != 2)) return 0;
+  if ((q_dtype != 1 && q_dtype != 2) || (o_dtype != 1 && o_dtype != 2)) return 0;
+  return max_q_len > 1 || group >= 4;
 }

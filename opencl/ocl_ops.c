@@ -203,6 +203,31 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
   cl_long ps = g->page_stride, hs = g->head_stride, ts = g->token_stride;
   cl_float scale = a->scale, softcap = a->softcap;
 
+  /* The matrix-unit kernel: its 16-byte async copies need aligned K/V
+   * rows (checked at buffer creation, kept by the strides). */
+  if (p->prefill_mma &&
+      pkv__ocl_mma_wants(&o->kern, (int)g->dtype, (int)a->q_dtype,
+                         (int)a->o_dtype, a->max_q_len, group) &&
+      !o->kern.unaligned && a->k_pool->aligned16 && a->v_pool->aligned16 &&
+      ((size_t)(ps | hs | ts) * pkv__elem_bytes(g->dtype)) % 16 == 0) {
+    args x = {p->prefill_mma, 0, CL_SUCCESS};
+    ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, kvi);
+    ARG(x, kvl); ARG(x, qi); ARG(x, alibi); ARG(x, sinks); ARG(x, out);
+    ARG(x, lse); ARG(x, max_pages); ARG(x, qh);
+    ARG(x, group); ARG(x, page_size); ARG(x, ps); ARG(x, hs); ARG(x, ts);
+    ARG(x, scale); ARG(x, softcap); ARG(x, causal); ARG(x, window);
+    ARG(x, flags); ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off);
+    ARG(x, o_ts); ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok);
+    ARG(x, nkvi); ARG(x, scales); ARG(x, soff);
+    /* 64 rows (query token x group head) per work-group of 4 waves */
+    const size_t nt = 4 * (size_t)o->kern.wave;
+    const size_t rows = (size_t)(a->max_q_len > 1 ? a->max_q_len : 1) * (size_t)group;
+    size_t local[3] = {nt, 1, 1};
+    size_t global[3] = {(rows + 63) / 64 * nt, (size_t)g->num_kv_heads,
+                        (size_t)a->num_seqs};
+    return launch(ctx, &x, "pkv_prefill_mma", 3, global, local);
+  }
+
   if (a->max_q_len <= 1) {
     cl_int parts = (a->max_kv_len + p->part - 1) / p->part;
     if (parts < 1) parts = 1;

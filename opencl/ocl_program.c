@@ -65,12 +65,17 @@ static void build_options(cl_device_id dev, const pkv_ocl_kernels *k,
                    PKV_OCL_PF_BR, prefill_tile(dev, head_dim));
   /* The GPU kernel only where it runs: a CPU device's programs stay as
    * they were (and as fast to build). */
-  if (k->gpu && n > 0 && (size_t)n < cap)
-    snprintf(buf + n, cap - (size_t)n,
-             " -DPKV_WITH_GPU -DPKV_WAVE=%d -DPKV_STAGES=%d%s%s%s", k->wave,
-             k->stages, k->native_sg ? " -DPKV_SG_NATIVE" : "",
-             k->poison ? " -DPKV_EMU_POISON" : "",
-             k->late_wait ? " -DPKV_EMU_LATE_WAIT" : "");
+  if ((k->gpu || k->mma) && n > 0 && (size_t)n < cap)
+    n += snprintf(buf + n, cap - (size_t)n,
+                  "%s -DPKV_WAVE=%d -DPKV_STAGES=%d%s%s%s",
+                  k->gpu ? " -DPKV_WITH_GPU" : "", k->wave, k->stages,
+                  k->native_sg ? " -DPKV_SG_NATIVE" : "",
+                  k->poison ? " -DPKV_EMU_POISON" : "",
+                  k->late_wait ? " -DPKV_EMU_LATE_WAIT" : "");
+  /* The matrix-unit prefill (kernels/prefill_mma.cl) under the lane map
+   * of k->frag; only the f16/bf16 programs have it. */
+  if (k->mma && (dtype == 1 || dtype == 2) && n > 0 && (size_t)n < cap)
+    snprintf(buf + n, cap - (size_t)n, " -DPKV_WITH_MMA -DPKV_FRAG=%d", k->frag);
 }
 
 /* The cache key: everything that can change the binary. */
@@ -198,6 +203,18 @@ static pkv_status make_kernels(pkv_context *ctx, pkv_ocl_program *p) {
                       kernel_names[k], pkv__ocl_error_name(err), (int)err);
     }
   }
+  p->prefill_mma = NULL;
+  if (pkv_ocl_of(ctx)->kern.mma && (p->dtype == 1 || p->dtype == 2)) {
+    cl_int err;
+    p->prefill_mma = clCreateKernel(p->program, "pkv_prefill_mma", &err);
+    if (err != CL_SUCCESS) {
+      for (int j = 0; j < count; j++) clReleaseKernel(p->kernels[j]);
+      memset(p->kernels, 0, sizeof p->kernels);
+      p->prefill_mma = NULL;
+      return pkv__fail(ctx, PKV_ERR_DEVICE, "clCreateKernel(pkv_prefill_mma): %s (%d)",
+                      pkv__ocl_error_name(err), (int)err);
+    }
+  }
   return PKV_OK;
 }
 
@@ -275,6 +292,7 @@ void pkv__ocl_programs_release(pkv_ocl *o) {
   for (int i = 0; i < o->num_programs; i++) {
     for (int k = 0; k < PKV_K_COUNT; k++)
       if (o->programs[i].kernels[k]) clReleaseKernel(o->programs[i].kernels[k]);
+    if (o->programs[i].prefill_mma) clReleaseKernel(o->programs[i].prefill_mma);
     if (o->programs[i].program) clReleaseProgram(o->programs[i].program);
   }
   o->num_programs = 0;

@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Prefill / extend / speculative decode / GQA decode on the matrix unit:
+ * a FlashAttention-2-style kernel on the fragment dialect (frag.h), for
+ * f16 and bf16 caches. Same arguments and semantics as pkv_prefill
+ * (prefill.cl), which f32 and quantized caches keep.
+ *
+ * Work-group (row tile, kv head, sequence), PKV_MMA_NT = 4 waves. A row is
+ * one (query token, query head of the GQA group) pair, flattened
+ * token-major, so the 64 rows of a block (16 per wave: the M of one
+ * fragment) pack the GQA group into M and every staged key serves all its
+ * heads. Per key tile of PKV_MMA_BK keys:
+ *   1. the block copies the tile's K and V rows from their pages into
+ *      local memory with 16-byte async copies (pkv_mma_stage: one
+ *      function, the place a quantized cache would dequantize);
+ *   2. each wave computes S = Q K^T for its 16 rows (Q fragments held in
+ *      registers for the whole kernel), applies scale, soft-cap, ALiBi
+ *      and the causal/window masks element by element, by the map's
+ *      ownership of rows and columns;
+ *   3. online softmax in registers: row max over the lanes of a row
+ *      (pkv_frag_row_max), rescale of O, P = exp(S - m) with per-lane
+ *      partial sums (reduced once, at the end);
+ *   4. O += P V, P turned into the A operand in registers.
+ * The key range of a block is cut to what its rows can see (causal end of
+ * its last row, window start of its first), so wholly masked tiles are
+ * never staged. Sinks fold into the denominator at the end, and the LSE
+ * is written by one lane per row. Requires 16-byte aligned K/V rows (the
+ * host checks; otherwise pkv_prefill runs). */
+#if (PKV_DTYPE == 1 || PKV_DTYPE == 2) &&                                \
+    (defined(PKV_WITH_MMA) ||                                            \
+     !(defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)))
+
+#undef PKV_MMA_NT
+#undef PKV_MMA_BR
+#undef PKV_MMA_BK
+#undef PKV_MMA_LD
+#undef PKV_MMA_ND
+#undef PKV_MMA_NK
+#define PKV_MMA_NT (4 * PKV_WAVE) /* work-items: 4 waves of 16 rows */
+#define PKV_MMA_BR 64             /* rows per block */
+/* Keys per tile: K and V tiles of BK x (D + 8) 16-bit elements stay
+ * within 35 KiB of local memory. The 8 elements of padding shift each row
+ * by 16 bytes, so the 8 rows of a 16-byte-per-lane load (ldmatrix) hit
+ * distinct banks. */
+#define PKV_MMA_BK (PKV_HEAD_DIM > 128 ? 32 : 64)
+#define PKV_MMA_LD (PKV_HEAD_DIM + 8)
+#define PKV_MMA_ND (PKV_HEAD_DIM / 16) /* fragments across the head dim */
+#define PKV_MMA_NK (PKV_MMA_BK / 16)   /* fragments across a key tile */
+/* Every loop over fragments, their elements or a lane's rows is unrolled:
+ * register arrays indexed at run time would live in local memory. */
+#ifndef PKV_MMA_UNROLL
+#if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
+#define PKV_MMA_UNROLL
+#else
+#define PKV_MMA_UNROLL _Pragma("unroll")
+#endif
+#endif
+
+#ifndef PKV_MMA_STAGE_DEFINED
+#define PKV_MMA_STAGE_DEFINED
+/* Keys [kt, kt + nk) of kv head kvh, K and V, into the local tiles ks and
+ * vs (bk rows of ld elements); rows nk..bk-1 are zeroed (P is 0 there,
+ * and 0 x a stale NaN would be NaN). One commit group per call. */
+PKV_INLINE void pkv_mma_stage(pkv_async *as, PKV_LOCAL pkv_u16 *ks,
+                              PKV_LOCAL pkv_u16 *vs,
+                              const PKV_GLOBAL pkv_u16 *kp,
+                              const PKV_GLOBAL pkv_u16 *vp,
+                              const PKV_GLOBAL int *bt, int num_pages,
+                              int page_size, pkv_i64 ps, pkv_i64 hs,
+                              pkv_i64 ts, int kvh, int kt, int nk, int bk,
+                              int d, int ld, int tid, int nt) {
+  const int nch = d / 8;
+  for (int idx = tid; idx < bk * nch; idx += nt) {
+    const int kk = idx / nch, c = idx - kk * nch;
+    PKV_LOCAL pkv_u32x4 *dk = (PKV_LOCAL pkv_u32x4 *)(ks + kk * ld + c * 8);
+    PKV_LOCAL pkv_u32x4 *dv = (PKV_LOCAL pkv_u32x4 *)(vs + kk * ld + c * 8);
+    if (kk < nk) {
+      const int j = kt + kk, pg = j / page_size;
+      const pkv_i64 off = pkv_page_at(bt, pg, num_pages) * ps + kvh * hs +
+                          (pkv_i64)(j - pg * page_size) * ts + c * 8;
+      pkv_cp16(as, dk, (const PKV_GLOBAL pkv_u32x4 *)(kp + off));
+      pkv_cp16(as, dv, (const PKV_GLOBAL pkv_u32x4 *)(vp + off));
+    } else {
+      *dk = PKV_FRAG_ZERO4;
+      *dv = PKV_FRAG_ZERO4;
+    }
+  }
+  pkv_async_commit(as);
+}
+#endif
+
+/* flags, io_dtypes and the table arguments: as pkv_prefill. */
+PKV_KERNEL PKV_FRAG_LAUNCH_BOUNDS(PKV_MMA_NT) PKV_SG_ATTR void
+PKV_KNAME(pkv_prefill_mma)(
+    PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,
+    PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *pages,
+    PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *kv_indptr,
+    PKV_GLOBAL const int *kv_last, PKV_GLOBAL const int *q_indptr,
+    PKV_GLOBAL const float *alibi, PKV_GLOBAL const float *sinks,
+    PKV_GLOBAL void *out, PKV_GLOBAL float *lse, int max_pages,
+    int num_q_heads, int group, int page_size, pkv_i64 page_stride,
+    pkv_i64 head_stride, pkv_i64 token_stride, float scale, float softcap,
+    int causal, int window_left, int flags, pkv_i64 q_off, pkv_i64 q_ts,
+    pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
+    int num_pages, int num_tokens, pkv_i64 num_kv_indices,
+    PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset) {
+  PKV_LOCAL_DECL pkv_u32x4 smem[2 * PKV_MMA_BK * PKV_MMA_LD / 8];
+  PKV_TILE_SCRATCH(scr, PKV_MMA_NT);
+  PKV_FRAG_SCRATCH(fscr, PKV_MMA_NT);
+  PKV_LOCAL pkv_u16 *ks = (PKV_LOCAL pkv_u16 *)smem;
+  PKV_LOCAL pkv_u16 *vs = ks + PKV_MMA_BK * PKV_MMA_LD;
+  (void)kv_scales;
+  (void)scale_offset;
+
+  const int tile = PKV_GROUP(0), kvh = PKV_GROUP(1), s = PKV_GROUP(2);
+  const int tid = PKV_LID(0), lane = tid & (PKV_WAVE - 1);
+  const int q0 = q_indptr[s], q_len = q_indptr[s + 1] - q0;
+  /* a query run outside q: uniform exit, nothing read or written */
+  if (q0 < 0 || q_len < 0 || q_len > num_tokens - q0) return;
+  pkv_i64 row0;
+  const int kv_len = pkv_table_row(seq_lens, kv_indptr, kv_last, flags & 8, s,
+                                   max_pages, page_size, num_kv_indices, &row0);
+  const int q_dt = io_dtypes & 15, o_dt = io_dtypes >> 4;
+  const int nrows = q_len * group, r0 = tile * PKV_MMA_BR;
+  if (r0 >= nrows) return; /* uniform over the work-group */
+  const int r1 = (r0 + PKV_MMA_BR < nrows ? r0 + PKV_MMA_BR : nrows) - 1;
+  const int qpos_lo = r0 / group + kv_len - q_len;
+  const int qpos_hi = r1 / group + kv_len - q_len;
+  int kend = kv_len, kbeg = 0;
+  if (causal && kend > qpos_hi + 1) kend = qpos_hi + 1;
+  if (window_left >= 0 && kbeg < qpos_lo - window_left) kbeg = qpos_lo - window_left;
+
+  /* The rows this lane owns (PKV_FRAG_LROWS of them). */
+  const int rw = r0 + (tid / PKV_WAVE) * 16;
+  int valid[PKV_FRAG_LROWS], qpos[PKV_FRAG_LROWS], qh[PKV_FRAG_LROWS];
+  pkv_i64 orow[PKV_FRAG_LROWS], qrow[PKV_FRAG_LROWS];
+  float slope[PKV_FRAG_LROWS], m[PKV_FRAG_LROWS], l[PKV_FRAG_LROWS];
+  PKV_MMA_UNROLL
+  for (int lr = 0; lr < PKV_FRAG_LROWS; lr++) {
+    const int r = rw + pkv_frag_row(lane, pkv_frag_lrow_elem(lr));
+    const int i = r / group, g = r - i * group;
+    valid[lr] = r < nrows;
+    qh[lr] = kvh * group + g;
+    qpos[lr] = i + kv_len - q_len;
+    qrow[lr] = q_off + (pkv_i64)(q0 + i) * q_ts + (pkv_i64)qh[lr] * q_hs;
+    orow[lr] = o_off + (pkv_i64)(q0 + i) * o_ts + (pkv_i64)qh[lr] * o_hs;
+    slope[lr] = (valid[lr] && (flags & 1)) ? alibi[qh[lr]] : 0.0f;
+    m[lr] = -PKV_INFINITY;
+    l[lr] = 0.0f;
+  }
+
+  /* Q as A fragments (rounded to the cache's 16-bit type), O zero. */
+  pkv_frag_a qa[PKV_MMA_ND];
+  pkv_frag_c o[PKV_MMA_ND];
+  PKV_MMA_UNROLL
+  for (int kd = 0; kd < PKV_MMA_ND; kd++) {
+    PKV_MMA_UNROLL
+    for (int jp = 0; jp < PKV_FRAG_N / 2; jp++) {
+      const int lr = pkv_frag_lrow(2 * jp);
+      const pkv_i64 e = qrow[lr] + kd * 16 + pkv_frag_col(lane, 2 * jp);
+      const float v0 = valid[lr] ? pkv_ld_io(q, e, q_dt) : 0.0f;
+      const float v1 = valid[lr] ? pkv_ld_io(q, e + 1, q_dt) : 0.0f;
+      pkv_frag_a_set2(&qa[kd], jp, v0, v1);
+    }
+    pkv_frag_c_zero(&o[kd]);
+  }
+
+  const PKV_GLOBAL int *bt = pages + row0;
+  const PKV_GLOBAL pkv_u16 *kp = (const PKV_GLOBAL pkv_u16 *)k_pool;
+  const PKV_GLOBAL pkv_u16 *vp = (const PKV_GLOBAL pkv_u16 *)v_pool;
+  pkv_async as;
+  pkv_async_init(&as);
+  for (int kt = kbeg; kt < kend; kt += PKV_MMA_BK) {
+    const int nk = kend - kt < PKV_MMA_BK ? kend - kt : PKV_MMA_BK;
+    pkv_mma_stage(&as, ks, vs, kp, vp, bt, num_pages, page_size, page_stride,
+                  head_stride, token_stride, kvh, kt, nk, PKV_MMA_BK,
+                  PKV_HEAD_DIM, PKV_MMA_LD, tid, PKV_MMA_NT);
+    pkv_async_wait(&as, 0);
+    PKV_BARRIER();
+
+    /* S = Q K^T, masked and scored */
+    pkv_frag_c sc[PKV_MMA_NK];
+    float mx[PKV_FRAG_LROWS];
+    PKV_MMA_UNROLL
+    for (int lr = 0; lr < PKV_FRAG_LROWS; lr++) mx[lr] = -PKV_INFINITY;
+    PKV_MMA_UNROLL
+    for (int f = 0; f < PKV_MMA_NK; f++) {
+      pkv_frag_c_zero(&sc[f]);
+      PKV_MMA_UNROLL
+      for (int kd = 0; kd < PKV_MMA_ND; kd++) {
+        pkv_frag_b b;
+        pkv_frag_ld_bt(&b, ks + f * 16 * PKV_MMA_LD + kd * 16, PKV_MMA_LD);
+        pkv_frag_mma(&sc[f], &qa[kd], &b, fscr);
+      }
+      PKV_MMA_UNROLL
+      for (int i = 0; i < PKV_FRAG_N; i++) {
+        const int lr = pkv_frag_lrow(i), j = kt + f * 16 + pkv_frag_col(lane, i);
+        const int vis = valid[lr] && j < kend && (!causal || j <= qpos[lr]) &&
+                        (window_left < 0 || j >= qpos[lr] - window_left);
+        const float sv = vis ? PKV_SCORE(sc[f].x[i], scale, softcap, slope[lr], j,
+                                         qpos[lr])
+                             : -PKV_INFINITY;
+        sc[f].x[i] = sv;
+        mx[lr] = pkv_fmaxf(mx[lr], sv);
+      }
+    }
+    /* online softmax: the row's max over its lanes, O and l rescaled */
+    float alpha[PKV_FRAG_LROWS];
+    PKV_MMA_UNROLL
+    for (int lr = 0; lr < PKV_FRAG_LROWS; lr++) {
+      const float mnew = pkv_fmaxf(m[lr], pkv_frag_row_max(mx[lr], scr));
+      alpha[lr] = pkv_exp_diff(m[lr], mnew);
+      l[lr] *= alpha[lr];
+      m[lr] = mnew;
+    }
+    PKV_MMA_UNROLL
+    for (int kd = 0; kd < PKV_MMA_ND; kd++)
+      PKV_MMA_UNROLL
+      for (int i = 0; i < PKV_FRAG_N; i++) o[kd].x[i] *= alpha[pkv_frag_lrow(i)];
+    /* O += P V, P from the accumulator in registers */
+    PKV_MMA_UNROLL
+    for (int f = 0; f < PKV_MMA_NK; f++) {
+      PKV_MMA_UNROLL
+      for (int i = 0; i < PKV_FRAG_N; i++) {
+        const int lr = pkv_frag_lrow(i);
+        const float p = pkv_exp_diff(sc[f].x[i], m[lr]);
+        sc[f].x[i] = p;
+        l[lr] += p;
+      }
+      pkv_frag_a pa;
+      pkv_frag_c_to_a(&pa, &sc[f]);
+      PKV_MMA_UNROLL
+      for (int dd = 0; dd < PKV_MMA_ND; dd++) {
+        pkv_frag_b b;
+        pkv_frag_ld_b(&b, vs + f * 16 * PKV_MMA_LD + dd * 16, PKV_MMA_LD);
+        pkv_frag_mma(&o[dd], &pa, &b, fscr);
+      }
+    }
+    PKV_BARRIER(); /* the tiles are overwritten next */
+  }
+
+  /* l's lane partials reduced; sinks; O / l; LSE by one lane per row */
+  float inv[PKV_FRAG_LROWS];
+  PKV_MMA_UNROLL
+  for (int lr = 0; lr < PKV_FRAG_LROWS; lr++) {
+    float L = pkv_frag_row_sum(l[lr], scr), M = m[lr];
+    const float l0 = L;
+    const float fs = (valid[lr] && (flags & 4)) ? pkv_sink_fold(&M, &L, sinks[qh[lr]]) : 1.0f;
+    inv[lr] = l0 > 0.0f ? fs / l0 : 0.0f;
+    if (valid[lr] && (flags & 2) && pkv_frag_col(lane, pkv_frag_lrow_elem(lr)) == 0) {
+      const int i = (rw + pkv_frag_row(lane, pkv_frag_lrow_elem(lr))) / group;
+      lse[(pkv_i64)(q0 + i) * num_q_heads + qh[lr]] =
+          L > 0.0f ? M + pkv_logf(L) : -PKV_INFINITY;
+    }
+  }
+  PKV_MMA_UNROLL
+  for (int dd = 0; dd < PKV_MMA_ND; dd++)
+    PKV_MMA_UNROLL
+    for (int i = 0; i < PKV_FRAG_N; i++) {
+      const int lr = pkv_frag_lrow(i);
+      if (valid[lr])
+        pkv_st_io(o[dd].x[i] * inv[lr], out, orow[lr] + dd * 16 + pkv_frag_col(lane, i),
+                  o_dt);
+    }
+}
+
+#endif /* PKV_DTYPE == 1 || PKV_DTYPE == 2 */
