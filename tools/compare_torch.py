@@ -13,6 +13,7 @@ largest differences and the time ratio ours / SDPA.
   python3 tools/compare_torch.py --lib .libs/libpagedkv.so
   python3 tools/compare_torch.py --batch 64 --kv-len 4096 --page-size 16
   python3 tools/compare_torch.py --prefill 4096 --context 16384
+  python3 tools/compare_torch.py --skip-decode --prefill 512 --context 16384 --flash
 
 The ctypes structures below mirror lib/pagedkv.h field by field; keep them
 in step with it (check_layouts() verifies the sizes it can).
@@ -277,6 +278,41 @@ def sdpa(torch, q, k, v, causal_offset=None):
             v.repeat_interleave(rep, dim=1), attn_mask=mask)
 
 
+def sdpa_flash(torch, q, k, v, offset):
+    """SDPA restricted to the flash backend: causal with bottom-right
+    alignment (query i sees keys j <= i + offset, offset = S - L), GQA
+    heads expanded (contiguous, as an engine without paging holds them).
+    None where this torch lacks the API or flash refuses the shapes."""
+    F = torch.nn.functional
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:
+        return None
+    h, kvh = q.shape[1], k.shape[1]
+    if h != kvh:
+        k = k.repeat_interleave(h // kvh, dim=1)
+        v = v.repeat_interleave(h // kvh, dim=1)
+    L, S = q.shape[2], k.shape[2]
+    if offset == 0 and L == S:
+        fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:
+        try:
+            from torch.nn.attention.bias import causal_lower_right
+        except ImportError:
+            return None
+        bias = causal_lower_right(L, S)
+        fn = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+    def run():
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            return fn()
+    try:
+        run()
+    except RuntimeError:
+        return None
+    return run
+
+
 def time_ms(torch, fn, iters):
     fn()
     torch.cuda.synchronize()
@@ -358,8 +394,20 @@ def run_prefill(lib, torch, a, dt, code):
         ours()
         ref = ref_fn()[0].transpose(0, 1)
         torch.cuda.synchronize()
-        return report("prefill P=%d over %d" % (P, Cx), out, ref, t_ours,
+        good = report("prefill P=%d over %d" % (P, Cx), out, ref, t_ours,
                       t_ref, a.tol)
+        if a.flash:
+            # causal FLOPs: 2 products of 2*D per visible (query, key)
+            pairs = P * Cx + P * (P + 1) // 2
+            flops = 4.0 * H * D * pairs
+            fl = sdpa_flash(torch, qt, kt, vt, Cx)
+            t_fl = time_ms(torch, fl, a.iters) if fl else None
+            print("prefill P=%d over %d %s: ours %.1f TFLOP/s%s" % (
+                P, Cx, a.dtype, flops / t_ours / 1e9,
+                "  flash sdpa %.1f TFLOP/s  ours/flash time %.2f" % (
+                    flops / t_fl / 1e9, t_ours / t_fl) if t_fl else
+                "  flash sdpa: not available for these shapes"))
+        return good
     finally:
         pk.close()
 
@@ -383,6 +431,9 @@ def main():
                     help="largest accepted |difference| (default by dtype)")
     ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--skip-prefill", action="store_true")
+    ap.add_argument("--flash", action="store_true",
+                    help="prefill: also TFLOP/s, and the time against SDPA's "
+                         "flash backend (contiguous K/V, causal lower right)")
     a = ap.parse_args()
     check_layouts()
     try:

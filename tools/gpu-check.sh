@@ -15,7 +15,9 @@
 #   compute-sanitizer memcheck (60) and racecheck (60) on the decode grid,
 #   pkv-bench (GPU rows: copy; 16x4k; 64x4k at pages 1, 16, 128; 1x128k)
 #   (90), then GQA 8:1, MHA, 1x4k and 1x128k+63x1k (30 each),
-#   tools/compare_torch.py (60).
+#   tools/compare_torch.py (60), then the mma prefill against flash SDPA
+#   (prefill 4096 over 0 and 16384, extend 512 over 16384; f16, bf16; 25
+#   each).
 # Results also go to $OUT (or DIR/out) as gpu-check.txt and per-step logs.
 set -u
 
@@ -154,6 +156,23 @@ if command -v python3 >/dev/null 2>&1; then
   row "compare_torch.py" "$st" "$(tail -1 "$out/compare_torch.log" | cut -c1-60)" "$secs"
 else
   row "compare_torch.py" "SKIP" "no python3" 0
+fi
+
+# 6. the matrix-unit prefill (issue 10): GQA 4:1, head dim 128, page 16,
+# f16 and bf16: prefill 4096 over 0 and over 16384 cached tokens, extend
+# 512 over 16384; TFLOP/s and the time against SDPA's flash backend.
+if command -v python3 >/dev/null 2>&1; then
+  for ty in f16 bf16; do
+    for shape in 4096:0 4096:16384 512:16384; do
+      p=${shape%%:*} c=${shape#*:}
+      lg="mma-$ty-$p-$c.log"
+      if step 25 "$lg" python3 "$bin/compare_torch.py" --lib "$dir/lib/libpagedkv.so.0" \
+          --skip-decode --dtype "$ty" --heads 32 --kv-heads 8 --head-dim 128 \
+          --prefill "$p" --context "$c" --iters 10 --flash; then st=pass; else st="FAIL($rc)"; fi
+      row "mma prefill $ty $p over $c" "$st" \
+        "$(grep 'TFLOP/s' "$out/$lg" | sed 's/.*: ours/ours/' | cut -c1-60)" "$secs"
+    done
+  done
 fi
 
 total=$(($(date +%s) - t_start))
