@@ -458,15 +458,18 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
             (g->dtype == PKV_DTYPE_F16 || g->dtype == PKV_DTYPE_BF16) &&
             (a->q_dtype == PKV_DTYPE_F16 || a->q_dtype == PKV_DTYPE_BF16) &&
             (a->o_dtype == PKV_DTYPE_F16 || a->o_dtype == PKV_DTYPE_BF16) &&
-            (a->max_q_len > 1 || group >= 4) && a->k_pool->aligned16 &&
+            (a->max_q_len > 1 || (group >= 4 && group <= 64)) &&
+            a->k_pool->aligned16 &&
             a->v_pool->aligned16 &&
             ((size_t)(g->page_stride | g->head_stride | g->token_stride) * es) %
                     16 == 0;
   }
-  if (a->max_q_len <= 1 && !l.mma) {
+  if (a->max_q_len <= 1) {
     int kv = a->max_kv_len > 0 ? a->max_kv_len : 1;
     int part = ks->part;
-    if (im->gpu_decode && pkv__attn_plain(a)) {
+    /* the mma kernel splits decode into partitions of ks->part keys */
+    if (l.mma) l.part_len = part;
+    if (!l.mma && im->gpu_decode && pkv__attn_plain(a)) {
       /* Rows are 16-byte aligned when the pools are (recorded once, when
        * the buffers were made) and the strides keep them so. */
       const size_t es = pkv__elem_bytes(g->dtype);

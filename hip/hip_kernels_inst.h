@@ -46,7 +46,9 @@ static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
 #if PKV_DTYPE == 1 || PKV_DTYPE == 2
   if (a->mma) { /* kernels/prefill_mma.cl: 64 rows a block */
     const long long rows = (long long)(a->max_q_len > 1 ? a->max_q_len : 1) * group;
-    dim3 grid((unsigned)((rows + PKV_MMA_BR - 1) / PKV_MMA_BR),
+    /* decode with partitions: one block per partition of the group's rows */
+    const int parts = a->max_q_len <= 1 ? a->num_parts : 1;
+    dim3 grid((unsigned)(parts > 1 ? parts : (rows + PKV_MMA_BR - 1) / PKV_MMA_BR),
               (unsigned)a->num_kv_heads, (unsigned)a->num_seqs);
     PKV_KNAME(pkv_prefill_mma)<<<grid, PKV_MMA_NT, 0, a->stream>>>(
         a->q, (const pkv_elem_t *)a->k_pool, (const pkv_elem_t *)a->v_pool,
@@ -57,7 +59,15 @@ static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
         a->window_left, flags, (pkv_i64)a->q_off, (pkv_i64)a->q_ts,
         (pkv_i64)a->q_hs, (pkv_i64)a->o_off, (pkv_i64)a->o_ts,
         (pkv_i64)a->o_hs, io, (int)a->num_pages, a->num_tokens,
-        (pkv_i64)a->num_kv_indices, a->kv_scales, (pkv_i64)a->scale_offset);
+        (pkv_i64)a->num_kv_indices, a->kv_scales, (pkv_i64)a->scale_offset,
+        a->part_o, a->part_ml, parts, a->part_len);
+    hipError_t e = hipGetLastError();
+    if (e != hipSuccess || parts <= 1) return e;
+    dim3 mgrid((unsigned)a->num_q_heads, (unsigned)a->num_seqs);
+    PKV_KNAME(pkv_decode_merge)<<<mgrid, 64, 0, a->stream>>>(
+        a->part_o, a->part_ml, a->q_indptr, a->sinks, a->out, a->lse,
+        a->num_q_heads, flags, parts, (pkv_i64)a->o_off, (pkv_i64)a->o_ts,
+        (pkv_i64)a->o_hs, io, a->num_tokens);
     return hipGetLastError();
   }
 #endif

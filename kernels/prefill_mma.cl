@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Prefill / extend / speculative decode / GQA decode on the matrix unit:
  * a FlashAttention-2-style kernel on the fragment dialect (frag.h), for
- * f16 and bf16 caches. Same arguments and semantics as pkv_prefill
- * (prefill.cl), which f32 and quantized caches keep.
+ * f16 and bf16 caches. The arguments and semantics of pkv_prefill
+ * (prefill.cl), which f32 and quantized caches keep, plus the decode
+ * partials (part_o, part_ml, num_parts, part_len: as pkv_decode's, merged
+ * by pkv_decode_merge) for decode split over the key axis.
  *
  * Work-group (row tile, kv head, sequence), PKV_MMA_NT = 4 waves. A row is
  * one (query token, query head of the GQA group) pair, flattened
@@ -88,7 +90,8 @@ PKV_INLINE void pkv_mma_stage(pkv_async *as, PKV_LOCAL pkv_u16 *ks,
 }
 #endif
 
-/* flags, io_dtypes and the table arguments: as pkv_prefill. */
+/* flags, io_dtypes and the table arguments: as pkv_prefill; the partials:
+ * as pkv_decode (num_parts 1: none). */
 PKV_KERNEL PKV_FRAG_LAUNCH_BOUNDS(PKV_MMA_NT) PKV_SG_ATTR void
 PKV_KNAME(pkv_prefill_mma)(
     PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,
@@ -102,7 +105,9 @@ PKV_KNAME(pkv_prefill_mma)(
     int causal, int window_left, int flags, pkv_i64 q_off, pkv_i64 q_ts,
     pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
     int num_pages, int num_tokens, pkv_i64 num_kv_indices,
-    PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset) {
+    PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset,
+    PKV_GLOBAL float *part_o, PKV_GLOBAL float *part_ml, int num_parts,
+    int part_len) {
   PKV_LOCAL_DECL pkv_u32x4 smem[2 * PKV_MMA_BK * PKV_MMA_LD / 8];
   PKV_TILE_SCRATCH(scr, PKV_MMA_NT);
   PKV_FRAG_SCRATCH(fscr, PKV_MMA_NT);
@@ -120,7 +125,11 @@ PKV_KNAME(pkv_prefill_mma)(
   const int kv_len = pkv_table_row(seq_lens, kv_indptr, kv_last, flags & 8, s,
                                    max_pages, page_size, num_kv_indices, &row0);
   const int q_dt = io_dtypes & 15, o_dt = io_dtypes >> 4;
-  const int nrows = q_len * group, r0 = tile * PKV_MMA_BR;
+  /* Split keys (decode, num_parts > 1; the host ensures the rows fit one
+   * block): work-group `tile` is key partition `tile` of rows 0..63, and
+   * writes partials for pkv_decode_merge. */
+  const int split = num_parts > 1, part = split ? tile : 0;
+  const int nrows = q_len * group, r0 = split ? 0 : tile * PKV_MMA_BR;
   if (r0 >= nrows) return; /* uniform over the work-group */
   const int r1 = (r0 + PKV_MMA_BR < nrows ? r0 + PKV_MMA_BR : nrows) - 1;
   const int qpos_lo = r0 / group + kv_len - q_len;
@@ -128,6 +137,10 @@ PKV_KNAME(pkv_prefill_mma)(
   int kend = kv_len, kbeg = 0;
   if (causal && kend > qpos_hi + 1) kend = qpos_hi + 1;
   if (window_left >= 0 && kbeg < qpos_lo - window_left) kbeg = qpos_lo - window_left;
+  if (split) {
+    if (kbeg < part * part_len) kbeg = part * part_len;
+    if (kend > part * part_len + part_len) kend = part * part_len + part_len;
+  }
 
   /* The rows this lane owns (PKV_FRAG_LROWS of them). */
   const int rw = r0 + (tid / PKV_WAVE) * 16;
@@ -240,6 +253,28 @@ PKV_KNAME(pkv_prefill_mma)(
 
   /* l's lane partials reduced; sinks; O / l; LSE by one lane per row */
   float inv[PKV_FRAG_LROWS];
+  if (split) { /* partials: O / l, and (m, l) without the sinks */
+    PKV_MMA_UNROLL
+    for (int lr = 0; lr < PKV_FRAG_LROWS; lr++) {
+      const float L = pkv_frag_row_sum(l[lr], scr);
+      inv[lr] = L > 0.0f ? 1.0f / L : 0.0f;
+      const pkv_i64 row = ((pkv_i64)s * num_q_heads + qh[lr]) * num_parts + part;
+      if (valid[lr] && pkv_frag_col(lane, pkv_frag_lrow_elem(lr)) == 0) {
+        part_ml[2 * row] = m[lr];
+        part_ml[2 * row + 1] = L;
+      }
+    }
+    PKV_MMA_UNROLL
+    for (int dd = 0; dd < PKV_MMA_ND; dd++)
+      PKV_MMA_UNROLL
+      for (int i = 0; i < PKV_FRAG_N; i++) {
+        const int lr = pkv_frag_lrow(i);
+        const pkv_i64 row = ((pkv_i64)s * num_q_heads + qh[lr]) * num_parts + part;
+        if (valid[lr])
+          part_o[row * PKV_HEAD_DIM + dd * 16 + pkv_frag_col(lane, i)] = o[dd].x[i] * inv[lr];
+      }
+    return;
+  }
   PKV_MMA_UNROLL
   for (int lr = 0; lr < PKV_FRAG_LROWS; lr++) {
     float L = pkv_frag_row_sum(l[lr], scr), M = m[lr];

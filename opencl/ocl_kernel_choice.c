@@ -114,10 +114,11 @@ int pkv__ocl_gpu_decode_wg(int head_dim, int wave) {
  * type too (an f32 q or out asks for f32 precision, which q and P rounded
  * to 16 bits for the unit do not give); prefill, extend and speculative
  * decode (q_len > 1), and decode when a GQA group of 4 or more fills a
- * quarter of the fragment's 16 rows. */
+ * quarter of the fragment's 16 rows (and at most the 64 rows of a block,
+ * so that decode can split the key axis). */
 int pkv__ocl_mma_wants(const pkv_ocl_kernels *k, int dtype, int q_dtype,
                        int o_dtype, int max_q_len, int group) {
   if (!k->mma || (dtype != 1 && dtype != 2)) return 0;
   if ((q_dtype != 1 && q_dtype != 2) || (o_dtype != 1 && o_dtype != 2)) return 0;
-  return max_q_len > 1 || group >= 4;
+  return max_q_len > 1 || (group >= 4 && group <= 64);
 }

@@ -219,13 +219,45 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
     ARG(x, flags); ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off);
     ARG(x, o_ts); ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok);
     ARG(x, nkvi); ARG(x, scales); ARG(x, soff);
+    /* Decode splits the key axis into partitions (a group fits the 64
+     * rows of one block: pkv__ocl_mma_wants), merged as pkv_decode's. */
+    cl_int parts = 1, part_len = p->part;
+    cl_mem po = o->dummy, pm = o->dummy;
+    if (a->max_q_len <= 1) {
+      parts = (a->max_kv_len + part_len - 1) / part_len;
+      if (parts < 1) parts = 1;
+    }
+    if (parts > 1) {
+      size_t prow, po_sz, pm_sz;
+      if (!pkv__mul3_size((size_t)a->num_seqs, (size_t)qh, (size_t)parts, &prow) ||
+          !pkv__mul3_size(prow, (size_t)g->head_dim, sizeof(float), &po_sz) ||
+          !pkv__mul3_size(prow, 2, sizeof(float), &pm_sz))
+        return pkv__fail(ctx, PKV_ERR_OVERFLOW,
+                        "decode partials of %d seqs x %d q heads x %d parts "
+                        "overflow size_t",
+                        a->num_seqs, (int)qh, (int)parts);
+      st = scratch(ctx, &o->part_o, &o->part_o_bytes, po_sz);
+      if (st == PKV_OK) st = scratch(ctx, &o->part_ml, &o->part_ml_bytes, pm_sz);
+      if (st != PKV_OK) return st;
+      po = o->part_o;
+      pm = o->part_ml;
+    }
+    ARG(x, po); ARG(x, pm); ARG(x, parts); ARG(x, part_len);
     /* 64 rows (query token x group head) per work-group of 4 waves */
     const size_t nt = 4 * (size_t)o->kern.wave;
     const size_t rows = (size_t)(a->max_q_len > 1 ? a->max_q_len : 1) * (size_t)group;
     size_t local[3] = {nt, 1, 1};
-    size_t global[3] = {(rows + 63) / 64 * nt, (size_t)g->num_kv_heads,
-                        (size_t)a->num_seqs};
-    return launch(ctx, &x, "pkv_prefill_mma", 3, global, local);
+    size_t global[3] = {(parts > 1 ? (size_t)parts : (rows + 63) / 64) * nt,
+                        (size_t)g->num_kv_heads, (size_t)a->num_seqs};
+    st = launch(ctx, &x, "pkv_prefill_mma", 3, global, local);
+    if (st != PKV_OK || parts == 1) return st;
+    args y = {p->kernels[PKV_K_DECODE_MERGE], 0, CL_SUCCESS};
+    ARG(y, po); ARG(y, pm); ARG(y, qi); ARG(y, sinks); ARG(y, out);
+    ARG(y, lse); ARG(y, qh); ARG(y, flags); ARG(y, parts); ARG(y, o_off);
+    ARG(y, o_ts); ARG(y, o_hs); ARG(y, io); ARG(y, ntok);
+    size_t mlocal[2] = {64, 1};
+    size_t mglobal[2] = {(size_t)qh * 64, (size_t)a->num_seqs};
+    return launch(ctx, &y, "pkv_decode_merge", 2, mglobal, mlocal);
   }
 
   if (a->max_q_len <= 1) {
