@@ -11,9 +11,10 @@
  * token-major, so the 64 rows of a block (16 per wave: the M of one
  * fragment) pack the GQA group into M and every staged key serves all its
  * heads. Per key tile of PKV_MMA_BK keys:
- *   1. the block copies the tile's K and V rows from their pages into
- *      local memory with 16-byte async copies (pkv_mma_stage: one
- *      function, the place a quantized cache would dequantize);
+ *   1. the block copies the next tile's K and V rows from their pages
+ *      into the other of two local-memory stages with 16-byte async copies
+ *      (pkv_mma_stage: one function, the place a quantized cache would
+ *      dequantize), and waits for this tile's;
  *   2. each wave computes S = Q K^T for its 16 rows (Q fragments held in
  *      registers for the whole kernel), applies scale, soft-cap, ALiBi
  *      and the causal/window masks element by element, by the map's
@@ -39,11 +40,11 @@
 #undef PKV_MMA_NK
 #define PKV_MMA_NT (4 * PKV_WAVE) /* work-items: 4 waves of 16 rows */
 #define PKV_MMA_BR 64             /* rows per block */
-/* Keys per tile: K and V tiles of BK x (D + 8) 16-bit elements stay
- * within 35 KiB of local memory. The 8 elements of padding shift each row
- * by 16 bytes, so the 8 rows of a 16-byte-per-lane load (ldmatrix) hit
- * distinct banks. */
-#define PKV_MMA_BK (PKV_HEAD_DIM > 128 ? 32 : 64)
+/* Keys per tile: two stages of K and V tiles of BK x (D + 8) 16-bit
+ * elements stay within 37 KiB of local memory (48 KiB is the static limit
+ * everywhere). The 8 elements of padding shift each row by 16 bytes, so
+ * the 8 rows of a 16-byte-per-lane load (ldmatrix) hit distinct banks. */
+#define PKV_MMA_BK (PKV_HEAD_DIM <= 64 ? 64 : PKV_HEAD_DIM <= 128 ? 32 : 16)
 #define PKV_MMA_LD (PKV_HEAD_DIM + 8)
 #define PKV_MMA_ND (PKV_HEAD_DIM / 16) /* fragments across the head dim */
 #define PKV_MMA_NK (PKV_MMA_BK / 16)   /* fragments across a key tile */
@@ -108,11 +109,11 @@ PKV_KNAME(pkv_prefill_mma)(
     PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset,
     PKV_GLOBAL float *part_o, PKV_GLOBAL float *part_ml, int num_parts,
     int part_len) {
-  PKV_LOCAL_DECL pkv_u32x4 smem[2 * PKV_MMA_BK * PKV_MMA_LD / 8];
+  /* [stage 0: K, V][stage 1: K, V] */
+  PKV_LOCAL_DECL pkv_u32x4 smem[4 * PKV_MMA_BK * PKV_MMA_LD / 8];
   PKV_TILE_SCRATCH(scr, PKV_MMA_NT);
   PKV_FRAG_SCRATCH(fscr, PKV_MMA_NT);
-  PKV_LOCAL pkv_u16 *ks = (PKV_LOCAL pkv_u16 *)smem;
-  PKV_LOCAL pkv_u16 *vs = ks + PKV_MMA_BK * PKV_MMA_LD;
+  PKV_LOCAL pkv_u16 *const tiles = (PKV_LOCAL pkv_u16 *)smem;
   (void)kv_scales;
   (void)scale_offset;
 
@@ -182,12 +183,30 @@ PKV_KNAME(pkv_prefill_mma)(
   const PKV_GLOBAL pkv_u16 *vp = (const PKV_GLOBAL pkv_u16 *)v_pool;
   pkv_async as;
   pkv_async_init(&as);
+  /* Two stages: the copies of tile t+1 are in flight while tile t is
+   * computed (cp.async on NVIDIA; elsewhere the loads are issued first). */
+  if (kbeg < kend)
+    pkv_mma_stage(&as, tiles, tiles + PKV_MMA_BK * PKV_MMA_LD, kp, vp, bt,
+                  num_pages, page_size, page_stride, head_stride, token_stride,
+                  kvh, kbeg, kend - kbeg < PKV_MMA_BK ? kend - kbeg : PKV_MMA_BK,
+                  PKV_MMA_BK, PKV_HEAD_DIM, PKV_MMA_LD, tid, PKV_MMA_NT);
+  /* element offset of the current stage: 0 or 2 * BK * LD */
+  int cur = 0;
   for (int kt = kbeg; kt < kend; kt += PKV_MMA_BK) {
-    const int nk = kend - kt < PKV_MMA_BK ? kend - kt : PKV_MMA_BK;
-    pkv_mma_stage(&as, ks, vs, kp, vp, bt, num_pages, page_size, page_stride,
-                  head_stride, token_stride, kvh, kt, nk, PKV_MMA_BK,
-                  PKV_HEAD_DIM, PKV_MMA_LD, tid, PKV_MMA_NT);
-    pkv_async_wait(&as, 0);
+    PKV_LOCAL pkv_u16 *ks = tiles + cur;
+    PKV_LOCAL pkv_u16 *vs = ks + PKV_MMA_BK * PKV_MMA_LD;
+    const int nxt = 2 * PKV_MMA_BK * PKV_MMA_LD - cur, kn = kt + PKV_MMA_BK;
+    if (kn < kend) { /* the other stage was released by the last barrier */
+      PKV_LOCAL pkv_u16 *kn_s = tiles + nxt;
+      pkv_mma_stage(&as, kn_s, kn_s + PKV_MMA_BK * PKV_MMA_LD, kp, vp, bt,
+                    num_pages, page_size, page_stride, head_stride,
+                    token_stride, kvh, kn,
+                    kend - kn < PKV_MMA_BK ? kend - kn : PKV_MMA_BK, PKV_MMA_BK,
+                    PKV_HEAD_DIM, PKV_MMA_LD, tid, PKV_MMA_NT);
+      pkv_async_wait(&as, 1); /* tile t has landed, t+1 may be in flight */
+    } else {
+      pkv_async_wait(&as, 0);
+    }
     PKV_BARRIER();
 
     /* S = Q K^T, masked and scored */
@@ -249,6 +268,7 @@ PKV_KNAME(pkv_prefill_mma)(
       }
     }
     PKV_BARRIER(); /* the tiles are overwritten next */
+    cur = nxt;
   }
 
   /* l's lane partials reduced; sinks; O / l; LSE by one lane per row */
