@@ -1185,7 +1185,8 @@ static pkv_status call_seq_transfer(fz *f, rd *r, snap *sn) {
   bool ids = (b & 2) && i >= 0 && root_chained(f, &f->S[i]);
   int64_t len = i >= 0 ? f->S[i].len : 0;
   int64_t np = (len + f->ps - 1) / f->ps;
-  size_t bytes = (size_t)np * wb - ((b & 0x80) ? 1 : 0);
+  bool short_buf = (b & 0x80) && np > 0;
+  size_t bytes = (size_t)np * wb - (short_buf ? 1 : 0);
   unsigned char *buf = malloc(bytes ? bytes : 1);
   int32_t tok[MAXL];
   int64_t n = -1;
@@ -1198,7 +1199,7 @@ static pkv_status call_seq_transfer(fz *f, rd *r, snap *sn) {
     free(buf);
     return st;
   }
-  if (i < 0 || (b & 0x80)) fail(f, "seq_export with a bad argument succeeded");
+  if (i < 0 || short_buf) fail(f, "seq_export with a bad argument succeeded");
   f->pending = false; /* the export ran the queued copies */
   if (n != len) fail(f, "seq_export length %lld, model %lld", (long long)n, (long long)len);
   for (int64_t p = 0; ids && p < len; p++)
