@@ -444,6 +444,12 @@ pkv_status pkv_seq_export(pkv_cache *c, pkv_seq_id id, pkv_layout layout,
   size_t need;
   st = check_bytes(c, np, dst_bytes, "dst_bytes", &need);
   if (st != PKV_OK) return st;
+  if (tokens && s->detached)
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
+                     "seq %lld was truncated from the front: its K/V was "
+                     "computed with context its token ids no longer name; "
+                     "pass tokens = NULL",
+                     (long long)id);
   for (int64_t i = 0; tokens && i < np; i++) {
     const pkv_page *g = &c->pool.pg[s->pages[i]];
     if (!g->known || !g->tokens)

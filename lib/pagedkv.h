@@ -592,7 +592,8 @@ PKV_API pkv_status pkv_pages_import(pkv_cache *cache, uint64_t ns,
 /* A whole sequence (prefill to decode handover; the partial last page
  * included): seq_export writes its K/V (pages * wire bytes, pages =
  * ceil(length / page_size)) to dst, its token ids (length int32) to tokens
- * when not NULL (PKV_ERR_STATE when some are unknown), and its length to
+ * when not NULL (PKV_ERR_STATE when some are unknown or the sequence was
+ * truncated from the front), and its length to
  * *n_tokens_out. dst may be NULL (with dst_bytes 0) to ask the length only.
  * seq_import opens a new sequence (desc as pkv_seq_open's) of n_tokens
  * tokens holding that K/V; tokens (may be NULL) are kept for prefix reuse

@@ -497,6 +497,18 @@ int main(void) {
   ok(pkv_seq_export(B, su, PKV_LAYOUT_NHD, seqN, sbytes, st_ids2, &nt) ==
          PKV_ERR_STATE,
      "seq_export of unknown ids with tokens asked: PKV_ERR_STATE");
+  pkv_seq_id sd = -1;
+  int64_t dropped = 0;
+  MUST(pkv_seq_import(B, NULL, T, 14, PKV_LAYOUT_NHD, seqN, sbytes, &sd));
+  MUST(pkv_seq_truncate_front(B, sd, 8, &dropped));
+  ok(pkv_seq_export(B, sd, PKV_LAYOUT_NHD, seqH2, sbytes, st_ids2, &nt) ==
+             PKV_ERR_STATE &&
+         strstr(pkv_last_error(ctx), "truncated") &&
+         pkv_seq_export(B, sd, PKV_LAYOUT_NHD, seqH2, sbytes, NULL, &nt) == PKV_OK &&
+         nt == 14 - dropped,
+     "seq_export of a sequence truncated from the front: ids refused, K/V "
+     "given");
+  pkv_seq_release(B, sd);
   pkv_seq_id tiny_ids[1];
   pkv_cache *Tc = mk(ctx, PKV_LAYOUT_HND, 3);
   pkv_seq_id t1 = cp_open(Tc, 0, 0), t2 = -1;
