@@ -193,6 +193,64 @@ static void opencl_part(const unsigned char *bufN, const unsigned char *bufH,
   pkv_context_destroy(ctx);
 }
 
+/* Every storage dtype: random wire bytes through an NHD and an HND cache
+ * and back are the same bytes, the HND form is the NHD one transposed row
+ * by row, and an int8 page's scale block is carried unchanged. */
+static void dtypes_part(pkv_context *ctx) {
+  static const pkv_dtype dts[] = {PKV_DTYPE_F16, PKV_DTYPE_BF16,
+                                  PKV_DTYPE_FP8_E4M3, PKV_DTYPE_INT8};
+  static const char *names[] = {"f16", "bf16", "fp8 e4m3", "int8"};
+  for (int k = 0; k < 4; k++) {
+    pkv_cache *c[2];
+    for (int l = 0; l < 2; l++) {
+      pkv_cache_desc d;
+      pkv_cache_desc_init(&d);
+      d.num_layers = L;
+      d.num_kv_heads = H;
+      d.head_dim = D;
+      d.page_size = PS;
+      d.num_pages = 8;
+      d.dtype = dts[k];
+      d.layout = l ? PKV_LAYOUT_NHD : PKV_LAYOUT_HND;
+      c[l] = cp_cache_desc(ctx, &d);
+    }
+    size_t wb = 0;
+    pkv_cache_page_wire_bytes(c[0], &wb);
+    pkv_cache_geometry g;
+    pkv_cache_geometry_init(&g);
+    pkv_cache_get_geometry(c[0], &g);
+    size_t n = 2 * wb, row = (size_t)D * pkv_dtype_size(dts[k]);
+    unsigned char *r = malloc(n), *x = malloc(n), *y = malloc(n);
+    for (size_t i = 0; i < n; i++) r[i] = (unsigned char)((i * 2654435761u) >> 13);
+    pkv_seq_id a = -1, b = -1;
+    int64_t nt = 0;
+    int good = pkv_seq_import(c[1], NULL, NULL, 8, PKV_LAYOUT_NHD, r, n, &a) == PKV_OK &&
+               pkv_seq_export(c[1], a, PKV_LAYOUT_NHD, y, n, NULL, &nt) == PKV_OK &&
+               !memcmp(y, r, n) &&
+               pkv_seq_export(c[1], a, PKV_LAYOUT_HND, x, n, NULL, &nt) == PKV_OK &&
+               pkv_seq_import(c[0], NULL, NULL, 8, PKV_LAYOUT_HND, x, n, &b) == PKV_OK &&
+               pkv_seq_export(c[0], b, PKV_LAYOUT_NHD, y, n, NULL, &nt) == PKV_OK &&
+               !memcmp(y, r, n);
+    int tr = 1;
+    for (size_t p = 0; p < n / g.page_bytes; p++) {
+      const unsigned char *hp = x + p * g.page_bytes, *np_ = r + p * g.page_bytes;
+      for (int h = 0; h < H; h++)
+        for (int t = 0; t < PS; t++)
+          tr &= !memcmp(hp + ((size_t)h * PS + t) * row, np_ + ((size_t)t * H + h) * row, row);
+      if (g.scale_offset)
+        tr &= !memcmp(hp + g.scale_offset, np_ + g.scale_offset,
+                      g.page_bytes - g.scale_offset);
+    }
+    ok(good && tr, "%s: NHD -> HND -> NHD through two caches is bitwise, HND "
+       "is the transpose%s", names[k], g.scale_offset ? ", scales carried" : "");
+    free(r);
+    free(x);
+    free(y);
+    pkv_cache_destroy(c[0]);
+    pkv_cache_destroy(c[1]);
+  }
+}
+
 int main(void) {
   for (int i = 0; i < 64; i++) T[i] = 5000 + 13 * i;
   pkv_context *ctx = cp_ctx();
@@ -532,6 +590,7 @@ int main(void) {
      "seq_import: short src, n < 0, NULL out, bad layout");
   pkv_cache_destroy(Tc);
 
+  dtypes_part(ctx);
   opencl_part(bufN, bufH, keys, wb, seqN, sbytes);
 
   free(seqN);
