@@ -152,32 +152,39 @@ static int is_transpose(const float *hnd, const float *nhd) {
   return 1;
 }
 
-static void opencl_part(const unsigned char *bufN, const unsigned char *bufH,
-                        const pkv_page_key *keys, size_t wb,
-                        const unsigned char *seqN, size_t seq_bytes) {
+/* The same pages into a device cache (OpenCL: PoCL in CI; HIP/CUDA where
+ * built and a GPU is present): the device pools are reached through the
+ * backend's buffer reads and writes, so the bytes must come back equal. */
+static void device_part(pkv_backend_kind kind, const unsigned char *bufN,
+                        const unsigned char *bufH, const pkv_page_key *keys,
+                        size_t wb, const unsigned char *seqN, size_t seq_bytes) {
   pkv_context_desc cd;
   pkv_context_desc_init(&cd);
-  cd.backend = PKV_BACKEND_OPENCL;
+  cd.backend = kind;
   pkv_context *ctx = NULL;
-  if (!pkv_backend_available(PKV_BACKEND_OPENCL) ||
-      pkv_context_create(&cd, &ctx) != PKV_OK) {
-    skip(5, "no OpenCL device (PoCL runs this in CI)");
+  const char *name = pkv_backend_name(kind);
+  if (!pkv_backend_available(kind) || pkv_context_create(&cd, &ctx) != PKV_OK) {
+    char why[128];
+    snprintf(why, sizeof why, "no %s device (%s)", name,
+             kind == PKV_BACKEND_OPENCL ? "PoCL runs this in CI"
+                                        : "needs a GPU and the HIP/CUDA build");
+    skip(5, why);
     return;
   }
   pkv_cache *o = mk(ctx, PKV_LAYOUT_NHD, 16);
   int64_t ni = -1, nsk = -1;
   ok(pkv_pages_import(o, 5, NULL, keys, T, 3, PKV_LAYOUT_NHD, bufN, 3 * wb,
                       &ni, &nsk) == PKV_OK && ni == 3,
-     "OpenCL: 3 pages imported (%s)", pkv_last_error(ctx));
+     "%s: 3 pages imported (%s)", name, pkv_last_error(ctx));
   unsigned char *back = malloc(3 * wb);
   int32_t tk[12];
   ok(read_keys(o, 5, keys, 3, PKV_LAYOUT_HND, back, tk) == PKV_OK &&
          !memcmp(back, bufH, 3 * wb) && !memcmp(tk, T, sizeof tk),
-     "OpenCL: read back in HND, bitwise the CPU cache's pages and tokens");
+     "%s: read back in HND, bitwise the CPU cache's pages and tokens", name);
   pkv_seq_id x = cp_open(o, 0, 5);
   int64_t reused = 0;
   ok(pkv_seq_match_prefix(o, x, T, 14, &reused) == PKV_OK && reused == 12,
-     "OpenCL: the prefix match reuses the imported pages");
+     "%s: the prefix match reuses the imported pages", name);
   pkv_seq_id y = -1;
   unsigned char *seq_back = malloc(seq_bytes);
   int64_t nt = 0;
@@ -185,8 +192,8 @@ static void opencl_part(const unsigned char *bufN, const unsigned char *bufH,
          pkv_seq_export(o, y, PKV_LAYOUT_NHD, seq_back, seq_bytes, NULL, &nt) ==
              PKV_OK &&
          nt == 14 && !memcmp(seq_back, seqN, seq_bytes),
-     "OpenCL: a sequence imported and exported again is bitwise the same");
-  ok(cp_conserved(o), "OpenCL: pages conserved");
+     "%s: a sequence imported and exported again is bitwise the same", name);
+  ok(cp_conserved(o), "%s: pages conserved", name);
   free(seq_back);
   free(back);
   pkv_cache_destroy(o);
@@ -591,7 +598,8 @@ int main(void) {
   pkv_cache_destroy(Tc);
 
   dtypes_part(ctx);
-  opencl_part(bufN, bufH, keys, wb, seqN, sbytes);
+  device_part(PKV_BACKEND_OPENCL, bufN, bufH, keys, wb, seqN, sbytes);
+  device_part(PKV_BACKEND_HIP, bufN, bufH, keys, wb, seqN, sbytes);
 
   free(seqN);
   free(seqH);
