@@ -235,22 +235,26 @@ static pkv_status write_pages(pkv_cache *c, const int32_t *pages, int64_t n,
 /* ---- holds --------------------------------------------------------- */
 
 /* An indexed page of (key, ns): the child of `parent` (a page, -1 = root)
- * when there is one, else any entry of the key (its K/V is what the key
- * names all the same). */
+ * when there is one; else, with any_parent, one whose own parent link is
+ * still alive (so that pages chained under it stay reachable from the
+ * root), else any entry of the key (its K/V is what the key names all the
+ * same). */
 static pkv_pentry *find_key(const pkv_cache *c, XXH128_hash_t key, uint64_t ns,
                             int32_t parent, bool any_parent) {
   const pkv_prefix_index *x = &c->prefix;
   if (!x->nbuckets) return NULL;
-  pkv_pentry *other = NULL;
+  pkv_pentry *alive = NULL, *other = NULL;
   for (pkv_pentry *e = x->buckets[(size_t)key.low64 & (x->nbuckets - 1)]; e;
        e = e->bnext) {
     if (!XXH128_isEqual(e->key, key) || e->ns != ns) continue;
-    if (e->parent == parent &&
-        (parent < 0 || e->parent_gen == c->pool.pg[parent].gen))
-      return e;
+    bool linked = e->parent < 0 || (e->parent_gen == c->pool.pg[e->parent].gen &&
+                                    c->pool.pg[e->parent].entry != NULL);
+    if (e->parent == parent && linked) return e;
+    if (linked && !alive) alive = e;
     if (!other) other = e;
   }
-  return any_parent ? other : NULL;
+  if (!any_parent) return NULL;
+  return alive ? alive : other;
 }
 
 pkv_status pkv_pages_hold(pkv_cache *c, uint64_t ns, const pkv_page_key *keys,
