@@ -76,7 +76,7 @@ pkv_status pkv_seq_page_keys(pkv_cache *c, pkv_seq_id id, int64_t first_page,
   const int32_t ps = c->geom.page_size;
   int64_t full = s->len / ps, n = 0;
   if (s->detached || s->swapped) full = 0;
-  int64_t end = first_page + max < full ? first_page + max : full;
+  int64_t end = max < full - first_page ? first_page + max : full; /* no overflow */
   XXH128_hash_t key = {0, 0};
   /* The chain starts at the root: keys of later pages need every earlier
    * one. */
