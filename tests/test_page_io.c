@@ -360,6 +360,7 @@ int main(void) {
   ok(cp_ref(A, sp[0]) == 1, "release gives the reference back");
   pkv_page_key bad[3] = {keys[0], {1, 2}, keys[2]};
   hold = (pkv_page_hold *)1;
+  free(s0.pi);
   take(A, &sa, 1, &s0);
   ok(pkv_pages_hold(A, 5, bad, 3, &hold) == PKV_ERR_NOT_FOUND &&
          strstr(pkv_last_error(ctx), "keys[1]") && unchanged(A, &sa, 1, &s0),
