@@ -246,6 +246,7 @@ void pkv__ux_endpoint_destroy(pkv_xfer_endpoint *ep) {
     ep->peers = p->next;
     if (p->rkey) ucp_rkey_destroy(p->rkey);
     if (p->uep) close_uep(ep, p->uep, p->failed);
+    pkv__ux_free(p->back_addr);
     pkv__ux_free(p);
   }
   while (ep->inbox) {
@@ -323,6 +324,30 @@ static void peer_err_cb(void *arg, ucp_ep_h uep, ucs_status_t status) {
   p->failed = 1;
 }
 
+/* An endpoint to a peer's worker address. Peer-failure handling first, so
+ * that a dead peer fails its requests with PKV_ERR_PEER; UCX 1.13's shared
+ * memory transports have no peer-failure support, so when only they reach
+ * the peer the endpoint is made without it (a dead peer is then seen only
+ * by a wait's timeout; see doc/disaggregation.md). */
+static ucs_status_t create_uep(pkv_xfer_endpoint *ep, const void *addr,
+                               pkv_xfer_peer *p) {
+  ucp_ep_params_t epp;
+  memset(&epp, 0, sizeof epp);
+  epp.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                   UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  epp.address = (const ucp_address_t *)addr;
+  epp.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  epp.err_handler.cb = peer_err_cb;
+  epp.err_handler.arg = p;
+  ucs_status_t us = ucp_ep_create(ep->worker, &epp, &p->uep);
+  if (us == UCS_OK) return us;
+  epp.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
+  us = ucp_ep_create(ep->worker, &epp, &p->uep);
+  if (us == UCS_OK) p->no_failure_detection = 1;
+  return us;
+}
+
 #define MISMATCH(field, what)                                                 \
   if ((int64_t)h.field != (int64_t)(mine))                                          \
     return pkv__ux_fail(ep->ctx, PKV_ERR_INCOMPATIBLE,                        \
@@ -383,16 +408,7 @@ pkv_status pkv__ux_connect(pkv_xfer_endpoint *ep, const void *blob,
   p->staging_addr = h.staging_addr;
   p->staging_pages = h.staging_pages;
   p->layout = (pkv_layout)h.layout;
-  ucp_ep_params_t epp;
-  memset(&epp, 0, sizeof epp);
-  epp.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
-                   UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  epp.address = (const ucp_address_t *)(b + sizeof h);
-  epp.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-  epp.err_handler.cb = peer_err_cb;
-  epp.err_handler.arg = p;
-  ucs_status_t us = ucp_ep_create(ep->worker, &epp, &p->uep);
+  ucs_status_t us = create_uep(ep, b + sizeof h, p);
   if (us != UCS_OK) {
     pkv__ux_free(p);
     return pkv__ux_fail(ep->ctx, PKV_ERR_PEER, "connect: UCX: %s",
@@ -409,6 +425,34 @@ pkv_status pkv__ux_connect(pkv_xfer_endpoint *ep, const void *blob,
   ep->peers = p;
   *out = p;
   return PKV_OK;
+}
+
+pkv_xfer_peer *pkv__ux_back_peer(pkv_xfer_endpoint *ep, const void *addr,
+                                 size_t len) {
+  for (pkv_xfer_peer *p = ep->peers; p; p = p->next)
+    if (p->back_addr && p->back_addr_len == len && !p->failed &&
+        memcmp(p->back_addr, addr, len) == 0)
+      return p;
+  pkv_xfer_peer *p = pkv__ux_calloc(1, sizeof *p);
+  unsigned char *a = pkv__ux_malloc(len ? len : 1);
+  if (!p || !a) {
+    pkv__ux_free(p);
+    pkv__ux_free(a);
+    return NULL;
+  }
+  memcpy(a, addr, len);
+  p->ctx = ep->ctx;
+  p->ep = ep;
+  p->back_addr = a;
+  p->back_addr_len = len;
+  if (create_uep(ep, a, p) != UCS_OK) {
+    pkv__ux_free(a);
+    pkv__ux_free(p);
+    return NULL;
+  }
+  p->next = ep->peers;
+  ep->peers = p;
+  return p;
 }
 
 /* ---------------------------------------------------------------- entry */

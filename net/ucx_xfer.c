@@ -256,7 +256,7 @@ pkv_status pkv__ux_push_seq(pkv_xfer_endpoint *ep, pkv_xfer_peer *peer,
   st = pkv_seq_export(ep->cache, seq, peer->layout, stg, kv_bytes,
                       (int32_t *)(void *)(stg + tok_off), &n_out);
   if (st) return st;
-  size_t len = sizeof(xfer_push_msg) + ep->rkey_len;
+  size_t len = sizeof(xfer_push_msg) + ep->rkey_len + ep->addr_len;
   xfer_push_msg *m = pkv__ux_calloc(1, len);
   pkv_xfer_request *r = m ? new_req(ep, peer, UX_PUSH) : NULL;
   if (!r) {
@@ -273,7 +273,9 @@ pkv_status pkv__ux_push_seq(pkv_xfer_endpoint *ep, pkv_xfer_peer *peer,
   m->priority_class = d.priority_class;
   m->layout = (int32_t)peer->layout;
   m->rkey_len = (uint32_t)ep->rkey_len;
+  m->addr_len = (uint32_t)ep->addr_len;
   memcpy(m + 1, ep->rkey_buf, ep->rkey_len);
+  memcpy((unsigned char *)(m + 1) + ep->rkey_len, ep->addr, ep->addr_len);
   ep->staging_use = 2;
   ep->staging_req = r->id;
   ep->staging_orphan = 0;
@@ -415,13 +417,19 @@ static void serve_push(pkv_xfer_endpoint *ep, const ux_msg *msg) {
   pkv_status st = PKV_OK;
   ucp_rkey_h rk = NULL;
   void *kv = NULL, *toks = NULL;
-  if (msg->len != sizeof h + h.rkey_len || h.n_tokens < 0 ||
+  pkv_xfer_peer *back = NULL;
+  if (msg->len != sizeof h + (size_t)h.rkey_len + h.addr_len || h.n_tokens < 0 ||
       h.tokens_off < h.kv_bytes ||
       (h.layout != PKV_LAYOUT_HND && h.layout != PKV_LAYOUT_NHD)) {
     st = pkv__ux_fail(ep->ctx, PKV_ERR_INVALID, "malformed push message");
     goto reply;
   }
-  if (ucp_ep_rkey_unpack(msg->reply_ep, msg->data + sizeof h, &rk) != UCS_OK) {
+  back = pkv__ux_back_peer(ep, msg->data + sizeof h + h.rkey_len, h.addr_len);
+  if (!back) {
+    st = pkv__ux_fail(ep->ctx, PKV_ERR_PEER, "push: cannot reach the pusher");
+    goto reply;
+  }
+  if (ucp_ep_rkey_unpack(back->uep, msg->data + sizeof h, &rk) != UCS_OK) {
     rk = NULL;
     st = pkv__ux_fail(ep->ctx, PKV_ERR_INVALID, "push: bad rkey");
     goto reply;
@@ -438,10 +446,10 @@ static void serve_push(pkv_xfer_endpoint *ep, const ux_msg *msg) {
     double deadline = pkv__ux_now_ms() + (double)ep->lease_ms;
     ucs_status_t a = UCS_OK, b = UCS_OK;
     if (h.kv_bytes)
-      a = pkv__ux_wait_ucx(ep, ucp_get_nbx(msg->reply_ep, kv, h.kv_bytes,
+      a = pkv__ux_wait_ucx(ep, ucp_get_nbx(back->uep, kv, h.kv_bytes,
                                            h.addr, rk, &p), deadline);
     if (h.n_tokens && a == UCS_OK)
-      b = pkv__ux_wait_ucx(ep, ucp_get_nbx(msg->reply_ep, toks,
+      b = pkv__ux_wait_ucx(ep, ucp_get_nbx(back->uep, toks,
                                            (size_t)h.n_tokens * sizeof(int32_t),
                                            h.addr + h.tokens_off, rk, &p),
                            deadline);

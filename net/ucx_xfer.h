@@ -47,6 +47,11 @@ struct pkv_xfer_peer {
   int64_t staging_pages;
   pkv_layout layout;
   int failed; /* the error handler ran: every request of the peer fails */
+  int no_failure_detection; /* only transports without it reach the peer */
+  /* a peer this endpoint connected to by itself, to get a pushed sequence:
+   * its worker address, to find it again (NULL for pkv_xfer_connect's) */
+  unsigned char *back_addr;
+  size_t back_addr_len;
 };
 
 typedef enum ux_kind { UX_FETCH, UX_PUSH } ux_kind;
@@ -129,6 +134,9 @@ pkv_status pkv__ux_endpoint_blob(pkv_xfer_endpoint *ep, void *buf, size_t cap,
                                  size_t *len);
 pkv_status pkv__ux_connect(pkv_xfer_endpoint *ep, const void *blob,
                            size_t len, pkv_xfer_peer **out);
+/* The endpoint to the worker of a pusher's address, made on first use. */
+pkv_xfer_peer *pkv__ux_back_peer(pkv_xfer_endpoint *ep, const void *addr,
+                                 size_t len);
 /* Sends a small active message and waits for its local completion;
  * UCS_OK or UCX's error (a failed peer). */
 ucs_status_t pkv__ux_send(pkv_xfer_endpoint *ep, ucp_ep_h to, unsigned id,

@@ -60,7 +60,10 @@ typedef struct xfer_release_msg {
   uint64_t req_id;
 } xfer_release_msg;
 
-typedef struct xfer_push_msg { /* followed by rkey_len bytes of rkey */
+/* followed by rkey_len bytes of rkey, then addr_len bytes of the pusher's
+ * worker address: the receiver gets through an endpoint of its own to
+ * that address (UCX's reply endpoints carry active messages, not RMA) */
+typedef struct xfer_push_msg {
   uint64_t req_id;
   uint64_t tag;
   int64_t n_tokens;
@@ -71,7 +74,7 @@ typedef struct xfer_push_msg { /* followed by rkey_len bytes of rkey */
   int32_t priority_class;
   int32_t layout;
   uint32_t rkey_len;
-  uint32_t pad;
+  uint32_t addr_len;
 } xfer_push_msg;
 
 typedef struct xfer_pushed_msg {

@@ -247,7 +247,6 @@ int main(void) {
   /* TCP notices a killed peer at once (the kernel closes its socket);
    * the caller's UCX_TLS wins. */
   setenv("UCX_TLS", "tcp,self", 0);
-  setenv("UCX_WARN_UNUSED_ENV_VARS", "n", 0);
   /* Fork before either side starts UCX. */
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) die("socketpair");
