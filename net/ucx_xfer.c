@@ -498,9 +498,12 @@ static void on_pushed(pkv_xfer_endpoint *ep, const ux_msg *msg) {
     finish(r, PKV_OK, "%s", "");
 }
 
-pkv_status pkv__ux_progress(pkv_xfer_endpoint *ep) {
-  for (int i = 0; i < 64 && ucp_worker_progress(ep->worker); i++) {
-  }
+/* One pass; returns how many things happened (0: idle). */
+static unsigned progress_once(pkv_xfer_endpoint *ep) {
+  unsigned events = 0, e;
+  for (int i = 0; i < 64 && (e = ucp_worker_progress(ep->worker)) != 0; i++)
+    events += e;
+  if (ep->inbox) events++;
   /* Take the inbox: handlers may progress (and so add to it) themselves. */
   ux_msg *m = ep->inbox, *keep = NULL, *keep_tail = NULL;
   ep->inbox = ep->inbox_tail = NULL;
@@ -539,6 +542,11 @@ pkv_status pkv__ux_progress(pkv_xfer_endpoint *ep) {
     ep->staging_use = 0;
   for (pkv_xfer_request *r = ep->reqs; r; r = r->next)
     if (r->state != UX_DONE) advance(r);
+  return events;
+}
+
+pkv_status pkv__ux_progress(pkv_xfer_endpoint *ep) {
+  progress_once(ep);
   return PKV_OK;
 }
 
@@ -579,14 +587,14 @@ pkv_status pkv__ux_wait(pkv_xfer_request *req, int64_t timeout_ms) {
   double end = pkv__ux_now_ms() + (double)timeout_ms;
   unsigned idle = 0;
   while (req->state != UX_DONE) {
-    pkv__ux_progress(req->ep);
+    if (progress_once(req->ep)) idle = 0;
     if (req->state == UX_DONE) break;
     if (timeout_ms >= 0 && pkv__ux_now_ms() > end)
       return pkv__ux_fail(req->ctx, PKV_ERR_TIMEOUT,
                           "request not complete after %lld ms",
                           (long long)timeout_ms);
-    /* do not starve the peer of the CPU when both run on one core */
-    if (++idle > 256) {
+    /* long idle: do not starve the peer of the CPU when both share a core */
+    if (++idle > 4096) {
       struct timespec ts = {0, 20000};
       nanosleep(&ts, NULL);
     }

@@ -37,7 +37,7 @@ static int n_requests = 12, decode_steps = 16, min_prompt = 96,
 
 static void usage(FILE *f) {
   fprintf(f,
-          "Usage: " TOOL " [OPTIONS]\n"
+          "usage: " TOOL " [OPTIONS]\n"
           "Prefill and decode in two processes over UCX (loopback): K/V pages\n"
           "pushed from prefill to decode, decode outputs checked bitwise\n"
           "against a single-process run; prints pages and bytes moved, the\n"
@@ -261,7 +261,7 @@ static void *get_blob(int fd, uint64_t *n) {
 }
 
 typedef struct p_rec { /* prefill -> parent, per request */
-  int32_t id, pages;
+  int32_t id, pages, retries, pad;
   double t_start, t_pushed, push_ms;
   uint64_t bytes;
 } p_rec;
@@ -335,13 +335,13 @@ static size_t max_seq_bytes(size_t wire) {
 static void decode_main(int fd) {
   engine e;
   int64_t pages_per_req = (max_prompt + decode_steps) / PS + 2;
-  engine_init(&e, pages_per_req * 4 + 8);
+  engine_init(&e, pages_per_req * 2 + 8);
   size_t wire = 0;
   CK(&e, pkv_cache_page_wire_bytes(e.cache, &wire));
   pkv_xfer_endpoint *ep;
   pkv_xfer_options o;
   pkv_xfer_options_init(&o);
-  o.staging_pages = 2;
+  o.staging_pages = 2; /* it only receives */
   CK(&e, pkv_xfer_endpoint_create(e.cache, &o, &ep));
   size_t blen = 0;
   pkv_xfer_endpoint_blob(ep, NULL, 0, &blen);
@@ -415,10 +415,19 @@ static void prefill_main(int fd) {
     rec.t_start = now_ms();
     pkv_seq_id s = prefill(&e, i);
     double t0 = now_ms();
-    pkv_xfer_request *req;
-    CK(&e, pkv_xfer_push_seq(ep, peer, s, NULL, (uint64_t)i, &req));
-    CK(&e, pkv_xfer_wait(req, (int64_t)timeout_s * 1000));
-    pkv_xfer_request_free(req);
+    /* The decode side's pool full: back off and retry (backpressure). */
+    for (;;) {
+      t0 = now_ms();
+      pkv_xfer_request *req;
+      CK(&e, pkv_xfer_push_seq(ep, peer, s, NULL, (uint64_t)i, &req));
+      pkv_status st = pkv_xfer_wait(req, (int64_t)timeout_s * 1000);
+      pkv_xfer_request_free(req);
+      if (st == PKV_OK) break;
+      if (st != PKV_ERR_NO_PAGES) CK(&e, st);
+      rec.retries++;
+      struct timespec ts = {0, 2000000};
+      nanosleep(&ts, NULL);
+    }
     rec.t_pushed = now_ms();
     rec.push_ms = rec.t_pushed - t0;
     int64_t len = prompt_len(i);
@@ -427,6 +436,10 @@ static void prefill_main(int fd) {
     total += rec.bytes;
     CK(&e, pkv_seq_release(e.cache, s));
     put(fd, &rec, sizeof rec);
+    /* One request in flight: the next starts when decode has finished
+     * this one, so the time to first token has no queueing in it. */
+    char go;
+    get(fd, &go, 1);
   }
   /* the raw baseline: the same bytes, request by request, put + flush,
    * once the parent says decode is idle (it progresses the target) */
@@ -455,7 +468,15 @@ static void prefill_main(int fd) {
     raw_wait(&r, ucp_ep_flush_nbx(uep, &rp));
   }
   double raw_ms = now_ms() - t0;
+  /* and one-sided gets, the operation the transfer module uses */
+  t0 = now_ms();
+  for (int i = 0; i < n_requests; i++) {
+    size_t bytes = (size_t)((prompt_len(i) + PS - 1) / PS) * wire;
+    raw_wait(&r, ucp_get_nbx(uep, r.buf, bytes, raddr, rkey, &rp));
+  }
+  double rawget_ms = now_ms() - t0;
   put(fd, &raw_ms, sizeof raw_ms);
+  put(fd, &rawget_ms, sizeof rawget_ms);
   put(fd, &total, sizeof total);
   get(fd, &c, 1); /* the parent's word to go */
   ucp_rkey_destroy(rkey);
@@ -554,17 +575,19 @@ int main(int argc, char **argv) {
     p_rec r;
     get(pfd, &r, sizeof r);
     if (r.id >= 0 && r.id < n_requests) pr[r.id] = r;
-  }
-  for (int i = 0; i < n_requests; i++) {
-    d_rec r;
-    get(dfd, &r, sizeof r);
-    if (r.id >= 0 && r.id < n_requests) dr[r.id] = r;
+    d_rec q;
+    get(dfd, &q, sizeof q);
+    if (q.id >= 0 && q.id < n_requests) dr[q.id] = q;
+    char next = 'n';
+    put(pfd, &next, 1);
   }
   double raw_ms;
   uint64_t total;
   char go = 'r';
   put(pfd, &go, 1);
   get(pfd, &raw_ms, sizeof raw_ms);
+  double rawget_ms;
+  get(pfd, &rawget_ms, sizeof rawget_ms);
   get(pfd, &total, sizeof total);
   go = 'q';
   put(dfd, &go, 1);
@@ -582,7 +605,7 @@ int main(int argc, char **argv) {
   engine_init(&e, (max_prompt + decode_steps) / PS + 4);
   int equal = 0;
   double ttft_local = 0, ttft_remote = 0, push_ms = 0;
-  int64_t pages = 0;
+  int64_t pages = 0, retries = 0;
   for (int i = 0; i < n_requests; i++) {
     double t0 = now_ms(), t_first = 0;
     pkv_seq_id s = prefill(&e, i);
@@ -592,6 +615,7 @@ int main(int argc, char **argv) {
     ttft_remote += dr[i].t_first - pr[i].t_start;
     push_ms += pr[i].push_ms;
     pages += pr[i].pages;
+    retries += pr[i].retries;
     if (h == dr[i].hash) equal++;
     else
       fprintf(stderr, TOOL ": request %d: decode outputs differ from the "
@@ -608,11 +632,18 @@ int main(int argc, char **argv) {
          DIM, PS, tls ? tls : "");
   printf("  %-44s %12lld\n", "pages moved (prefill -> decode)", (long long)pages);
   printf("  %-44s %12.1f MiB\n", "bytes moved", (double)total / 1048576.0);
+  printf("  %-44s %12lld\n", "pushes retried (decode pool full)",
+         (long long)retries);
   printf("  %-44s %12.1f ms   %8.3f GB/s\n",
          "pkv_xfer_push_seq (export+get+import)", push_ms, gbs);
   printf("  %-44s %12.1f ms   %8.3f GB/s\n", "raw ucp_put_nbx + flush, same bytes",
          raw_ms, raw_gbs);
+  double rawget_gbs = (double)total / (rawget_ms * 1e-3) / 1e9;
+  printf("  %-44s %12.1f ms   %8.3f GB/s\n", "raw ucp_get_nbx, same bytes",
+         rawget_ms, rawget_gbs);
   printf("  %-44s %12.2f\n", "push bandwidth / raw put bandwidth", gbs / raw_gbs);
+  printf("  %-44s %12.2f\n", "push bandwidth / raw get bandwidth",
+         gbs / rawget_gbs);
   printf("  %-44s %12.2f ms\n", "time to first decode token, prefill remote",
          ttft_remote / n_requests);
   printf("  %-44s %12.2f ms\n", "time to first decode token, local",
