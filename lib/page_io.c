@@ -444,6 +444,12 @@ pkv_status pkv_seq_export(pkv_cache *c, pkv_seq_id id, pkv_layout layout,
   size_t need;
   st = check_bytes(c, np, dst_bytes, "dst_bytes", &need);
   if (st != PKV_OK) return st;
+  if (tokens && s->detached)
+    return pkv__fail(c->ctx, PKV_ERR_STATE,
+                     "seq %lld was truncated from the front: its K/V was "
+                     "computed with context its token ids no longer name; "
+                     "pass tokens = NULL",
+                     (long long)id);
   for (int64_t i = 0; tokens && i < np; i++) {
     const pkv_page *g = &c->pool.pg[s->pages[i]];
     if (!g->known || !g->tokens)
@@ -488,25 +494,27 @@ pkv_status pkv_seq_import(pkv_cache *c, const pkv_seq_desc *desc,
   unsigned char *tmp = NULL;
   if (layout != c->geom.layout && !(tmp = pkv__malloc(c->geom.page_bytes)))
     return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "page buffer");
-  /* Built from the public steps; a failure after the open releases the
-   * sequence and gives its id back, so that the cache is as before. */
+  /* Built from the public steps. Everything that can fail for memory
+   * (open, append, the index entries of the commit) comes before the K/V
+   * is written, so that a failure leaves even the free pages' bytes as
+   * they were; a failure after the open releases the sequence and gives
+   * its id back. */
   const pkv_seq_id next_id = c->next_id;
   const uint64_t admit = c->admit_counter;
   pkv_seq_id id = 0;
+  pkv_seq *s = NULL;
+  pkv_prefix_spare sp = {NULL, 0, 0};
   st = pkv_seq_open(c, &full, &id);
   bool opened = st == PKV_OK;
   if (st == PKV_OK) st = pkv_seq_append(c, id, n_tokens, tokens, NULL);
-  if (st == PKV_OK) st = pkv__cache_flush_copies(c);
-  if (st == PKV_OK) {
-    pkv_seq *s;
-    pkv__cache_find_seq(c, id, "seq", &s);
-    st = write_pages(c, s->pages, np, layout, src, tmp);
-  }
-  if (st == PKV_OK && tokens) st = pkv_seq_commit(c, id, n_tokens);
+  if (st == PKV_OK) st = pkv__cache_find_seq(c, id, "seq", &s);
+  if (st == PKV_OK && tokens) st = pkv__prefix_commit_prepare(c, s, n_tokens, &sp);
+  /* (the new pages are no pending copy's source or destination: no flush) */
+  if (st == PKV_OK) st = write_pages(c, s->pages, np, layout, src, tmp);
   pkv__free(tmp);
   if (st != PKV_OK) {
+    pkv__prefix_commit_cancel(&sp);
     if (opened) {
-      pkv_seq *s;
       pkv__cache_find_seq(c, id, "seq", &s);
       pkv__seq_drop_pages(c, s);
       pkv__seq_destroy_internal(c, s);
@@ -515,6 +523,7 @@ pkv_status pkv_seq_import(pkv_cache *c, const pkv_seq_desc *desc,
     }
     return st;
   }
+  if (tokens) pkv__prefix_commit_finish(c, s, &sp);
   *seq_out = id;
   return PKV_OK;
 }

@@ -546,10 +546,13 @@ PKV_API pkv_status pkv_cache_page_wire_bytes(const pkv_cache *cache,
  * (a dropped page leaves the index but its content stays) until release. */
 typedef struct pkv_page_hold pkv_page_hold;
 
-/* Finds the indexed pages of the chain keys[0..n) of namespace ns (keys[0]
- * a root page, keys[i] the child of keys[i-1]) and holds them. All or
- * nothing: a key that is not indexed is PKV_ERR_NOT_FOUND naming its index,
- * and nothing is held. n = 0 gives an empty hold. */
+/* Finds the indexed pages of keys[0..n) in namespace ns (usually a chain,
+ * keys[i] the child of keys[i-1]; the child of the previous page is
+ * preferred, any page indexed under the key is taken otherwise, since a key
+ * names its content) and holds them. All or nothing: a key that is not
+ * indexed is PKV_ERR_NOT_FOUND naming its index, and nothing is held.
+ * n = 0 gives an empty hold. Held pages count as live pages of class 0;
+ * release every hold before destroying the cache. */
 PKV_API pkv_status pkv_pages_hold(pkv_cache *cache, uint64_t ns,
                                   const pkv_page_key *keys, int64_t n,
                                   pkv_page_hold **hold_out);
@@ -592,7 +595,8 @@ PKV_API pkv_status pkv_pages_import(pkv_cache *cache, uint64_t ns,
 /* A whole sequence (prefill to decode handover; the partial last page
  * included): seq_export writes its K/V (pages * wire bytes, pages =
  * ceil(length / page_size)) to dst, its token ids (length int32) to tokens
- * when not NULL (PKV_ERR_STATE when some are unknown), and its length to
+ * when not NULL (PKV_ERR_STATE when some are unknown or the sequence was
+ * truncated from the front), and its length to
  * *n_tokens_out. dst may be NULL (with dst_bytes 0) to ask the length only.
  * seq_import opens a new sequence (desc as pkv_seq_open's) of n_tokens
  * tokens holding that K/V; tokens (may be NULL) are kept for prefix reuse

@@ -186,6 +186,46 @@ int64_t pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s, pkv_pentry **spare,
   return used;
 }
 
+pkv_status pkv__prefix_commit_prepare(pkv_cache *c, pkv_seq *s,
+                                      int64_t committed, pkv_prefix_spare *sp) {
+  sp->committed = committed > s->committed ? committed : s->committed;
+  sp->bound = index_bound(c, s, sp->committed);
+  sp->spare = NULL;
+  /* All-or-nothing: the entries the walk may need are allocated first, so
+   * that a short memory fails the call with nothing changed, instead of
+   * leaving pages unindexed (and the chain cut) behind a PKV_OK. */
+  bool fail = false;
+  if (sp->bound > 0) {
+    sp->spare = pkv__calloc((size_t)sp->bound, sizeof *sp->spare);
+    fail = !sp->spare || !pkv__prefix_reserve(c, s->ns, sp->bound);
+    for (int64_t i = 0; !fail && i < sp->bound; i++)
+      fail = !(sp->spare[i] = pkv__calloc(1, sizeof **sp->spare));
+  }
+  if (fail) {
+    pkv__prefix_commit_cancel(sp);
+    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY,
+                    "prefix index entries for %lld pages of seq %lld",
+                    (long long)sp->bound, (long long)s->id);
+  }
+  return PKV_OK;
+}
+
+void pkv__prefix_commit_cancel(pkv_prefix_spare *sp) {
+  for (int64_t i = 0; sp->spare && i < sp->bound; i++) pkv__free(sp->spare[i]);
+  pkv__free(sp->spare);
+  sp->spare = NULL;
+  sp->bound = 0;
+}
+
+void pkv__prefix_commit_finish(pkv_cache *c, pkv_seq *s, pkv_prefix_spare *sp) {
+  s->committed = sp->committed;
+  int64_t used = pkv__prefix_index_seq(c, s, sp->spare, sp->bound);
+  for (int64_t i = used; i < sp->bound; i++) pkv__free(sp->spare[i]);
+  pkv__free(sp->spare);
+  sp->spare = NULL;
+  sp->bound = 0;
+}
+
 pkv_status pkv_seq_commit(pkv_cache *c, pkv_seq_id id, int64_t computed) {
   if (!c) return pkv__fail(NULL, PKV_ERR_NULL, "cache is NULL");
   pkv_seq *s;
@@ -198,30 +238,10 @@ pkv_status pkv_seq_commit(pkv_cache *c, pkv_seq_id id, int64_t computed) {
   if (s->swapped)
     return pkv__fail(c->ctx, PKV_ERR_STATE, "seq %lld is swapped out",
                     (long long)id);
-  int64_t committed = computed > s->committed ? computed : s->committed;
-  /* All-or-nothing: the entries the walk may need are allocated first, so
-   * that a short memory fails the call with nothing changed, instead of
-   * leaving pages unindexed (and the chain cut) behind a PKV_OK. */
-  int64_t bound = index_bound(c, s, committed);
-  pkv_pentry **spare = NULL;
-  bool fail = false;
-  if (bound > 0) {
-    spare = pkv__calloc((size_t)bound, sizeof *spare);
-    fail = !spare || !pkv__prefix_reserve(c, s->ns, bound);
-    for (int64_t i = 0; !fail && i < bound; i++)
-      fail = !(spare[i] = pkv__calloc(1, sizeof **spare));
-  }
-  if (fail) {
-    for (int64_t i = 0; spare && i < bound; i++) pkv__free(spare[i]);
-    pkv__free(spare);
-    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY,
-                    "prefix index entries for %lld pages of seq %lld",
-                    (long long)bound, (long long)id);
-  }
-  s->committed = committed;
-  int64_t used = pkv__prefix_index_seq(c, s, spare, bound);
-  for (int64_t i = used; i < bound; i++) pkv__free(spare[i]);
-  pkv__free(spare);
+  pkv_prefix_spare sp;
+  st = pkv__prefix_commit_prepare(c, s, computed, &sp);
+  if (st != PKV_OK) return st;
+  pkv__prefix_commit_finish(c, s, &sp);
   return PKV_OK;
 }
 

@@ -43,4 +43,17 @@ void pkv__prefix_free(pkv_cache *c);
 int64_t pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s, pkv_pentry **spare,
                               int64_t nspare);
 
+/* pkv_seq_commit in two steps, for callers that must do device work
+ * between the part that can fail and the part that changes the index:
+ * prepare allocates the entries (PKV_ERR_NO_MEMORY, nothing changed),
+ * finish indexes (cannot fail), cancel gives the entries back. */
+typedef struct pkv_prefix_spare {
+  pkv_pentry **spare;
+  int64_t bound, committed;
+} pkv_prefix_spare;
+pkv_status pkv__prefix_commit_prepare(pkv_cache *c, pkv_seq *s,
+                                      int64_t committed, pkv_prefix_spare *sp);
+void pkv__prefix_commit_finish(pkv_cache *c, pkv_seq *s, pkv_prefix_spare *sp);
+void pkv__prefix_commit_cancel(pkv_prefix_spare *sp);
+
 #endif

@@ -256,7 +256,7 @@ static void take(fz *f, snap *sn, bool bufs) {
 static bool outcome(fz *f, const snap *before, pkv_status st) {
   disarm(f);
   if (st == PKV_OK) return true;
-  if ((int)st < 0 || st > PKV_ERR_NO_HOST_PAGES)
+  if ((int)st < 0 || st > PKV_ERR_KEY_MISMATCH)
     fail(f, "status %d is not a pkv_status", (int)st);
   /* Calls without a context keep their message per thread. */
   const char *m = pkv_last_error(ctx);
@@ -1149,6 +1149,113 @@ static pkv_status call_query(fz *f, rd *r, snap *sn) {
 
 /* ---------------------------------------------------------------- driver */
 
+/* Copies the model of every slot of page sp to page dp (a page filled
+ * wholesale from another's bytes). */
+static void model_copy_page(fz *f, int64_t sp, int64_t dp) {
+  for (int64_t o = 0; o < f->ps; o++) {
+    int64_t s = sp * f->ps + o, d = dp * f->ps + o;
+    f->slot_id[d] = f->slot_id[s];
+    for (int l = 0; l < 2; l++) {
+      f->wr[l][d] = f->wr[l][s];
+      f->wr_ok[l][d] = f->wr_ok[l][s];
+    }
+  }
+}
+
+/* Whether a sequence's token ids chain from its namespace root (what an
+ * exporter may hand out with its K/V): all known, no context dropped. */
+static bool root_chained(const fz *f, const mseq *m) {
+  if (m->salt || m->hbase != ns_base(m->ns)) return false;
+  for (int64_t p = 0; p < m->len; p++)
+    if (m->tok[p] < 0) return false;
+  (void)f;
+  return true;
+}
+
+/* seq_export then seq_import into the same cache: a new sequence with the
+ * same history and bytes (a prefill -> decode handover within one pool). */
+static pkv_status call_seq_transfer(fz *f, rd *r, snap *sn) {
+  pkv_seq_id id;
+  int i = seq_arg(f, u8(r), &id);
+  uint8_t b = u8(r);
+  if (f->ns >= MAXS) return PKV_OK;
+  size_t wb = 0;
+  pkv_cache_page_wire_bytes(f->c, &wb);
+  pkv_layout lay = (pkv_layout)(b & 1);
+  bool ids = (b & 2) && i >= 0 && root_chained(f, &f->S[i]);
+  int64_t len = i >= 0 ? f->S[i].len : 0;
+  int64_t np = (len + f->ps - 1) / f->ps;
+  bool short_buf = (b & 0x80) && np > 0;
+  size_t bytes = (size_t)np * wb - (short_buf ? 1 : 0);
+  unsigned char *buf = malloc(bytes ? bytes : 1);
+  int32_t tok[MAXL];
+  int64_t n = -1;
+  int32_t spg[MAXP + 1];
+  int64_t snp = 0;
+  if (i >= 0 && !f->S[i].swapped) pkv_seq_pages(f->c, id, spg, MAXP + 1, &snp);
+  arm(f);
+  pkv_status st = pkv_seq_export(f->c, id, lay, buf, bytes, ids ? tok : NULL, &n);
+  if (!outcome(f, sn, st)) {
+    free(buf);
+    return st;
+  }
+  if (i < 0 || short_buf) fail(f, "seq_export with a bad argument succeeded");
+  f->pending = false; /* the export ran the queued copies */
+  if (n != len) fail(f, "seq_export length %lld, model %lld", (long long)n, (long long)len);
+  for (int64_t p = 0; ids && p < len; p++)
+    if (tok[p] != f->S[i].tok[p]) fail(f, "seq_export token %lld differs", (long long)p);
+  mseq *m = &f->S[i];
+  pkv_seq_desc d = {.struct_size = sizeof(pkv_seq_desc), .priority_class = m->cls,
+                    .namespace_id = m->ns};
+  snap sn2;
+  take(f, &sn2, false);
+  pkv_seq_id nid = -1;
+  st = pkv_seq_import(f->c, &d, ids ? tok : NULL, len, (pkv_layout)((b >> 2) & 1),
+                      buf, bytes, &nid);
+  /* the import's layout may differ from the export's: then the bytes are
+   * those of the other layout, a corruption the content check must see,
+   * so only equal layouts are modelled */
+  if (!outcome(f, &sn2, st)) {
+    free(buf);
+    return st;
+  }
+  free(buf);
+  mseq *c = &f->S[f->ns++];
+  *c = *m;
+  c->id = nid;
+  c->ver = 0;
+  c->spares = false;
+  c->swapped = false;
+  int32_t pg[MAXP + 1];
+  int64_t cnp = 0;
+  pkv_seq_pages(f->c, nid, pg, MAXP + 1, &cnp);
+  if (cnp != np) fail(f, "seq_import made %lld pages, want %lld", (long long)cnp, (long long)np);
+  bool same_layout = (pkv_layout)((b >> 2) & 1) == lay;
+  for (int64_t p = 0; p < np && p < snp; p++) {
+    model_copy_page(f, spg[p], pg[p]);
+    if (!same_layout) page_reset(f, pg[p]);
+  }
+  return st;
+}
+
+/* The event queue: resize (sometimes hostile) and poll. */
+static pkv_status call_events(fz *f, rd *r, snap *sn) {
+  uint8_t a = u8(r), b = u8(r);
+  pkv_kv_event ev[8];
+  pkv_kv_event_init(&ev[0]);
+  int64_t n = -1, lost = -1;
+  arm(f);
+  pkv_status st = (a & 1) ? pkv_cache_set_event_queue(f->c, (int64_t)(a >> 1) - 8)
+                          : pkv_cache_poll_events(f->c, ev, (int64_t)(b % 10) - 1, &n, &lost);
+  if (!outcome(f, sn, st)) return st;
+  if ((a & 1) && (a >> 1) < 8) fail(f, "a negative event queue capacity succeeded");
+  if (!(a & 1) && (n < 0 || n > 8 || lost < 0))
+    fail(f, "poll_events gave n %lld lost %lld", (long long)n, (long long)lost);
+  for (int64_t k = 1; k < n; k++)
+    if (ev[k].seqno <= ev[k - 1].seqno) fail(f, "event seqnos not increasing");
+  return st;
+}
+
 static bool setup(fz *f, rd *r) {
   uint8_t g0 = u8(r), g1 = u8(r), g2 = u8(r), g3 = u8(r);
   static const int32_t pss[] = {1, 2, 3, 4, 8};
@@ -1173,6 +1280,7 @@ static bool setup(fz *f, rd *r) {
   f->npages = f->g.num_pages;
   f->nslots = f->npages * f->ps;
   f->ncls = d.num_classes;
+  pkv_cache_set_event_queue(f->c, 16); /* events flow through every op */
   size_t row = (size_t)f->g.num_kv_heads * HD * pkv_dtype_size(f->g.dtype);
   size_t qrow = (size_t)MAXQH * f->g.num_kv_heads * HD * pkv_dtype_size(f->g.dtype);
   if (pkv_buffer_create(ctx, MAXTOK * row, &f->k) != PKV_OK ||
@@ -1205,7 +1313,8 @@ static const char *const op_names[] = {
     "close_session", "session_open", "truncate_front", "swap_out", "swap_in",
     "namespace_drop", "class_set_reserved", "flush", "batch_build",
     "write_kv", "write_kv_slots", "attention", "query", "append",
-    "inject allocation failure", "truncate_back", "reserve"};
+    "inject allocation failure", "truncate_back", "reserve", "seq_transfer",
+    "events"};
 enum { NOPS = sizeof op_names / sizeof op_names[0] };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -1262,6 +1371,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 18: call_query(f, &a, &sn); break;
     case 21: call_truncate_back(f, &a, &sn); break;
     case 22: call_reserve(f, &a, &sn); break;
+    case 23: call_seq_transfer(f, &a, &sn); break;
+    case 24: call_events(f, &a, &sn); break;
     default: {
       /* The next call's k-th allocation fails (and every later one). */
       uint8_t k = u8(&a);
