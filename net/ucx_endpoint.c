@@ -72,7 +72,11 @@ ucs_status_t pkv__ux_wait_ucx(pkv_xfer_endpoint *ep, void *r,
     ucp_worker_progress(ep->worker);
     if (pkv__ux_now_ms() > deadline_ms) {
       ucp_request_cancel(ep->worker, r);
-      while (ucp_request_check_status(r) == UCS_INPROGRESS)
+      /* bounded: a request UCX cannot cancel is released when it ends
+       * (only requests without our buffers come here) */
+      double end = pkv__ux_now_ms() + 1000.0;
+      while (ucp_request_check_status(r) == UCS_INPROGRESS &&
+             pkv__ux_now_ms() < end)
         ucp_worker_progress(ep->worker);
       st = UCS_ERR_TIMED_OUT;
       break;
@@ -82,14 +86,39 @@ ucs_status_t pkv__ux_wait_ucx(pkv_xfer_endpoint *ep, void *r,
   return st;
 }
 
+/* A send's own copy of the message, freed when UCX is done with it. */
+static void send_done(void *request, ucs_status_t status, void *user_data) {
+  (void)status; /* a failed peer shows through its error handler */
+  pkv__ux_free(user_data);
+  ucp_request_free(request);
+}
+
+/* Never blocks: the first message on a new endpoint waits for its wire-up,
+ * which needs the peer's progress (two endpoints of one thread would
+ * deadlock on a blocking send). */
 ucs_status_t pkv__ux_send(pkv_xfer_endpoint *ep, ucp_ep_h to, unsigned id,
                           const void *data, size_t len) {
+  (void)ep;
+  void *copy = pkv__ux_malloc(len ? len : 1);
+  if (!copy) return UCS_ERR_NO_MEMORY;
+  memcpy(copy, data, len);
   ucp_request_param_t p;
   memset(&p, 0, sizeof p);
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK |
+                   UCP_OP_ATTR_FIELD_USER_DATA;
   p.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
-  void *r = ucp_am_send_nbx(to, id, NULL, 0, data, len, &p);
-  return pkv__ux_wait_ucx(ep, r, pkv__ux_now_ms() + (double)ep->lease_ms);
+  p.cb.send = send_done;
+  p.user_data = copy;
+  void *r = ucp_am_send_nbx(to, id, NULL, 0, copy, len, &p);
+  if (r == NULL) { /* done at once: no callback */
+    pkv__ux_free(copy);
+    return UCS_OK;
+  }
+  if (UCS_PTR_IS_ERR(r)) {
+    pkv__ux_free(copy);
+    return UCS_PTR_STATUS(r);
+  }
+  return UCS_OK;
 }
 
 /* ---------------------------------------------------------------- endpoint */

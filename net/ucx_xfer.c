@@ -71,8 +71,13 @@ static void drain_gets(pkv_xfer_request *r) {
     if (!g) continue;
     if (ucp_request_check_status(g) == UCS_INPROGRESS)
       ucp_request_cancel(r->ep->worker, g);
-    while (ucp_request_check_status(g) == UCS_INPROGRESS)
+    /* A get ends when its data arrives or its endpoint fails; bounded all
+     * the same: past the bound its buffers are leaked, never reused. */
+    double end = pkv__ux_now_ms() + 5000.0;
+    while (ucp_request_check_status(g) == UCS_INPROGRESS &&
+           pkv__ux_now_ms() < end)
       ucp_worker_progress(r->ep->worker);
+    if (ucp_request_check_status(g) == UCS_INPROGRESS) r->gets_stuck = 1;
     ucp_request_free(g);
     r->get_req[i] = NULL;
   }
@@ -100,12 +105,15 @@ static void get_issue(pkv_xfer_request *r, int i, void *dst, size_t len,
   if (len == 0) return;
   ucp_request_param_t p;
   memset(&p, 0, sizeof p);
-  void *g = ucp_get_nbx(r->peer->uep, dst, len, raddr, r->peer->rkey, &p);
+  void *g = ucp_get_nbx(r->peer->uep, dst, len, raddr,
+                        r->rkey ? r->rkey : r->peer->rkey, &p);
   if (UCS_PTR_IS_ERR(g))
     r->get_err = UCS_PTR_STATUS(g);
   else
     r->get_req[i] = g; /* NULL: done already */
 }
+
+static void serve_push_done(pkv_xfer_request *r);
 
 static void advance(pkv_xfer_request *r) {
   pkv_xfer_endpoint *ep = r->ep;
@@ -141,13 +149,22 @@ static void advance(pkv_xfer_request *r) {
         if (!g) continue;
         ucs_status_t s = ucp_request_check_status(g);
         if (s == UCS_INPROGRESS) {
-          if (r->peer->failed) return fail_peer(r, "during the RMA get");
+          if (r->peer->failed || (r->kind == UX_SERVE &&
+                                  pkv__ux_now_ms() > r->deadline)) {
+            drain_gets(r);
+            if (r->kind == UX_SERVE) {
+              r->get_err = UCS_ERR_TIMED_OUT;
+              return serve_push_done(r);
+            }
+            return fail_peer(r, "during the RMA get");
+          }
           return;
         }
         if (s != UCS_OK) r->get_err = s;
         ucp_request_free(g);
         r->get_req[i] = NULL;
       }
+      if (r->kind == UX_SERVE) return serve_push_done(r);
       if (r->get_err != UCS_OK || r->peer->failed)
         return fail_peer(r, "during the RMA get");
       send_release(r);
@@ -405,82 +422,95 @@ static int grow_arrivals(pkv_xfer_endpoint *ep) {
   return 1;
 }
 
-/* The receiving side of a push: get, import, answer. Bounded by the lease. */
+/* The receiving side of a push: an internal request that gets the
+ * sequence (asynchronously, so that progress never blocks on the pusher),
+ * imports it and answers PUSHED. */
+static void serve_push_reply(pkv_xfer_endpoint *ep, ucp_ep_h to, uint64_t id,
+                             pkv_status st, pkv_seq_id seq) {
+  xfer_pushed_msg rep;
+  memset(&rep, 0, sizeof rep);
+  rep.req_id = id;
+  rep.status = st;
+  rep.seq = seq;
+  if (st) snprintf(rep.msg, sizeof rep.msg, "%s", pkv_last_error(ep->ctx));
+  pkv__ux_send(ep, to, XFER_AM_PUSHED, &rep, sizeof rep);
+}
+
 static void serve_push(pkv_xfer_endpoint *ep, const ux_msg *msg) {
   xfer_push_msg h;
   if (msg->len < sizeof h) return;
   memcpy(&h, msg->data, sizeof h);
-  xfer_pushed_msg rep;
-  memset(&rep, 0, sizeof rep);
-  rep.req_id = h.req_id;
-  rep.seq = -1;
-  pkv_status st = PKV_OK;
-  ucp_rkey_h rk = NULL;
-  void *kv = NULL, *toks = NULL;
+  pkv_status st;
   pkv_xfer_peer *back = NULL;
-  if (msg->len != sizeof h + (size_t)h.rkey_len + h.addr_len || h.n_tokens < 0 ||
-      h.tokens_off < h.kv_bytes ||
+  pkv_xfer_request *r = NULL;
+  if (msg->len != sizeof h + (size_t)h.rkey_len + h.addr_len ||
+      h.n_tokens < 0 || h.tokens_off < h.kv_bytes ||
       (h.layout != PKV_LAYOUT_HND && h.layout != PKV_LAYOUT_NHD)) {
     st = pkv__ux_fail(ep->ctx, PKV_ERR_INVALID, "malformed push message");
-    goto reply;
+    goto fail;
   }
   back = pkv__ux_back_peer(ep, msg->data + sizeof h + h.rkey_len, h.addr_len);
   if (!back) {
     st = pkv__ux_fail(ep->ctx, PKV_ERR_PEER, "push: cannot reach the pusher");
-    goto reply;
+    goto fail;
   }
-  if (ucp_ep_rkey_unpack(back->uep, msg->data + sizeof h, &rk) != UCS_OK) {
-    rk = NULL;
-    st = pkv__ux_fail(ep->ctx, PKV_ERR_INVALID, "push: bad rkey");
-    goto reply;
-  }
-  kv = pkv__ux_malloc(h.kv_bytes ? h.kv_bytes : 1);
-  toks = pkv__ux_malloc(h.n_tokens ? (size_t)h.n_tokens * sizeof(int32_t) : 1);
-  if (!kv || !toks || !grow_arrivals(ep)) {
+  r = new_req(ep, back, UX_SERVE);
+  if (!r || !grow_arrivals(ep)) {
     st = pkv__ux_fail(ep->ctx, PKV_ERR_NO_MEMORY, "push: out of memory");
-    goto reply;
+    goto fail;
   }
-  {
-    ucp_request_param_t p;
-    memset(&p, 0, sizeof p);
-    double deadline = pkv__ux_now_ms() + (double)ep->lease_ms;
-    ucs_status_t a = UCS_OK, b = UCS_OK;
-    if (h.kv_bytes)
-      a = pkv__ux_wait_ucx(ep, ucp_get_nbx(back->uep, kv, h.kv_bytes,
-                                           h.addr, rk, &p), deadline);
-    if (h.n_tokens && a == UCS_OK)
-      b = pkv__ux_wait_ucx(ep, ucp_get_nbx(back->uep, toks,
-                                           (size_t)h.n_tokens * sizeof(int32_t),
-                                           h.addr + h.tokens_off, rk, &p),
-                           deadline);
-    if (a != UCS_OK || b != UCS_OK) {
-      st = pkv__ux_fail(ep->ctx, PKV_ERR_PEER, "push: RMA get: %s",
-                        ucs_status_string(a != UCS_OK ? a : b));
-      goto reply;
-    }
+  r->internal = 1;
+  r->reply_ep = msg->reply_ep;
+  r->push = h;
+  r->kv = pkv__ux_malloc(h.kv_bytes ? h.kv_bytes : 1);
+  r->tokens = pkv__ux_malloc(h.n_tokens ? (size_t)h.n_tokens * sizeof(int32_t) : 1);
+  if (!r->kv || !r->tokens) {
+    st = pkv__ux_fail(ep->ctx, PKV_ERR_NO_MEMORY, "push: out of memory");
+    goto fail;
   }
-  {
+  if (ucp_ep_rkey_unpack(back->uep, msg->data + sizeof h, &r->rkey) != UCS_OK) {
+    r->rkey = NULL;
+    st = pkv__ux_fail(ep->ctx, PKV_ERR_INVALID, "push: bad rkey");
+    goto fail;
+  }
+  r->get_err = UCS_OK;
+  get_issue(r, 0, r->kv, h.kv_bytes, h.addr);
+  get_issue(r, 1, r->tokens, (size_t)h.n_tokens * sizeof(int32_t),
+            h.addr + h.tokens_off);
+  r->deadline = pkv__ux_now_ms() + (double)ep->lease_ms;
+  r->state = UX_WAIT_GET;
+  return;
+fail:
+  serve_push_reply(ep, msg->reply_ep, h.req_id, st, -1);
+  if (r) pkv__ux_request_free(r);
+}
+
+/* The gets of a served push are done (or failed): import and answer. */
+static void serve_push_done(pkv_xfer_request *r) {
+  pkv_xfer_endpoint *ep = r->ep;
+  pkv_status st;
+  pkv_seq_id seq = -1;
+  if (r->get_err != UCS_OK || r->peer->failed) {
+    st = pkv__ux_fail(ep->ctx, PKV_ERR_PEER, "push: RMA get: %s",
+                      ucs_status_string(r->get_err != UCS_OK ? r->get_err
+                                                             : UCS_ERR_CONNECTION_RESET));
+  } else {
     pkv_seq_desc d;
     pkv_seq_desc_init(&d);
-    d.namespace_id = h.namespace_id;
-    d.priority_class = h.priority_class;
-    pkv_seq_id seq = -1;
-    st = pkv_seq_import(ep->cache, &d, toks, h.n_tokens, (pkv_layout)h.layout,
-                        kv, h.kv_bytes, &seq);
-    if (st == PKV_OK) {
-      ep->arr_tags[ep->arr_n] = h.tag;
+    d.namespace_id = r->push.namespace_id;
+    d.priority_class = r->push.priority_class;
+    st = pkv_seq_import(ep->cache, &d, r->tokens, r->push.n_tokens,
+                        (pkv_layout)r->push.layout, r->kv, r->push.kv_bytes,
+                        &seq);
+    if (st == PKV_OK) { /* room made by grow_arrivals at the start */
+      ep->arr_tags[ep->arr_n] = r->push.tag;
       ep->arr_seqs[ep->arr_n] = seq;
       ep->arr_n++;
-      rep.seq = seq;
     }
   }
-reply:
-  rep.status = st;
-  if (st) snprintf(rep.msg, sizeof rep.msg, "%s", pkv_last_error(ep->ctx));
-  if (rk) ucp_rkey_destroy(rk);
-  pkv__ux_free(kv);
-  pkv__ux_free(toks);
-  pkv__ux_send(ep, msg->reply_ep, XFER_AM_PUSHED, &rep, sizeof rep);
+  if (!r->peer->failed)
+    serve_push_reply(ep, r->reply_ep, r->push.req_id, st, seq);
+  finish(r, st, "%s", "");
 }
 
 static void on_pushed(pkv_xfer_endpoint *ep, const ux_msg *msg) {
@@ -542,6 +572,10 @@ static unsigned progress_once(pkv_xfer_endpoint *ep) {
     ep->staging_use = 0;
   for (pkv_xfer_request *r = ep->reqs; r; r = r->next)
     if (r->state != UX_DONE) advance(r);
+  for (pkv_xfer_request *r = ep->reqs, *next; r; r = next) {
+    next = r->next;
+    if (r->internal && r->state == UX_DONE) pkv__ux_request_free(r);
+  }
   return events;
 }
 
@@ -630,8 +664,11 @@ void pkv__ux_request_free(pkv_xfer_request *req) {
       *pp = req->next;
       break;
     }
+  if (req->rkey) ucp_rkey_destroy(req->rkey);
   pkv__ux_free(req->keys);
-  pkv__ux_free(req->kv);
-  pkv__ux_free(req->tokens);
+  if (!req->gets_stuck) {
+    pkv__ux_free(req->kv);
+    pkv__ux_free(req->tokens);
+  }
   pkv__ux_free(req);
 }

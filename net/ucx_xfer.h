@@ -54,7 +54,11 @@ struct pkv_xfer_peer {
   size_t back_addr_len;
 };
 
-typedef enum ux_kind { UX_FETCH, UX_PUSH } ux_kind;
+typedef enum ux_kind {
+  UX_FETCH, /* ours: pages of a peer into this cache */
+  UX_PUSH,  /* ours: a sequence of this cache to a peer */
+  UX_SERVE  /* internal: a peer's push being received */
+} ux_kind;
 typedef enum ux_state {
   UX_SEND_STAGE, /* fetch: the next batch's STAGE is to be sent */
   UX_WAIT_STAGED,
@@ -84,9 +88,16 @@ struct pkv_xfer_request {
   void *get_req[2];
   ucs_status_t get_err;
   int staged;         /* the peer's staging holds our batch */
+  int gets_stuck;     /* a get outlived its cancel: never free kv/tokens */
   int64_t n_imported, n_skipped;
   /* push */
   pkv_seq_id remote_seq;
+  /* serving a peer's push (internal, freed by progress when done) */
+  int internal;
+  ucp_ep_h reply_ep;
+  ucp_rkey_h rkey;
+  xfer_push_msg push;
+  double deadline;
 };
 
 struct pkv_xfer_endpoint {
@@ -137,8 +148,8 @@ pkv_status pkv__ux_connect(pkv_xfer_endpoint *ep, const void *blob,
 /* The endpoint to the worker of a pusher's address, made on first use. */
 pkv_xfer_peer *pkv__ux_back_peer(pkv_xfer_endpoint *ep, const void *addr,
                                  size_t len);
-/* Sends a small active message and waits for its local completion;
- * UCS_OK or UCX's error (a failed peer). */
+/* Sends a small active message (copied; never blocks): UCS_OK, or UCX's
+ * error when it could not even be queued. */
 ucs_status_t pkv__ux_send(pkv_xfer_endpoint *ep, ucp_ep_h to, unsigned id,
                           const void *data, size_t len);
 /* Waits (progressing) for a UCX request until deadline_ms; frees it. */
