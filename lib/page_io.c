@@ -76,7 +76,7 @@ pkv_status pkv_seq_page_keys(pkv_cache *c, pkv_seq_id id, int64_t first_page,
   const int32_t ps = c->geom.page_size;
   int64_t full = s->len / ps, n = 0;
   if (s->detached || s->swapped) full = 0;
-  int64_t end = first_page + max < full ? first_page + max : full;
+  int64_t end = max < full - first_page ? first_page + max : full; /* no overflow */
   XXH128_hash_t key = {0, 0};
   /* The chain starts at the root: keys of later pages need every earlier
    * one. */
@@ -118,42 +118,116 @@ static void convert_page(const pkv_cache *c, const unsigned char *src,
            g->page_bytes - g->scale_offset);
 }
 
-/* Downloads pages[0..n) into dst (wire form, `layout`); tmp: page_bytes of
- * scratch when the layouts differ. */
-static pkv_status read_pages(pkv_cache *c, const int32_t *pages, int64_t n,
-                             pkv_layout layout, unsigned char *dst) {
-  const size_t pb = c->geom.page_bytes;
-  const bool conv = layout != c->geom.layout;
-  unsigned char *tmp = NULL;
-  if (conv && !(tmp = pkv__malloc(pb)))
-    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "page buffer of %zu bytes", pb);
-  pkv_status st = pkv__cache_flush_copies(c); /* copies into these pages */
-  for (int64_t i = 0; st == PKV_OK && i < n; i++) {
-    for (int32_t q = 0; st == PKV_OK && q < c->num_pools; q++) {
-      unsigned char *out = dst + ((size_t)i * (size_t)c->num_pools + (size_t)q) * pb;
-      st = c->ctx->ops->mem_download(c->ctx, c->natives[q],
-                                     (size_t)pages[i] * pb, conv ? tmp : out, pb);
-      if (st == PKV_OK && conv) convert_page(c, tmp, out, c->geom.layout);
-    }
-  }
-  pkv__free(tmp);
-  return st;
+/* Host memory of one transfer: the host page index list of the backend's
+ * batched page moves (0..n-1: the wire form is the host tier's page
+ * layout, host page i of pool b at (i * num_pools + b) * page_bytes), and
+ * a staging area of up to XFER_CHUNK pages for a layout conversion on the
+ * way in. Allocated before anything changes, so that a short memory fails
+ * a call with the cache untouched. */
+enum { XFER_CHUNK = 32 };
+typedef struct xfer {
+  int64_t *idx;
+  unsigned char *stage;
+} xfer;
+
+static void xfer_free(xfer *x) {
+  pkv__free(x->idx);
+  pkv__free(x->stage);
+  x->idx = NULL;
+  x->stage = NULL;
 }
 
-/* Uploads src (wire form, `layout`) into pages[0..n). */
-static pkv_status write_pages(pkv_cache *c, const int32_t *pages, int64_t n,
-                              pkv_layout layout, const unsigned char *src,
-                              unsigned char *tmp) {
+static pkv_status xfer_alloc(pkv_cache *c, int64_t n, bool stage, xfer *x) {
+  x->idx = NULL;
+  x->stage = NULL;
+  int64_t k = n < XFER_CHUNK ? n : XFER_CHUNK;
+  if (n > 0 && !(x->idx = pkv__malloc((size_t)k * sizeof *x->idx)))
+    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "page list of %lld pages",
+                     (long long)k);
+  if (n > 0 && stage && !(x->stage = pkv__malloc((size_t)k * wire_bytes(c)))) {
+    xfer_free(x);
+    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "staging of %lld pages",
+                     (long long)k);
+  }
+  for (int64_t i = 0; i < k; i++) x->idx[i] = i;
+  return PKV_OK;
+}
+
+/* One batched backend move of pages[0..n) (n <= XFER_CHUNK) to or from
+ * host memory in the wire form of the cache's layout. */
+static pkv_status move(pkv_cache *c, const int32_t *pages, int64_t n,
+                       unsigned char *host, const xfer *x, bool to_host) {
+  pkv_context *ctx = c->ctx;
+  const pkv_backend_ops *ops = ctx->ops;
   const size_t pb = c->geom.page_bytes;
-  const bool conv = layout != c->geom.layout;
+  if (to_host ? ops->pages_to_host : ops->pages_from_host) {
+    pkv_host_move_args a = {.geom = &c->geom,
+                            .pools = c->pools,
+                            .num_pools = c->num_pools,
+                            .h_dev_pages = pages,
+                            .h_host_pages = x->idx,
+                            .n = n,
+                            .host_base = host};
+    return to_host ? ops->pages_to_host(ctx, &a) : ops->pages_from_host(ctx, &a);
+  }
+  /* a backend without batched page moves: one buffer copy per page */
   pkv_status st = PKV_OK;
   for (int64_t i = 0; st == PKV_OK && i < n; i++) {
     for (int32_t q = 0; st == PKV_OK && q < c->num_pools; q++) {
-      const unsigned char *in = src + ((size_t)i * (size_t)c->num_pools + (size_t)q) * pb;
-      if (conv) convert_page(c, in, tmp, layout);
-      st = c->ctx->ops->mem_upload(c->ctx, c->natives[q], (size_t)pages[i] * pb,
-                                   conv ? tmp : in, pb);
+      unsigned char *h = host + ((size_t)i * (size_t)c->num_pools + (size_t)q) * pb;
+      size_t off = (size_t)pages[i] * pb;
+      st = to_host ? ops->mem_download(ctx, c->natives[q], off, h, pb)
+                   : ops->mem_upload(ctx, c->natives[q], off, h, pb);
     }
+  }
+  return st;
+}
+
+/* Reads pages[0..n) into dst (wire form, `layout`), converting in place
+ * page by page when the layouts differ. */
+static pkv_status read_pages(pkv_cache *c, const int32_t *pages, int64_t n,
+                             pkv_layout layout, unsigned char *dst) {
+  const size_t pb = c->geom.page_bytes, wb = wire_bytes(c);
+  const bool conv = layout != c->geom.layout;
+  xfer x;
+  pkv_status st = xfer_alloc(c, n, false, &x);
+  if (st != PKV_OK) return st;
+  unsigned char *tmp = NULL;
+  if (conv && n > 0 && !(tmp = pkv__malloc(pb))) {
+    xfer_free(&x);
+    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "page buffer of %zu bytes", pb);
+  }
+  st = pkv__cache_flush_copies(c); /* copies into these pages first */
+  for (int64_t i0 = 0; st == PKV_OK && i0 < n; i0 += XFER_CHUNK) {
+    int64_t k = n - i0 < XFER_CHUNK ? n - i0 : XFER_CHUNK;
+    st = move(c, pages + i0, k, dst + (size_t)i0 * wb, &x, true);
+  }
+  for (int64_t i = 0; st == PKV_OK && conv && i < n * c->num_pools; i++) {
+    memcpy(tmp, dst + (size_t)i * pb, pb);
+    convert_page(c, tmp, dst + (size_t)i * pb, c->geom.layout);
+  }
+  pkv__free(tmp);
+  xfer_free(&x);
+  return st;
+}
+
+/* Writes src (wire form, `layout`) into pages[0..n); x from xfer_alloc
+ * with a staging area when the layouts differ. */
+static pkv_status write_pages(pkv_cache *c, const int32_t *pages, int64_t n,
+                              pkv_layout layout, const unsigned char *src,
+                              const xfer *x) {
+  const size_t pb = c->geom.page_bytes, wb = wire_bytes(c);
+  const bool conv = layout != c->geom.layout;
+  pkv_status st = PKV_OK;
+  for (int64_t i0 = 0; st == PKV_OK && i0 < n; i0 += XFER_CHUNK) {
+    int64_t k = n - i0 < XFER_CHUNK ? n - i0 : XFER_CHUNK;
+    const unsigned char *in = src + (size_t)i0 * wb;
+    if (conv)
+      for (int64_t i = 0; i < k * c->num_pools; i++)
+        convert_page(c, in + (size_t)i * pb, x->stage + (size_t)i * pb, layout);
+    /* the backends only read host_base when moving from the host */
+    st = move(c, pages + i0, k, conv ? x->stage : (unsigned char *)(uintptr_t)in,
+              x, false);
   }
   return st;
 }
@@ -161,22 +235,26 @@ static pkv_status write_pages(pkv_cache *c, const int32_t *pages, int64_t n,
 /* ---- holds --------------------------------------------------------- */
 
 /* An indexed page of (key, ns): the child of `parent` (a page, -1 = root)
- * when there is one, else any entry of the key (its K/V is what the key
- * names all the same). */
+ * when there is one; else, with any_parent, one whose own parent link is
+ * still alive (so that pages chained under it stay reachable from the
+ * root), else any entry of the key (its K/V is what the key names all the
+ * same). */
 static pkv_pentry *find_key(const pkv_cache *c, XXH128_hash_t key, uint64_t ns,
                             int32_t parent, bool any_parent) {
   const pkv_prefix_index *x = &c->prefix;
   if (!x->nbuckets) return NULL;
-  pkv_pentry *other = NULL;
+  pkv_pentry *alive = NULL, *other = NULL;
   for (pkv_pentry *e = x->buckets[(size_t)key.low64 & (x->nbuckets - 1)]; e;
        e = e->bnext) {
     if (!XXH128_isEqual(e->key, key) || e->ns != ns) continue;
-    if (e->parent == parent &&
-        (parent < 0 || e->parent_gen == c->pool.pg[parent].gen))
-      return e;
+    bool linked = e->parent < 0 || (e->parent_gen == c->pool.pg[e->parent].gen &&
+                                    c->pool.pg[e->parent].entry != NULL);
+    if (e->parent == parent && linked) return e;
+    if (linked && !alive) alive = e;
     if (!other) other = e;
   }
-  return any_parent ? other : NULL;
+  if (!any_parent) return NULL;
+  return alive ? alive : other;
 }
 
 pkv_status pkv_pages_hold(pkv_cache *c, uint64_t ns, const pkv_page_key *keys,
@@ -337,10 +415,9 @@ pkv_status pkv_pages_import(pkv_cache *c, uint64_t ns, const pkv_page_key *paren
   int32_t *pages = pkv__malloc((size_t)(m ? m : 1) * sizeof *pages);
   int32_t **toks = pkv__calloc((size_t)(m ? m : 1), sizeof *toks);
   pkv_pentry **ents = pkv__calloc((size_t)(m ? m : 1), sizeof *ents);
-  unsigned char *tmp = layout != c->geom.layout ? pkv__malloc(c->geom.page_bytes)
-                                                : NULL;
+  xfer x = {NULL, NULL};
   bool fail = !prot || !pages || !toks || !ents ||
-              (layout != c->geom.layout && !tmp);
+              xfer_alloc(c, m, layout != c->geom.layout, &x) != PKV_OK;
   for (int64_t i = 0; !fail && i < m; i++) {
     fail = !(toks[i] = pkv__malloc((size_t)ps * sizeof **toks)) ||
            !(ents[i] = pkv__calloc(1, sizeof **ents));
@@ -380,7 +457,7 @@ pkv_status pkv_pages_import(pkv_cache *c, uint64_t ns, const pkv_page_key *paren
     for (int64_t i = 0; i < m; i++) pages[i] = pkv__pool_take(&c->pool, 0);
     st = write_pages(c, pages, m, layout,
                      (const unsigned char *)src + (size_t)skip * wire_bytes(c),
-                     tmp);
+                     &x);
     if (st == PKV_OK) {
       XXH128_hash_t pk = skip > 0 ? from_key(&keys[skip - 1]) : pkey;
       int32_t pp = skip > 0 ? prot[nprot - 1] : ppage;
@@ -414,7 +491,7 @@ out:
   pkv__free(pages);
   pkv__free(toks);
   pkv__free(ents);
-  pkv__free(tmp);
+  xfer_free(&x);
   return st;
 }
 
@@ -491,9 +568,9 @@ pkv_status pkv_seq_import(pkv_cache *c, const pkv_seq_desc *desc,
   size_t need;
   st = check_bytes(c, np, src_bytes, "src_bytes", &need);
   if (st != PKV_OK) return st;
-  unsigned char *tmp = NULL;
-  if (layout != c->geom.layout && !(tmp = pkv__malloc(c->geom.page_bytes)))
-    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY, "page buffer");
+  xfer x;
+  st = xfer_alloc(c, np, layout != c->geom.layout, &x);
+  if (st != PKV_OK) return st;
   /* Built from the public steps. Everything that can fail for memory
    * (open, append, the index entries of the commit) comes before the K/V
    * is written, so that a failure leaves even the free pages' bytes as
@@ -510,8 +587,8 @@ pkv_status pkv_seq_import(pkv_cache *c, const pkv_seq_desc *desc,
   if (st == PKV_OK) st = pkv__cache_find_seq(c, id, "seq", &s);
   if (st == PKV_OK && tokens) st = pkv__prefix_commit_prepare(c, s, n_tokens, &sp);
   /* (the new pages are no pending copy's source or destination: no flush) */
-  if (st == PKV_OK) st = write_pages(c, s->pages, np, layout, src, tmp);
-  pkv__free(tmp);
+  if (st == PKV_OK) st = write_pages(c, s->pages, np, layout, src, &x);
+  xfer_free(&x);
   if (st != PKV_OK) {
     pkv__prefix_commit_cancel(&sp);
     if (opened) {

@@ -241,6 +241,10 @@ int main(void) {
      "keys: unknown sequence");
   ok(pkv_seq_page_keys(c2, a2, 0, 0, NULL, &n) == PKV_OK && n == 0,
      "keys: max 0 with NULL keys");
+  ok(pkv_seq_page_keys(c2, a2, INT64_MAX, INT64_MAX, kb, &n) == PKV_OK && n == 0,
+     "keys: first_page and max at INT64_MAX: none, no overflow");
+  ok(pkv_seq_page_keys(c2, a2, 2, INT64_MAX, kb, &n) == PKV_OK && n == 1,
+     "keys: max INT64_MAX from page 2: the one key left");
   /* Truncation from the front detaches the chain: no key any more. */
   int64_t dropped = 0;
   pkv_seq_truncate_front(c2, a2, 8, &dropped);

@@ -152,32 +152,41 @@ static int is_transpose(const float *hnd, const float *nhd) {
   return 1;
 }
 
-static void opencl_part(const unsigned char *bufN, const unsigned char *bufH,
-                        const pkv_page_key *keys, size_t wb,
-                        const unsigned char *seqN, size_t seq_bytes) {
+static int big_roundtrip(pkv_context *src_ctx, pkv_context *dst_ctx);
+
+/* The same pages into a device cache (OpenCL: PoCL in CI; HIP/CUDA where
+ * built and a GPU is present): the device pools are reached through the
+ * backend's buffer reads and writes, so the bytes must come back equal. */
+static void device_part(pkv_backend_kind kind, const unsigned char *bufN,
+                        const unsigned char *bufH, const pkv_page_key *keys,
+                        size_t wb, const unsigned char *seqN, size_t seq_bytes) {
   pkv_context_desc cd;
   pkv_context_desc_init(&cd);
-  cd.backend = PKV_BACKEND_OPENCL;
+  cd.backend = kind;
   pkv_context *ctx = NULL;
-  if (!pkv_backend_available(PKV_BACKEND_OPENCL) ||
-      pkv_context_create(&cd, &ctx) != PKV_OK) {
-    skip(5, "no OpenCL device (PoCL runs this in CI)");
+  const char *name = pkv_backend_name(kind);
+  if (!pkv_backend_available(kind) || pkv_context_create(&cd, &ctx) != PKV_OK) {
+    char why[128];
+    snprintf(why, sizeof why, "no %s device (%s)", name,
+             kind == PKV_BACKEND_OPENCL ? "PoCL runs this in CI"
+                                        : "needs a GPU and the HIP/CUDA build");
+    skip(6, why);
     return;
   }
   pkv_cache *o = mk(ctx, PKV_LAYOUT_NHD, 16);
   int64_t ni = -1, nsk = -1;
   ok(pkv_pages_import(o, 5, NULL, keys, T, 3, PKV_LAYOUT_NHD, bufN, 3 * wb,
                       &ni, &nsk) == PKV_OK && ni == 3,
-     "OpenCL: 3 pages imported (%s)", pkv_last_error(ctx));
+     "%s: 3 pages imported (%s)", name, pkv_last_error(ctx));
   unsigned char *back = malloc(3 * wb);
   int32_t tk[12];
   ok(read_keys(o, 5, keys, 3, PKV_LAYOUT_HND, back, tk) == PKV_OK &&
          !memcmp(back, bufH, 3 * wb) && !memcmp(tk, T, sizeof tk),
-     "OpenCL: read back in HND, bitwise the CPU cache's pages and tokens");
+     "%s: read back in HND, bitwise the CPU cache's pages and tokens", name);
   pkv_seq_id x = cp_open(o, 0, 5);
   int64_t reused = 0;
   ok(pkv_seq_match_prefix(o, x, T, 14, &reused) == PKV_OK && reused == 12,
-     "OpenCL: the prefix match reuses the imported pages");
+     "%s: the prefix match reuses the imported pages", name);
   pkv_seq_id y = -1;
   unsigned char *seq_back = malloc(seq_bytes);
   int64_t nt = 0;
@@ -185,12 +194,106 @@ static void opencl_part(const unsigned char *bufN, const unsigned char *bufH,
          pkv_seq_export(o, y, PKV_LAYOUT_NHD, seq_back, seq_bytes, NULL, &nt) ==
              PKV_OK &&
          nt == 14 && !memcmp(seq_back, seqN, seq_bytes),
-     "OpenCL: a sequence imported and exported again is bitwise the same");
-  ok(cp_conserved(o), "OpenCL: pages conserved");
+     "%s: a sequence imported and exported again is bitwise the same", name);
+  ok(cp_conserved(o), "%s: pages conserved", name);
+  pkv_context *cpu = cp_ctx();
+  ok(big_roundtrip(cpu, ctx), "%s: a 70-page sequence from a CPU cache and "
+     "back, across layouts, bitwise", name);
+  pkv_context_destroy(cpu);
   free(seq_back);
   free(back);
   pkv_cache_destroy(o);
   pkv_context_destroy(ctx);
+}
+
+/* More pages than one batched move (32): a 70-page sequence exported from
+ * an HND cache in NHD, imported into an NHD cache on `dst` and exported
+ * again in HND, equals the source's HND export; token ids kept. */
+static int big_roundtrip(pkv_context *src_ctx, pkv_context *dst_ctx) {
+  enum { NP = 70, NT = NP * PS - 1 };
+  pkv_cache *a = mk(src_ctx, PKV_LAYOUT_HND, 80), *b = mk(dst_ctx, PKV_LAYOUT_NHD, 80);
+  size_t wb = 0;
+  pkv_cache_page_wire_bytes(a, &wb);
+  int32_t *ids = malloc(NT * sizeof *ids), *ids2 = malloc(NT * sizeof *ids2);
+  for (int i = 0; i < NT; i++) ids[i] = 77 + 3 * i;
+  unsigned char *w = malloc(NP * wb), *h1 = malloc(NP * wb), *h2 = malloc(NP * wb);
+  for (size_t i = 0; i < NP * wb; i++) w[i] = (unsigned char)(i * 131 + 7);
+  pkv_seq_id s = -1, t = -1;
+  int64_t n = 0;
+  int good = pkv_seq_import(a, NULL, ids, NT, PKV_LAYOUT_NHD, w, NP * wb, &s) == PKV_OK &&
+             pkv_seq_export(a, s, PKV_LAYOUT_HND, h1, NP * wb, NULL, &n) == PKV_OK &&
+             pkv_seq_export(a, s, PKV_LAYOUT_NHD, h2, NP * wb, ids2, &n) == PKV_OK &&
+             !memcmp(h2, w, NP * wb) &&
+             pkv_seq_import(b, NULL, ids2, NT, PKV_LAYOUT_NHD, h2, NP * wb, &t) == PKV_OK &&
+             pkv_seq_export(b, t, PKV_LAYOUT_HND, h2, NP * wb, ids2, &n) == PKV_OK &&
+             n == NT && !memcmp(h1, h2, NP * wb) && !memcmp(ids, ids2, NT * sizeof *ids);
+  if (!good) diag("big round trip: %s / %s", pkv_last_error(src_ctx), pkv_last_error(dst_ctx));
+  free(ids);
+  free(ids2);
+  free(w);
+  free(h1);
+  free(h2);
+  pkv_cache_destroy(a);
+  pkv_cache_destroy(b);
+  return good;
+}
+
+/* Every storage dtype: random wire bytes through an NHD and an HND cache
+ * and back are the same bytes, the HND form is the NHD one transposed row
+ * by row, and an int8 page's scale block is carried unchanged. */
+static void dtypes_part(pkv_context *ctx) {
+  static const pkv_dtype dts[] = {PKV_DTYPE_F16, PKV_DTYPE_BF16,
+                                  PKV_DTYPE_FP8_E4M3, PKV_DTYPE_INT8};
+  static const char *names[] = {"f16", "bf16", "fp8 e4m3", "int8"};
+  for (int k = 0; k < 4; k++) {
+    pkv_cache *c[2];
+    for (int l = 0; l < 2; l++) {
+      pkv_cache_desc d;
+      pkv_cache_desc_init(&d);
+      d.num_layers = L;
+      d.num_kv_heads = H;
+      d.head_dim = D;
+      d.page_size = PS;
+      d.num_pages = 8;
+      d.dtype = dts[k];
+      d.layout = l ? PKV_LAYOUT_NHD : PKV_LAYOUT_HND;
+      c[l] = cp_cache_desc(ctx, &d);
+    }
+    size_t wb = 0;
+    pkv_cache_page_wire_bytes(c[0], &wb);
+    pkv_cache_geometry g;
+    pkv_cache_geometry_init(&g);
+    pkv_cache_get_geometry(c[0], &g);
+    size_t n = 2 * wb, row = (size_t)D * pkv_dtype_size(dts[k]);
+    unsigned char *r = malloc(n), *x = malloc(n), *y = malloc(n);
+    for (size_t i = 0; i < n; i++) r[i] = (unsigned char)((i * 2654435761u) >> 13);
+    pkv_seq_id a = -1, b = -1;
+    int64_t nt = 0;
+    int good = pkv_seq_import(c[1], NULL, NULL, 8, PKV_LAYOUT_NHD, r, n, &a) == PKV_OK &&
+               pkv_seq_export(c[1], a, PKV_LAYOUT_NHD, y, n, NULL, &nt) == PKV_OK &&
+               !memcmp(y, r, n) &&
+               pkv_seq_export(c[1], a, PKV_LAYOUT_HND, x, n, NULL, &nt) == PKV_OK &&
+               pkv_seq_import(c[0], NULL, NULL, 8, PKV_LAYOUT_HND, x, n, &b) == PKV_OK &&
+               pkv_seq_export(c[0], b, PKV_LAYOUT_NHD, y, n, NULL, &nt) == PKV_OK &&
+               !memcmp(y, r, n);
+    int tr = 1;
+    for (size_t p = 0; p < n / g.page_bytes; p++) {
+      const unsigned char *hp = x + p * g.page_bytes, *np_ = r + p * g.page_bytes;
+      for (int h = 0; h < H; h++)
+        for (int t = 0; t < PS; t++)
+          tr &= !memcmp(hp + ((size_t)h * PS + t) * row, np_ + ((size_t)t * H + h) * row, row);
+      if (g.scale_offset)
+        tr &= !memcmp(hp + g.scale_offset, np_ + g.scale_offset,
+                      g.page_bytes - g.scale_offset);
+    }
+    ok(good && tr, "%s: NHD -> HND -> NHD through two caches is bitwise, HND "
+       "is the transpose%s", names[k], g.scale_offset ? ", scales carried" : "");
+    free(r);
+    free(x);
+    free(y);
+    pkv_cache_destroy(c[0]);
+    pkv_cache_destroy(c[1]);
+  }
 }
 
 int main(void) {
@@ -257,6 +360,7 @@ int main(void) {
   ok(cp_ref(A, sp[0]) == 1, "release gives the reference back");
   pkv_page_key bad[3] = {keys[0], {1, 2}, keys[2]};
   hold = (pkv_page_hold *)1;
+  free(s0.pi);
   take(A, &sa, 1, &s0);
   ok(pkv_pages_hold(A, 5, bad, 3, &hold) == PKV_ERR_NOT_FOUND &&
          strstr(pkv_last_error(ctx), "keys[1]") && unchanged(A, &sa, 1, &s0),
@@ -532,7 +636,11 @@ int main(void) {
      "seq_import: short src, n < 0, NULL out, bad layout");
   pkv_cache_destroy(Tc);
 
-  opencl_part(bufN, bufH, keys, wb, seqN, sbytes);
+  dtypes_part(ctx);
+  ok(big_roundtrip(ctx, ctx), "a 70-page sequence (3 batched moves each "
+     "way) across layouts and back, bitwise");
+  device_part(PKV_BACKEND_OPENCL, bufN, bufH, keys, wb, seqN, sbytes);
+  device_part(PKV_BACKEND_HIP, bufN, bufH, keys, wb, seqN, sbytes);
 
   free(seqN);
   free(seqH);

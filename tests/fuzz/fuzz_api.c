@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 /* Bugs 1-6 of issue 8 (fixed): -DFUZZ_AVOID_BUGn=1 makes the harness
  * avoid the sequences that trigger bug n, so that fuzzing the rest goes on
@@ -1238,6 +1239,83 @@ static pkv_status call_seq_transfer(fz *f, rd *r, snap *sn) {
   return st;
 }
 
+/* The chained page key (doc/kv-events.md), computed here independently of
+ * the library: XXH3-128(parent key, namespace, the page's token ids). */
+static pkv_page_key page_key(pkv_page_key parent, uint64_t ns, const int32_t *t,
+                             int32_t ps) {
+  unsigned char buf[24 + MAXPS * 4];
+  memcpy(buf, &parent.lo, 8);
+  memcpy(buf + 8, &parent.hi, 8);
+  memcpy(buf + 16, &ns, 8);
+  memcpy(buf + 24, t, (size_t)ps * 4);
+  XXH128_hash_t h = XXH3_128bits(buf, 24 + (size_t)ps * 4);
+  pkv_page_key k = {h.low64, h.high64};
+  return k;
+}
+
+/* A sequence's full pages imported as pages of another namespace (what a
+ * node receiving another node's pages does), sometimes with a bad parent,
+ * a changed token (key mismatch) or a short buffer. The new pages' K/V is
+ * the other namespace's, so the model marks it unknown; their slots carry
+ * the importing namespace's history, which a later match expects. */
+static pkv_status call_pages_import(fz *f, rd *r, snap *sn) {
+  pkv_seq_id id;
+  int i = seq_arg(f, u8(r), &id);
+  uint8_t b = u8(r);
+  if (i < 0 || f->S[i].swapped || !root_chained(f, &f->S[i])) return PKV_OK;
+  mseq *m = &f->S[i];
+  int64_t full = m->len / f->ps;
+  if (full < 1 || full > 16) return PKV_OK;
+  uint64_t ns = (m->ns + 1 + (b & 1)) % 3;
+  pkv_page_key keys[16], k = {0, 0};
+  int32_t tok[16 * MAXPS];
+  memcpy(tok, m->tok, (size_t)(full * f->ps) * 4);
+  for (int64_t j = 0; j < full; j++) keys[j] = k = page_key(k, ns, tok + j * f->ps, f->ps);
+  size_t wb = 0;
+  pkv_cache_page_wire_bytes(f->c, &wb);
+  int64_t np = (m->len + f->ps - 1) / f->ps;
+  unsigned char *buf = malloc((size_t)np * wb);
+  int64_t n = 0;
+  pkv_layout lay = (pkv_layout)((b >> 1) & 1);
+  if (pkv_seq_export(f->c, id, lay, buf, (size_t)np * wb, NULL, &n) != PKV_OK) {
+    free(buf);
+    return PKV_OK; /* harness preparation, not the call under test */
+  }
+  f->pending = false; /* the export ran the queued copies */
+  snap sn2;
+  take(f, &sn2, false);
+  (void)sn;
+  pkv_page_key bogus = {1, 2};
+  if (b & 0x10) tok[(b >> 5) % (full * f->ps)] ^= 0x40; /* key mismatch */
+  size_t bytes = (size_t)full * wb - ((b & 0x08) ? 1 : 0);
+  int64_t ni = -1, nsk = -1;
+  arm(f);
+  pkv_status st = pkv_pages_import(f->c, ns, (b & 0x04) ? &bogus : NULL, keys, tok,
+                                   full, lay, buf, bytes, &ni, &nsk);
+  free(buf);
+  if (!outcome(f, &sn2, st)) return st;
+  if (b & 0x1c) fail(f, "pages_import with a bad argument succeeded");
+  if (ni + nsk != full) fail(f, "pages_import: %lld + %lld of %lld pages",
+                             (long long)ni, (long long)nsk, (long long)full);
+  /* Where the imported pages are: a hold names them. */
+  pkv_page_hold *h = NULL;
+  int32_t pg[16];
+  int64_t cnt = 0;
+  if (pkv_pages_hold(f->c, ns, keys, full, &h) != PKV_OK ||
+      pkv_page_hold_pages(h, pg, 16, &cnt) != PKV_OK || cnt != full)
+    fail(f, "the imported chain cannot be held: %s", pkv_last_error(ctx));
+  pkv_page_hold_release(f->c, h);
+  uint64_t hist = ns_base(ns);
+  for (int64_t pos = 0; pos < full * f->ps; pos++) {
+    hist = mix(hist, (uint64_t)(uint32_t)tok[pos]);
+    int64_t j = pos / f->ps;
+    if (j < nsk) continue; /* skipped: an equal page already indexed */
+    if (pos % f->ps == 0) page_reset(f, pg[j]);
+    f->slot_id[(int64_t)pg[j] * f->ps + pos % f->ps] = hist;
+  }
+  return st;
+}
+
 /* The event queue: resize (sometimes hostile) and poll. */
 static pkv_status call_events(fz *f, rd *r, snap *sn) {
   uint8_t a = u8(r), b = u8(r);
@@ -1314,7 +1392,7 @@ static const char *const op_names[] = {
     "namespace_drop", "class_set_reserved", "flush", "batch_build",
     "write_kv", "write_kv_slots", "attention", "query", "append",
     "inject allocation failure", "truncate_back", "reserve", "seq_transfer",
-    "events"};
+    "events", "pages_import"};
 enum { NOPS = sizeof op_names / sizeof op_names[0] };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -1373,6 +1451,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 22: call_reserve(f, &a, &sn); break;
     case 23: call_seq_transfer(f, &a, &sn); break;
     case 24: call_events(f, &a, &sn); break;
+    case 25: call_pages_import(f, &a, &sn); break;
     default: {
       /* The next call's k-th allocation fails (and every later one). */
       uint8_t k = u8(&a);

@@ -20,7 +20,7 @@ OPS = {
     "swap_out": 9, "swap_in": 10, "ns_drop": 11, "class": 12, "flush": 13,
     "build": 14, "write_kv": 15, "write_slots": 16, "attention": 17,
     "query": 18, "inject": 20, "truncate_back": 21, "reserve": 22,
-    "seq_transfer": 23, "events": 24,
+    "seq_transfer": 23, "events": 24, "pages_import": 25,
 }
 PAGE_SIZES = [1, 2, 3, 4, 8]
 
@@ -149,6 +149,13 @@ class Seed:
         self.op("seq_transfer", self.sel(name), b)
         if not short:
             return self._add(new)
+
+    def pages_import(self, name, other_ns=0, nhd=False, bad_parent=False,
+                     short=False, mismatch=False):
+        """Imports `name`'s full pages as pages of another namespace."""
+        b = other_ns | (2 if nhd else 0) | (4 if bad_parent else 0) | \
+            (8 if short else 0) | (0x10 if mismatch else 0)
+        self.op("pages_import", self.sel(name), b)
 
     def events(self, capacity=None, poll=8):
         if capacity is not None:
@@ -340,6 +347,22 @@ def seeds():
     s.swap(True, ["c"]); s.transfer("c", "y", short=True); s.swap(False, ["c"])
     s.ns_drop(1); s.events(capacity=-3); s.events(); s.flush()
     out["kv-transfer"] = s
+
+    # Pages of one namespace imported into the others (issue 14): a chain
+    # imported, imported again (skipped), matched in its new namespace,
+    # then refused for a bad parent, a changed token and a short buffer,
+    # and imported into a full pool (eviction, the chain's own pages kept).
+    s = Seed(ps=2, pages=12)
+    s.events(capacity=8)
+    s.open("a", ns=0); s.append("a", 7); s.write_slots("a"); s.commit("a")
+    s.pages_import("a"); s.pages_import("a", nhd=True)
+    s.match_fresh("m", "a", ns=1); s.write_slots("m")
+    s.pages_import("a", other_ns=1, bad_parent=True)
+    s.pages_import("a", mismatch=True); s.pages_import("a", short=True)
+    s.release("m"); s.ns_drop(1)
+    s.open("f", ns=2); s.append("f", 8, ids=False)
+    s.pages_import("a", other_ns=1); s.events(); s.flush()
+    out["pages-import"] = s
 
     # Hostile arguments everywhere, on a small pool.
     s = Seed(ps=1, pages=4)
