@@ -80,8 +80,11 @@ typedef enum pkv_status {
   PKV_ERR_SCALE = 17,        /* a quantization scale is 0, negative, NaN or Inf */
   PKV_ERR_QUANT_DTYPE = 18,  /* q/out given in a quantized dtype (fp8/int8):
                                 they need a separate f32/f16/bf16 dtype */
-  PKV_ERR_KEY_MISMATCH = 19  /* an imported page's key is not the chained key
+  PKV_ERR_KEY_MISMATCH = 19, /* an imported page's key is not the chained key
                                 of its parent, namespace and token ids */
+  PKV_ERR_INCOMPATIBLE = 20, /* a transfer peer's cache has another geometry */
+  PKV_ERR_PEER = 21,         /* a transfer peer died or disconnected */
+  PKV_ERR_TIMEOUT = 22       /* a wait ran out of time (the request goes on) */
 } pkv_status;
 
 /* A static, human-readable name for a status ("PKV_ERR_NO_PAGES"). */
@@ -990,6 +993,92 @@ typedef enum pkv_batch_array {
 PKV_API pkv_status pkv_batch_export_dlpack(pkv_batch *batch,
                                            pkv_batch_array which,
                                            struct DLManagedTensor **out);
+
+/* PKV_EXPERIMENTAL_END */
+
+/* PKV_EXPERIMENTAL_BEGIN */
+/* ------------------------------------------------------------------ */
+/* Page transfer between processes and machines (doc/disaggregation.md) */
+/* ------------------------------------------------------------------ */
+/* Served by the module transfer-ucx.so (UCX), loaded on first use from
+ * PKV_BACKEND_PATH and the library's module directory; without it every
+ * call is PKV_ERR_NO_BACKEND. Single-threaded: an endpoint and its
+ * requests are used by one thread at a time, which also calls
+ * pkv_xfer_progress (or pkv_xfer_wait) so that peers' requests are served. */
+
+typedef struct pkv_xfer_endpoint pkv_xfer_endpoint;
+typedef struct pkv_xfer_peer pkv_xfer_peer;
+typedef struct pkv_xfer_request pkv_xfer_request;
+
+typedef struct pkv_xfer_options {
+  size_t struct_size;     /* set by pkv_xfer_options_init() */
+  int64_t staging_pages;  /* pages of the registered staging buffer; bounds
+                             one batch (default 64) */
+  int64_t lease_ms;       /* a peer's staged batch is released after this
+                             long without its acknowledgement (default 10000) */
+} pkv_xfer_options;
+
+PKV_API void pkv_xfer_options_init_sized(pkv_xfer_options *o, size_t size);
+#define pkv_xfer_options_init(o) pkv_xfer_options_init_sized((o), sizeof(*(o)))
+
+/* An endpoint of the cache: a UCX worker and its registered staging buffer.
+ * opts may be NULL (defaults). The cache outlives the endpoint. */
+PKV_API pkv_status pkv_xfer_endpoint_create(pkv_cache *cache,
+                                            const pkv_xfer_options *opts,
+                                            pkv_xfer_endpoint **out);
+/* Destroys the endpoint, its peers and its requests (NULL: no-op). */
+PKV_API void pkv_xfer_endpoint_destroy(pkv_xfer_endpoint *ep);
+/* The connection blob the engine carries to peers over its own channel:
+ * worker address, staging rkey, cache geometry, checksum. buf == NULL or a
+ * small cap: PKV_ERR_SIZE with *len = the size needed. */
+PKV_API pkv_status pkv_xfer_endpoint_blob(pkv_xfer_endpoint *ep, void *buf,
+                                          size_t cap, size_t *len);
+/* Connects to the endpoint of a peer's blob. Truncated: PKV_ERR_SIZE; not
+ * a blob or corrupt (magic, checksum): PKV_ERR_INVALID; another blob
+ * version: PKV_ERR_UNSUPPORTED; other dtype, page size, head dim, kv heads,
+ * layers or fp8 scales: PKV_ERR_INCOMPATIBLE (HND vs NHD is converted). */
+PKV_API pkv_status pkv_xfer_connect(pkv_xfer_endpoint *ep, const void *blob,
+                                    size_t len, pkv_xfer_peer **out);
+/* Fetches the pages of the chain keys[0..n) of namespace ns from the peer
+ * into this cache (parent: key of the page before keys[0]; NULL = root),
+ * in batches of the peer's staging size, then imports them all at once:
+ * all or nothing. Completion statuses: those of pkv_pages_hold on the peer
+ * (PKV_ERR_NOT_FOUND: unknown or evicted key) and of pkv_pages_import here
+ * (PKV_ERR_NO_PAGES, ...), PKV_ERR_PEER. */
+PKV_API pkv_status pkv_xfer_fetch(pkv_xfer_endpoint *ep, pkv_xfer_peer *peer,
+                                  uint64_t ns, const pkv_page_key *parent,
+                                  const pkv_page_key *keys, int64_t n,
+                                  pkv_xfer_request **out);
+/* Hands the sequence over to the peer (prefill -> decode): the peer
+ * imports it as a new sequence opened with desc (NULL: class 0, namespace
+ * 0), reported by its pkv_xfer_poll_arrivals with `tag`, and this
+ * request's result carries its id. The sequence's K/V must fit this
+ * endpoint's staging buffer (else PKV_ERR_SIZE). */
+PKV_API pkv_status pkv_xfer_push_seq(pkv_xfer_endpoint *ep,
+                                     pkv_xfer_peer *peer, pkv_seq_id seq,
+                                     const pkv_seq_desc *desc, uint64_t tag,
+                                     pkv_xfer_request **out);
+/* Serves peers and advances this endpoint's requests; never blocks. */
+PKV_API pkv_status pkv_xfer_progress(pkv_xfer_endpoint *ep);
+/* Sequences that peers pushed into this cache since the last call:
+ * up to max (tag, id) pairs; *n_out = how many were written. */
+PKV_API pkv_status pkv_xfer_poll_arrivals(pkv_xfer_endpoint *ep,
+                                          uint64_t *tags, pkv_seq_id *seqs,
+                                          int64_t max, int64_t *n_out);
+/* *done = 1 once the request completed; then *status is its outcome. */
+PKV_API pkv_status pkv_xfer_test(pkv_xfer_request *req, int32_t *done,
+                                 pkv_status *status);
+/* Progresses until the request completes and returns its outcome, or
+ * PKV_ERR_TIMEOUT after timeout_ms (< 0: no limit; the request goes on). */
+PKV_API pkv_status pkv_xfer_wait(pkv_xfer_request *req, int64_t timeout_ms);
+/* A completed request's result: pages imported and skipped (fetch), the
+ * peer's new sequence id (push; -1 otherwise). Outputs may be NULL. */
+PKV_API pkv_status pkv_xfer_request_result(const pkv_xfer_request *req,
+                                           int64_t *n_imported,
+                                           int64_t *n_skipped,
+                                           pkv_seq_id *remote_seq);
+/* Frees a request; an unfinished one is cancelled (the cache unchanged). */
+PKV_API void pkv_xfer_request_free(pkv_xfer_request *req);
 
 /* PKV_EXPERIMENTAL_END */
 
