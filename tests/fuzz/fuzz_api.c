@@ -257,7 +257,7 @@ static void take(fz *f, snap *sn, bool bufs) {
 static bool outcome(fz *f, const snap *before, pkv_status st) {
   disarm(f);
   if (st == PKV_OK) return true;
-  if ((int)st < 0 || st > PKV_ERR_KEY_MISMATCH)
+  if ((int)st < 0 || st > PKV_ERR_TIMEOUT)
     fail(f, "status %d is not a pkv_status", (int)st);
   /* Calls without a context keep their message per thread. */
   const char *m = pkv_last_error(ctx);
