@@ -148,6 +148,7 @@ static void ocl_fini(pkv_context *ctx) {
 
 static pkv_status ocl_mem_alloc(pkv_context *ctx, size_t bytes, void **native) {
   cl_int err;
+  pkv_ocl_of(ctx)->stat_allocs++;
   cl_mem m = clCreateBuffer(pkv_ocl_of(ctx)->context, CL_MEM_READ_WRITE, bytes,
                             NULL, &err);
   if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clCreateBuffer", err);
@@ -163,6 +164,7 @@ static void ocl_mem_free(pkv_context *ctx, void *native) {
 static pkv_status ocl_mem_upload(pkv_context *ctx, void *native, size_t offset,
                                  const void *src, size_t bytes) {
   /* Blocking: the caller may reuse src as soon as we return. */
+  pkv_ocl_of(ctx)->stat_waits++;
   cl_int err = clEnqueueWriteBuffer(pkv_ocl_of(ctx)->queue, (cl_mem)native,
                                     CL_TRUE, offset, bytes, src, 0, NULL, NULL);
   return err == CL_SUCCESS ? PKV_OK
@@ -171,6 +173,7 @@ static pkv_status ocl_mem_upload(pkv_context *ctx, void *native, size_t offset,
 
 static pkv_status ocl_mem_download(pkv_context *ctx, void *native,
                                    size_t offset, void *dst, size_t bytes) {
+  pkv_ocl_of(ctx)->stat_waits++;
   cl_int err = clEnqueueReadBuffer(pkv_ocl_of(ctx)->queue, (cl_mem)native,
                                    CL_TRUE, offset, bytes, dst, 0, NULL, NULL);
   return err == CL_SUCCESS ? PKV_OK
@@ -203,6 +206,7 @@ static pkv_status ocl_mem_copy(pkv_context *ctx, void *dst, size_t dst_offset,
 }
 
 static pkv_status ocl_synchronize(pkv_context *ctx) {
+  pkv_ocl_of(ctx)->stat_waits++;
   cl_int err = clFinish(pkv_ocl_of(ctx)->queue);
   return err == CL_SUCCESS ? PKV_OK : pkv__ocl_fail(ctx, "clFinish", err);
 }
