@@ -598,11 +598,15 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
   l.window_left = a->window_left;
   l.num_parts = 1;
   if (a->plan && a->max_q_len <= 1) return hip_decode_plan(ctx, a, &l);
+  /* A prefill under a plan: the run's stream too (its slopes and sinks
+   * are the plan's device copies, so nothing below stages). */
+  if (a->plan && a->plan->stream) l.stream = (hipStream_t)a->plan->stream;
   /* Scratch layout: [alibi slopes][sinks][partial outputs][partial m, l]. */
   size_t alibi_bytes = 0, sinks_bytes = 0, po_bytes = 0, pm_bytes = 0;
   if (a->h_alibi && !a->alibi)
     alibi_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
-  if (a->h_sinks)
+  const bool plan_sinks = a->h_sinks && a->plan && a->plan->sinks;
+  if (a->h_sinks && !plan_sinks)
     sinks_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
   if (a->max_q_len <= 1) {
     int kv = a->max_kv_len > 0 ? a->max_kv_len : 1;
@@ -660,7 +664,9 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
     if (st != PKV_OK) return st;
     l.alibi = (const float *)sc;
   }
-  if (a->h_sinks) {
+  if (plan_sinks) {
+    l.sinks = (const float *)a->plan->sinks->native; /* the plan's copy */
+  } else if (a->h_sinks) {
     size_t at = alibi_bytes - sinks_bytes;
     pkv_status st = stage_up(ctx, at, a->h_sinks,
                              (size_t)a->num_q_heads * sizeof(float));

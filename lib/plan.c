@@ -348,9 +348,15 @@ pkv_status pkv_plan_build(pkv_plan *plan, const pkv_kv_view *view_in,
     unbuild(plan);
     return st;
   }
-  /* Partial results: f32 out rows [partial_rows][num_q_heads][head_dim],
-   * then their LSE [partial_rows][num_q_heads]; 256-byte aligned. */
-  uint64_t rows = (uint64_t)plan->partial_rows * (uint64_t)params->num_q_heads;
+  /* Partial results: f32 out rows [cap][num_q_heads][head_dim], then their
+   * LSE [cap][num_q_heads]; 256-byte aligned. cap is the partial rows, but
+   * at least grid_items (a decode step has at most one row per item): so
+   * the LSE's offset, a kernel argument frozen in a captured graph, is the
+   * same for every step of the same grid, whatever its splits. */
+  int64_t cap = plan->partial_rows > 0 && plan->partial_rows < plan->grid_items
+                    ? plan->grid_items
+                    : plan->partial_rows;
+  uint64_t rows = (uint64_t)cap * (uint64_t)params->num_q_heads;
   uint64_t ws = rows * ((uint64_t)g.head_dim + 1) * sizeof(float);
   plan->ws_bytes = (size_t)((ws + 255) & ~(uint64_t)255);
   plan->lse_off = (int64_t)(rows * (uint64_t)g.head_dim);
