@@ -24,12 +24,6 @@
 #define PKV_VRS big /* unused */
 #endif
 
-/* flags: 1 = ALiBi slopes given, 2 = write LSE, 4 = sinks given, 8 = CSR
- * table (pages = kv_indices) instead of dense (pages = block_table), 16 =
- * fp8 scales given: kv_scales = [K scales][V scales] per kv head, folded
- * into the softmax scale (K) and the output (V).
- * io_dtypes: q dtype | out dtype << 4. q and out offsets and strides are
- * in their own elements. */
 /* One chunk of at most PKV_PART keys [kbeg, kbeg + n) for the gn query
  * heads of a group (q in q_s): on return (after a barrier) ml[g] is the
  * chunk's max score, ml[PKV_MAXG + g] its sum of exp, and big holds the
@@ -42,8 +36,8 @@ PKV_INLINE void PKV_KNAME(pkv_dec_chunk)(
     int page_size, pkv_i64 page_stride, pkv_i64 head_stride,
     pkv_i64 token_stride, pkv_i64 scale_offset, float scale, float softcap,
     int flags, int kvh, int qh0, int gn, int qpos, int kbeg, int n,
-    PKV_LOCAL float *q_s,
-    PKV_LOCAL float *big, PKV_LOCAL float *red, PKV_LOCAL float *ml,
+    PKV_LOCAL float *q_s, PKV_LOCAL float *big, PKV_LOCAL float *red,
+    PKV_LOCAL float *ml,
     PKV_LOCAL pkv_i64 *koff, PKV_LOCAL float *vrs, int tid) {
 #if PKV_DTYPE != 5
   (void)vrs;
@@ -270,6 +264,12 @@ PKV_INLINE void PKV_KNAME(pkv_dec_chunk)(
 
 }
 
+/* flags: 1 = ALiBi slopes given, 2 = write LSE, 4 = sinks given, 8 = CSR
+ * table (pages = kv_indices) instead of dense (pages = block_table), 16 =
+ * fp8 scales given: kv_scales = [K scales][V scales] per kv head, folded
+ * into the softmax scale (K) and the output (V).
+ * io_dtypes: q dtype | out dtype << 4. q and out offsets and strides are
+ * in their own elements. */
 PKV_KERNEL void PKV_KNAME(pkv_decode)(
     PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,
     PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *pages,
