@@ -176,8 +176,7 @@ static void run_keys(const job *jb, int64_t tok, int32_t kvh, int64_t kb,
     pout = (float *)a->plan->workspace->native +
            part * a->num_q_heads * (int64_t)dim;
     plse = (float *)a->plan->workspace->native +
-           a->plan->partial_rows * a->num_q_heads * (int64_t)dim +
-           part * a->num_q_heads;
+           a->plan->lse_off + part * a->num_q_heads;
   }
 
   const int64_t max_kv = jb->max_kv;
@@ -318,7 +317,7 @@ static void merge_planned(const job *jb) {
   const int32_t dim = a->geom->head_dim, nq = a->num_q_heads;
   const float *po = pe->workspace ? (const float *)pe->workspace->native : NULL;
   if (!po) return;
-  const float *pl = po + pe->partial_rows * nq * (int64_t)dim;
+  const float *pl = po + pe->lse_off;
   void *obase = a->out->native;
   float *lse = a->lse ? (float *)a->lse->native : NULL;
   for (int64_t k = 0; k < pe->num_items;) {

@@ -5,8 +5,10 @@
 #include "hip_internal.h"
 
 extern "C" {
+#include "alloc.h"
 #include "backend.h"
 #include "fastdiv.h"
+#include "plan_launch.h"
 }
 
 #include <ctype.h>
@@ -33,6 +35,13 @@ struct pkv_hip_impl {
   int sm_count;   /* multiprocessors / compute units */
   int gpu_decode; /* the GPU-shaped decode kernel (PKV_KERNELS=cpu: not) */
   int mma;        /* the matrix-unit prefill (PKV_KERNELS=simt: not) */
+  /* Pinned staging of the plans' uploads (hip_mem_upload_async): filled
+   * front to back, one event recorded after each copy; reused from the
+   * front only once every copy out of it has landed (its events). */
+  unsigned char *up_host;
+  size_t up_bytes, up_off;
+  hipEvent_t *up_ev;
+  int up_used, up_made, up_cap;
 };
 
 static pkv_hip_impl *impl_of(pkv_context *ctx) {
@@ -190,6 +199,9 @@ static void hip_fini(pkv_context *ctx) {
   (void)hipStreamSynchronize(im->stream);
   if (im->scratch) (void)hipFree(im->scratch);
   if (im->host) (void)hipHostFree(im->host);
+  if (im->up_host) (void)hipHostFree(im->up_host);
+  for (int i = 0; i < im->up_made; i++) (void)hipEventDestroy(im->up_ev[i]);
+  pkv__free(im->up_ev);
   if (im->own_stream) (void)hipStreamDestroy(im->stream);
   free(im);
   ctx->impl = NULL;
@@ -382,6 +394,154 @@ static pkv_status stage_up(pkv_context *ctx, size_t offset, const void *src,
   return PKV_OK;
 }
 
+/* ------------------------------------------------------------ plan/run */
+const pkv_hip_plan_kset *pkv__hip_plan_kset_for(int dtype, int head_dim) {
+  static const int dims[PKV_HIP_NUM_HEAD_DIMS] = PKV_HIP_HEAD_DIMS;
+  for (int i = 0; i < PKV_HIP_NUM_HEAD_DIMS; i++) {
+    if (dims[i] != head_dim) continue;
+    switch (dtype) {
+    case 0: return &pkv_hip_plan_ksets_t0[i];
+    case 1: return &pkv_hip_plan_ksets_t1[i];
+    case 2: return &pkv_hip_plan_ksets_t2[i];
+    default: return NULL;
+    }
+  }
+  return NULL;
+}
+
+/* Whether the GPU-shaped kernel runs this attention, and its variant. */
+static void gpu_choice(const pkv_hip_impl *im, const pkv_attn_args *a,
+                       pkv_hip_launch *l) {
+  const pkv_cache_geometry *g = a->geom;
+  if (!im->gpu_decode || !pkv__attn_plain(a)) return;
+  /* Rows are 16-byte aligned when the pools are (recorded once, when the
+   * buffers were made) and the strides keep them so. */
+  const size_t es = pkv__elem_bytes(g->dtype);
+  l->gpu_decode = 1;
+  l->aligned = a->rows_aligned && a->k_pool->aligned16 &&
+               a->v_pool->aligned16 && a->q->aligned16 &&
+               ((size_t)(g->page_stride | g->head_stride | g->token_stride) *
+                es) % 16 == 0;
+  pkv__fastdiv fd = pkv__fastdiv_make((uint32_t)g->page_size);
+  l->pdiv_mul = fd.mul;
+  l->pdiv_shift = (int)fd.shift;
+}
+
+/* A run under a plan: the plan's item grid and merge slots on the run's
+ * stream (else the plan's, else the context's). No allocation, no copy,
+ * no synchronisation: the slopes, sinks, items and merges are the plan's
+ * device arrays, the partials the caller's workspace. */
+static pkv_status hip_decode_plan(pkv_context *ctx, const pkv_attn_args *a,
+                                  pkv_hip_launch *l) {
+  pkv_hip_impl *im = impl_of(ctx);
+  const pkv_cache_geometry *g = a->geom;
+  const pkv__plan_exec *pe = a->plan;
+  const pkv_hip_plan_kset *pk =
+      pkv__hip_plan_kset_for((int)g->dtype, g->head_dim);
+  if (!pk) return no_kernels(ctx, g);
+  pkv__plan_launch pl;
+  const int group = a->num_q_heads / g->num_kv_heads;
+  if (!pkv__plan_launch_of(pe, g->num_kv_heads, group, 8, &pl))
+    return pkv__fail(ctx, PKV_ERR_OVERFLOW,
+                    "plan of %lld grid items x %d kv heads exceeds the "
+                    "launch limits",
+                    (long long)pe->grid_items, g->num_kv_heads);
+  if ((a->h_alibi && !a->alibi) || (a->h_sinks && !pe->sinks))
+    return pkv__fail(ctx, PKV_ERR_STATE,
+                    "plan without the device copy of its ALiBi slopes or "
+                    "sinks");
+  l->stream = pe->stream ? (hipStream_t)pe->stream : im->stream;
+  l->alibi = a->h_alibi ? (const float *)a->alibi->native : NULL;
+  l->sinks = a->h_sinks ? (const float *)pe->sinks->native : NULL;
+  gpu_choice(im, a, l);
+  l->plan_items = (const int32_t *)pe->dev_items->native;
+  l->plan_merges = (const int32_t *)pe->dev_merges->native;
+  l->grid_items = (long long)pl.items;
+  l->merge_slots = (long long)pl.merge_slots;
+  l->lse_off = pl.lse_off;
+  l->ws = pe->workspace ? (float *)pe->workspace->native : NULL;
+  LAUNCH_CHECK(ctx,
+               l->gpu_decode ? "launch of pkv_decode_gpu_plan"
+                             : "launch of pkv_decode_plan",
+               pk->decode(l));
+  return PKV_OK;
+}
+
+/* A plan's array to the device on `stream` through the pinned staging:
+ * the host copies into the staging and queues an asynchronous copy out of
+ * it, then returns. The host waits only when the staging is full and its
+ * front is reused: on the events of the earlier copies (a build's uploads
+ * are a few KiB, so that is once per many steps, long after they landed). */
+static pkv_status hip_mem_upload_async(pkv_context *ctx, void *native,
+                                       size_t offset, const void *src,
+                                       size_t bytes, void *stream) {
+  pkv_hip_impl *im = impl_of(ctx);
+  hipStream_t s = stream ? (hipStream_t)stream : im->stream;
+  SET_DEVICE(ctx, im);
+  if (im->up_off + bytes > im->up_bytes) {
+    for (int i = 0; i < im->up_used; i++)
+      RT_CHECK(ctx, "EventSynchronize", hipEventSynchronize(im->up_ev[i]));
+    im->up_used = 0;
+    im->up_off = 0;
+    if (bytes > im->up_bytes) {
+      size_t want = im->up_bytes * 2 > bytes ? im->up_bytes * 2 : bytes;
+      if (want < ((size_t)1 << 20)) want = (size_t)1 << 20;
+      void *p = NULL;
+      hipError_t e = hipHostMalloc(&p, want, 0);
+      if (e != hipSuccess) {
+        (void)hipGetLastError();
+        return pkv__fail(ctx, PKV_ERR_DEVICE,
+                        "%s of %zu bytes of pinned plan staging failed: %s",
+                        PKV_RT("HostMalloc"), want, hipGetErrorName(e));
+      }
+      if (im->up_host) (void)hipHostFree(im->up_host);
+      im->up_host = (unsigned char *)p;
+      im->up_bytes = want;
+    }
+  }
+  if (im->up_used == im->up_made) {
+    if (im->up_made == im->up_cap) {
+      int cap = im->up_cap ? 2 * im->up_cap : 16;
+      hipEvent_t *ev =
+          (hipEvent_t *)pkv__realloc(im->up_ev, (size_t)cap * sizeof *ev);
+      if (!ev)
+        return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "%d upload events", cap);
+      im->up_ev = ev;
+      im->up_cap = cap;
+    }
+    RT_CHECK(ctx, "EventCreateWithFlags",
+             hipEventCreateWithFlags(&im->up_ev[im->up_made],
+                                     hipEventDisableTiming));
+    im->up_made++;
+  }
+  unsigned char *h = im->up_host + im->up_off;
+  memcpy(h, src, bytes);
+  RT_CHECK(ctx, "MemcpyAsync",
+           hipMemcpyAsync((unsigned char *)native + offset, h, bytes,
+                          hipMemcpyHostToDevice, s));
+  RT_CHECK(ctx, "EventRecord", hipEventRecord(im->up_ev[im->up_used], s));
+  im->up_used++;
+  im->up_off += align_up(bytes, 256);
+  return PKV_OK;
+}
+
+/* The planner's blocks per SM/CU: the occupancy of the kernel a run
+ * launches (the GPU-shaped one unless PKV_KERNELS=cpu; its vector variant,
+ * which every aligned cache gets). */
+static int hip_decode_blocks_per_cu(pkv_context *ctx, int32_t head_dim,
+                                    pkv_dtype dtype, int32_t group) {
+  pkv_hip_impl *im = impl_of(ctx);
+  (void)group; /* the block shape does not depend on the group */
+  const pkv_hip_plan_kset *pk = pkv__hip_plan_kset_for((int)dtype, head_dim);
+  int n = 0;
+  if (!pk || hipSetDevice(im->device) != hipSuccess ||
+      pk->occupancy(im->gpu_decode, 1, &n) != hipSuccess) {
+    (void)hipGetLastError();
+    return 0;
+  }
+  return n;
+}
+
 static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
   pkv_hip_impl *im = impl_of(ctx);
   const pkv_cache_geometry *g = a->geom;
@@ -442,11 +602,16 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
   l.causal = a->causal;
   l.window_left = a->window_left;
   l.num_parts = 1;
+  if (a->plan && a->max_q_len <= 1) return hip_decode_plan(ctx, a, &l);
+  /* A prefill under a plan: the run's stream too (its slopes and sinks
+   * are the plan's device copies, so nothing below stages). */
+  if (a->plan && a->plan->stream) l.stream = (hipStream_t)a->plan->stream;
   /* Scratch layout: [alibi slopes][sinks][partial outputs][partial m, l]. */
   size_t alibi_bytes = 0, sinks_bytes = 0, po_bytes = 0, pm_bytes = 0;
   if (a->h_alibi && !a->alibi)
     alibi_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
-  if (a->h_sinks)
+  const bool plan_sinks = a->h_sinks && a->plan && a->plan->sinks;
+  if (a->h_sinks && !plan_sinks)
     sinks_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
   {
     /* The matrix-unit kernel (kernels/prefill_mma.cl): 16-bit operands
@@ -522,7 +687,9 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
     if (st != PKV_OK) return st;
     l.alibi = (const float *)sc;
   }
-  if (a->h_sinks) {
+  if (plan_sinks) {
+    l.sinks = (const float *)a->plan->sinks->native; /* the plan's copy */
+  } else if (a->h_sinks) {
     size_t at = alibi_bytes - sinks_bytes;
     pkv_status st = stage_up(ctx, at, a->h_sinks,
                              (size_t)a->num_q_heads * sizeof(float));
@@ -658,4 +825,6 @@ extern "C" const pkv_backend_ops pkv__hip_backend = {
     nullptr,             /* caps: every geometry the API accepts */
     0,                   /* thread_safe: scratch and pinned staging are per
                             context, so context.c serialises the operations */
+    hip_mem_upload_async,     /* mem_upload_async: pinned, on the stream */
+    hip_decode_blocks_per_cu, /* decode_blocks_per_cu: occupancy API */
 };

@@ -70,7 +70,13 @@ struct pkv_hip_launch {
   /* matrix-unit prefill (kernels/prefill_mma.cl): prefill, extend, spec
    * decode and GQA >= 4 decode of f16/bf16 caches with 16-bit q/out */
   int mma;
+  /* plan-driven decode (hip/hip_plan_inst.h): the plan's device arrays
+   * and the caller's workspace (outputs, then LSE lse_off floats in) */
+  const int32_t *plan_items, *plan_merges;
+  long long grid_items, merge_slots, lse_off;
+  float *ws;
 };
+
 
 /* The kernels of one (dtype, head dim) instantiation. */
 struct pkv_hip_kset {
@@ -90,6 +96,20 @@ const pkv_hip_kset *pkv__hip_kset_for(int dtype, int head_dim);
 extern const pkv_hip_kset pkv_hip_ksets_t0[PKV_HIP_NUM_HEAD_DIMS];
 extern const pkv_hip_kset pkv_hip_ksets_t1[PKV_HIP_NUM_HEAD_DIMS];
 extern const pkv_hip_kset pkv_hip_ksets_t2[PKV_HIP_NUM_HEAD_DIMS];
+
+/* The plan-driven decode of one (dtype, head dim) instantiation
+ * (hip/hip_plan_inst.h), in a table beside pkv_hip_kset's. */
+struct pkv_hip_plan_kset {
+  /* items grid, then the merge grid; gpu_decode/aligned pick the kernel */
+  hipError_t (*decode)(const pkv_hip_launch *a);
+  /* hipOccupancyMaxActiveBlocksPerMultiprocessor of the kernel decode
+   * launches for (gpu_decode, aligned) */
+  hipError_t (*occupancy)(int gpu_decode, int aligned, int *blocks);
+};
+const pkv_hip_plan_kset *pkv__hip_plan_kset_for(int dtype, int head_dim);
+extern const pkv_hip_plan_kset pkv_hip_plan_ksets_t0[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_plan_kset pkv_hip_plan_ksets_t1[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_plan_kset pkv_hip_plan_ksets_t2[PKV_HIP_NUM_HEAD_DIMS];
 
 /* Largest grid extent in y and z on every vendor. */
 #define PKV_HIP_MAX_GRID_YZ 65535

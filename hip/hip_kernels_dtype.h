@@ -52,3 +52,4 @@ const pkv_hip_kset PKV_HIP_TABLE(PKV_DTYPE)[PKV_HIP_NUM_HEAD_DIMS] = {
     PKV_HIP_ENTRY(PKV_DTYPE, 128), PKV_HIP_ENTRY(PKV_DTYPE, 192),
     PKV_HIP_ENTRY(PKV_DTYPE, 256)};
 #endif
+#include "hip_plan_table.h"

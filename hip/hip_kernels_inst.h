@@ -140,3 +140,4 @@ static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
   return hipGetLastError();
 }
 #endif
+#include "hip_plan_inst.h"

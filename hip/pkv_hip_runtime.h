@@ -63,6 +63,10 @@ typedef cudaMemcpyKind hipMemcpyKind;
 #define hipMemsetAsync cudaMemsetAsync
 #define hipHostMalloc(p, n, f) cudaMallocHost((p), (n))
 #define hipHostFree cudaFreeHost
+#define hipEventCreateWithFlags cudaEventCreateWithFlags
+#define hipEventDisableTiming cudaEventDisableTiming
+#define hipOccupancyMaxActiveBlocksPerMultiprocessor \
+  cudaOccupancyMaxActiveBlocksPerMultiprocessor
 
 #define PKV_HIP_VENDOR "NVIDIA"
 #define PKV_HIP_RUNTIME_NAME "CUDA"

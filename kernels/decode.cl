@@ -17,70 +17,33 @@
   (PKV_MAXG * PKV_PART > PKV_DEC_WG * 8 * PKV_MAXG ? PKV_MAXG * PKV_PART    \
                                                    : PKV_DEC_WG * 8 * PKV_MAXG)
 
-/* flags: 1 = ALiBi slopes given, 2 = write LSE, 4 = sinks given, 8 = CSR
- * table (pages = kv_indices) instead of dense (pages = block_table), 16 =
- * fp8 scales given: kv_scales = [K scales][V scales] per kv head, folded
- * into the softmax scale (K) and the output (V).
- * io_dtypes: q dtype | out dtype << 4. q and out offsets and strides are
- * in their own elements. */
-PKV_KERNEL void PKV_KNAME(pkv_decode)(
-    PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,
-    PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *pages,
-    PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *kv_indptr,
-    PKV_GLOBAL const int *kv_last, PKV_GLOBAL const int *q_indptr,
-    PKV_GLOBAL const float *alibi, PKV_GLOBAL const float *sinks,
-    PKV_GLOBAL void *out, PKV_GLOBAL float *lse, PKV_GLOBAL float *part_o,
-    PKV_GLOBAL float *part_ml, int max_pages, int num_q_heads, int group,
-    int page_size, pkv_i64 page_stride, pkv_i64 head_stride,
-    pkv_i64 token_stride, float scale, float softcap, int causal,
-    int window_left, int flags, int num_parts, pkv_i64 q_off, pkv_i64 q_ts,
-    pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
-    int num_pages, int num_tokens, pkv_i64 num_kv_indices,
-    PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset) {
-  PKV_LOCAL_DECL float q_s[PKV_MAXG * PKV_HEAD_DIM];
+#undef PKV_VRS
 #if PKV_DTYPE == 5
-  PKV_LOCAL_DECL float vrs[PKV_PART]; /* int8: V row scale of each key */
+#define PKV_VRS vrs
+#else
+#define PKV_VRS big /* unused */
 #endif
-  PKV_LOCAL_DECL float big[PKV_DEC_BIG]; /* scores, then V partial sums */
-  PKV_LOCAL_DECL float red[PKV_MAXG * PKV_DEC_WG];
-  PKV_LOCAL_DECL float ml[2 * PKV_MAXG];
-  PKV_LOCAL_DECL pkv_i64 koff[PKV_PART]; /* element offset of each key's row */
 
-  const int part = PKV_GROUP(0), s = PKV_GROUP(2), tid = PKV_LID(0);
-  const int nchunks = (group + PKV_MAXG - 1) / PKV_MAXG;
-  const int kvh = PKV_GROUP(1) / nchunks, gc = PKV_GROUP(1) % nchunks;
-  const int g0 = gc * PKV_MAXG;
-  const int gn = group - g0 < PKV_MAXG ? group - g0 : PKV_MAXG;
-  const int qh0 = kvh * group + g0;
-  const int qi = q_indptr[s];
-  /* no query, or one outside q: uniform exit */
-  if (q_indptr[s + 1] - qi <= 0 || qi < 0 || qi >= num_tokens) return;
-  pkv_i64 row0;
-  const int kv_len = pkv_table_row(seq_lens, kv_indptr, kv_last, flags & 8, s,
-                                   max_pages, page_size, num_kv_indices, &row0);
-  const int qpos = kv_len - 1;
-  const int q_dt = io_dtypes & 15, o_dt = io_dtypes >> 4;
-  float v_scale = 1.0f;
-  if (flags & 16) {
-    scale *= kv_scales[kvh];
-    v_scale = kv_scales[num_q_heads / group + kvh];
-  }
-
-  int kbeg = part * PKV_PART;
-  int kend = kbeg + PKV_PART < kv_len ? kbeg + PKV_PART : kv_len;
-  if (causal && kend > qpos + 1) kend = qpos + 1;
-  if (window_left >= 0 && kbeg < qpos - window_left) kbeg = qpos - window_left;
-  const int n = kend - kbeg; /* may be <= 0: an empty partition */
-
-  for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {
-    int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
-    q_s[i] = pkv_ld_io(q, q_off + (pkv_i64)qi * q_ts + (pkv_i64)(qh0 + g) * q_hs + d,
-                       q_dt);
-  }
-  PKV_BARRIER();
-
+/* One chunk of at most PKV_PART keys [kbeg, kbeg + n) for the gn query
+ * heads of a group (q in q_s): on return (after a barrier) ml[g] is the
+ * chunk's max score, ml[PKV_MAXG + g] its sum of exp, and big holds the
+ * unnormalised V sums of PKV_KSPLIT key streams, (ks * PKV_MAXG + g) *
+ * PKV_HEAD_DIM + d, to be added in stream order. Shared by pkv_decode (one
+ * partition) and pkv_decode_plan (a plan item's keys, chunk by chunk). */
+PKV_INLINE void PKV_KNAME(pkv_dec_chunk)(
+    PKV_GLOBAL const pkv_elem_t *k_pool, PKV_GLOBAL const pkv_elem_t *v_pool,
+    const PKV_GLOBAL int *bt, PKV_GLOBAL const float *alibi, int num_pages,
+    int page_size, pkv_i64 page_stride, pkv_i64 head_stride,
+    pkv_i64 token_stride, pkv_i64 scale_offset, float scale, float softcap,
+    int flags, int kvh, int qh0, int gn, int qpos, int kbeg, int n,
+    PKV_LOCAL float *q_s, PKV_LOCAL float *big, PKV_LOCAL float *red,
+    PKV_LOCAL float *ml,
+    PKV_LOCAL pkv_i64 *koff, PKV_LOCAL float *vrs, int tid) {
+#if PKV_DTYPE != 5
+  (void)vrs;
+  (void)scale_offset;
+#endif
   /* Scores: one key per work-item, all group heads at once. */
-  const PKV_GLOBAL int *bt = pages + row0;
   /* Each work-item takes a contiguous run of keys: consecutive rows, which
    * a CPU's prefetcher follows (a GPU reads whole rows per thread anyway). */
   const int run_k = (n + PKV_DEC_WG - 1) / PKV_DEC_WG;
@@ -299,6 +262,77 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
       pkv_f8_stl(vacc[g], big + (ks * PKV_MAXG + g) * PKV_HEAD_DIM + c * 8);
   PKV_BARRIER();
 
+}
+
+/* flags: 1 = ALiBi slopes given, 2 = write LSE, 4 = sinks given, 8 = CSR
+ * table (pages = kv_indices) instead of dense (pages = block_table), 16 =
+ * fp8 scales given: kv_scales = [K scales][V scales] per kv head, folded
+ * into the softmax scale (K) and the output (V).
+ * io_dtypes: q dtype | out dtype << 4. q and out offsets and strides are
+ * in their own elements. */
+PKV_KERNEL void PKV_KNAME(pkv_decode)(
+    PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,
+    PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *pages,
+    PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *kv_indptr,
+    PKV_GLOBAL const int *kv_last, PKV_GLOBAL const int *q_indptr,
+    PKV_GLOBAL const float *alibi, PKV_GLOBAL const float *sinks,
+    PKV_GLOBAL void *out, PKV_GLOBAL float *lse, PKV_GLOBAL float *part_o,
+    PKV_GLOBAL float *part_ml, int max_pages, int num_q_heads, int group,
+    int page_size, pkv_i64 page_stride, pkv_i64 head_stride,
+    pkv_i64 token_stride, float scale, float softcap, int causal,
+    int window_left, int flags, int num_parts, pkv_i64 q_off, pkv_i64 q_ts,
+    pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
+    int num_pages, int num_tokens, pkv_i64 num_kv_indices,
+    PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset) {
+  PKV_LOCAL_DECL float q_s[PKV_MAXG * PKV_HEAD_DIM];
+#if PKV_DTYPE == 5
+  PKV_LOCAL_DECL float vrs[PKV_PART]; /* int8: V row scale of each key */
+#endif
+  PKV_LOCAL_DECL float big[PKV_DEC_BIG]; /* scores, then V partial sums */
+  PKV_LOCAL_DECL float red[PKV_MAXG * PKV_DEC_WG];
+  PKV_LOCAL_DECL float ml[2 * PKV_MAXG];
+  PKV_LOCAL_DECL pkv_i64 koff[PKV_PART]; /* element offset of each key's row */
+
+  const int part = PKV_GROUP(0), s = PKV_GROUP(2), tid = PKV_LID(0);
+  const int nchunks = (group + PKV_MAXG - 1) / PKV_MAXG;
+  const int kvh = PKV_GROUP(1) / nchunks, gc = PKV_GROUP(1) % nchunks;
+  const int g0 = gc * PKV_MAXG;
+  const int gn = group - g0 < PKV_MAXG ? group - g0 : PKV_MAXG;
+  const int qh0 = kvh * group + g0;
+  const int qi = q_indptr[s];
+  /* no query, or one outside q: uniform exit */
+  if (q_indptr[s + 1] - qi <= 0 || qi < 0 || qi >= num_tokens) return;
+  pkv_i64 row0;
+  const int kv_len = pkv_table_row(seq_lens, kv_indptr, kv_last, flags & 8, s,
+                                   max_pages, page_size, num_kv_indices, &row0);
+  const int qpos = kv_len - 1;
+  const int q_dt = io_dtypes & 15, o_dt = io_dtypes >> 4;
+  float v_scale = 1.0f;
+  if (flags & 16) {
+    scale *= kv_scales[kvh];
+    v_scale = kv_scales[num_q_heads / group + kvh];
+  }
+
+  int kbeg = part * PKV_PART;
+  int kend = kbeg + PKV_PART < kv_len ? kbeg + PKV_PART : kv_len;
+  if (causal && kend > qpos + 1) kend = qpos + 1;
+  if (window_left >= 0 && kbeg < qpos - window_left) kbeg = qpos - window_left;
+  const int n = kend - kbeg; /* may be <= 0: an empty partition */
+
+  for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {
+    int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
+    q_s[i] = pkv_ld_io(q, q_off + (pkv_i64)qi * q_ts + (pkv_i64)(qh0 + g) * q_hs + d,
+                       q_dt);
+  }
+  PKV_BARRIER();
+
+  const PKV_GLOBAL int *bt = pages + row0;
+  PKV_KNAME(pkv_dec_chunk)(k_pool, v_pool, bt, alibi, num_pages, page_size,
+                           page_stride, head_stride, token_stride,
+                           scale_offset, scale, softcap, flags, kvh, qh0, gn,
+                           qpos, kbeg, n, q_s, big, red, ml, koff, PKV_VRS,
+                           tid);
+
   for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {
     int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
     float sum = 0.0f;
@@ -353,4 +387,172 @@ PKV_KERNEL void PKV_KNAME(pkv_decode_merge)(
   }
   if ((flags & 2) && tid == 0)
     lse[(pkv_i64)qi * num_q_heads + qh] = Lf > 0.0f ? Mf + pkv_logf(Lf) : -PKV_INFINITY;
+}
+
+/* Plan-driven decode (doc/plan-run.md): work-group (item, kv head x group
+ * chunk) over the plan's padded item array, int32 [grid_items][4] =
+ * (request, key begin, key end, partial row); a padding item (request -1)
+ * exits at once. The item's keys are taken PKV_PART at a time (the size of
+ * the score array in local memory) and combined online, so an item may be
+ * as long as the plan's chunk. An item of an unsplit request (partial row
+ * -1) writes out and lse, sinks folded; the items of a split request write
+ * their normalised output to ws_o[partial row][q head][d] and its LSE to
+ * ws_o[lse_off + partial row * num_q_heads + q head] (the plan's workspace
+ * layout), merged by pkv_decode_plan_merge. The grid
+ * depends only on the plan: no host-side length. */
+PKV_KERNEL void PKV_KNAME(pkv_decode_plan)(
+    PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,
+    PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *pages,
+    PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *kv_indptr,
+    PKV_GLOBAL const int *kv_last, PKV_GLOBAL const int *q_indptr,
+    PKV_GLOBAL const float *alibi, PKV_GLOBAL const float *sinks,
+    PKV_GLOBAL void *out, PKV_GLOBAL float *lse, PKV_GLOBAL const int *items,
+    PKV_GLOBAL float *ws_o, pkv_i64 lse_off, int max_pages,
+    int num_q_heads, int group, int page_size, pkv_i64 page_stride,
+    pkv_i64 head_stride, pkv_i64 token_stride, float scale, float softcap,
+    int causal, int window_left, int flags, pkv_i64 q_off, pkv_i64 q_ts,
+    pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
+    int num_pages, int num_tokens, pkv_i64 num_kv_indices,
+    PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset) {
+  PKV_LOCAL_DECL float q_s[PKV_MAXG * PKV_HEAD_DIM];
+  PKV_LOCAL_DECL float acc_s[PKV_MAXG * PKV_HEAD_DIM]; /* running V sums */
+#if PKV_DTYPE == 5
+  PKV_LOCAL_DECL float vrs[PKV_PART];
+#endif
+  PKV_LOCAL_DECL float big[PKV_DEC_BIG];
+  PKV_LOCAL_DECL float red[PKV_MAXG * PKV_DEC_WG];
+  PKV_LOCAL_DECL float ml[2 * PKV_MAXG];
+  PKV_LOCAL_DECL float run[4 * PKV_MAXG]; /* running max, sum; rescales */
+  PKV_LOCAL_DECL pkv_i64 koff[PKV_PART];
+
+  PKV_GLOBAL float *ws_lse = ws_o + lse_off; /* one workspace buffer */
+  const PKV_GLOBAL int *it = items + 4 * (pkv_i64)PKV_GROUP(0);
+  const int s = it[0], prow = it[3], tid = PKV_LID(0);
+  if (s < 0) return; /* padding: uniform exit */
+  const int nchunks = (group + PKV_MAXG - 1) / PKV_MAXG;
+  const int kvh = PKV_GROUP(1) / nchunks, gc = PKV_GROUP(1) % nchunks;
+  const int g0 = gc * PKV_MAXG;
+  const int gn = group - g0 < PKV_MAXG ? group - g0 : PKV_MAXG;
+  const int qh0 = kvh * group + g0;
+  const int qi = q_indptr[s];
+  if (q_indptr[s + 1] - qi <= 0 || qi < 0 || qi >= num_tokens) return;
+  pkv_i64 row0;
+  const int kv_len = pkv_table_row(seq_lens, kv_indptr, kv_last, flags & 8, s,
+                                   max_pages, page_size, num_kv_indices, &row0);
+  const int qpos = kv_len - 1;
+  const int q_dt = io_dtypes & 15, o_dt = io_dtypes >> 4;
+  float v_scale = 1.0f;
+  if (flags & 16) {
+    scale *= kv_scales[kvh];
+    v_scale = kv_scales[num_q_heads / group + kvh];
+  }
+  /* The item's keys, bounded by the device's table (the plan was made from
+   * the host mirrors), then by the mask. */
+  int kbeg = it[1], kend = it[2] < kv_len ? it[2] : kv_len;
+  if (kbeg < 0) kbeg = 0;
+  if (causal && kend > qpos + 1) kend = qpos + 1;
+  if (window_left >= 0 && kbeg < qpos - window_left) kbeg = qpos - window_left;
+
+  for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {
+    int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
+    q_s[i] = pkv_ld_io(q, q_off + (pkv_i64)qi * q_ts + (pkv_i64)(qh0 + g) * q_hs + d,
+                       q_dt);
+    acc_s[i] = 0.0f;
+  }
+  if (tid == 0)
+    for (int g = 0; g < gn; g++) {
+      run[g] = -PKV_INFINITY;
+      run[PKV_MAXG + g] = 0.0f;
+    }
+  PKV_BARRIER();
+
+  const PKV_GLOBAL int *bt = pages + row0;
+  for (int c0 = kbeg; c0 < kend; c0 += PKV_PART) { /* uniform */
+    const int n = kend - c0 < PKV_PART ? kend - c0 : PKV_PART;
+    PKV_KNAME(pkv_dec_chunk)(k_pool, v_pool, bt, alibi, num_pages, page_size,
+                             page_stride, head_stride, token_stride,
+                             scale_offset, scale, softcap, flags, kvh, qh0, gn,
+                             qpos, c0, n, q_s, big, red, ml, koff, PKV_VRS,
+                             tid);
+    /* Online softmax across chunks: rescale the running sums to the new
+     * maximum (a chunk of one pass is exactly pkv_decode's result). */
+    if (tid == 0)
+      for (int g = 0; g < gn; g++) {
+        const float M = pkv_fmaxf(run[g], ml[g]);
+        const float fa = pkv_exp_diff(run[g], M), fb = pkv_exp_diff(ml[g], M);
+        run[PKV_MAXG + g] = run[PKV_MAXG + g] * fa + ml[PKV_MAXG + g] * fb;
+        run[g] = M;
+        run[2 * PKV_MAXG + g] = fa;
+        run[3 * PKV_MAXG + g] = fb;
+      }
+    PKV_BARRIER();
+    for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {
+      int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
+      float sum = 0.0f;
+      for (int t = 0; t < PKV_KSPLIT; t++) sum += big[(t * PKV_MAXG + g) * PKV_HEAD_DIM + d];
+      acc_s[i] = c0 == kbeg ? sum : acc_s[i] * run[2 * PKV_MAXG + g] +
+                                        sum * run[3 * PKV_MAXG + g];
+    }
+    PKV_BARRIER(); /* big and ml are rewritten by the next chunk */
+  }
+
+  for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {
+    int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
+    float m = run[g], l = run[PKV_MAXG + g];
+    float o = l > 0.0f ? acc_s[i] * v_scale / l : 0.0f;
+    int qh = qh0 + g;
+    if (prow < 0) {
+      if (flags & 4) o *= pkv_sink_fold(&m, &l, sinks[qh]);
+      pkv_st_io(o, out, o_off + (pkv_i64)qi * o_ts + (pkv_i64)qh * o_hs + d, o_dt);
+      if ((flags & 2) && d == 0)
+        lse[(pkv_i64)qi * num_q_heads + qh] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;
+    } else {
+      const pkv_i64 row = (pkv_i64)prow * num_q_heads + qh;
+      ws_o[row * PKV_HEAD_DIM + d] = o;
+      if (d == 0) ws_lse[row] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;
+    }
+  }
+}
+
+/* Log-sum-exp merge of a split request's chunks, for every plan kernel
+ * (CPU- and GPU-shaped): work-group (merge slot, q head) over the plan's
+ * padded merge array, int32 [slots][4] = (request, first partial row,
+ * chunks, q_len); a padding slot (request -1) exits. Chunk c of token t is
+ * partial row first + c * q_len + t. The sink, if any, joins the
+ * denominator here. */
+PKV_KERNEL void PKV_KNAME(pkv_decode_plan_merge)(
+    PKV_GLOBAL const float *ws_o, pkv_i64 lse_off,
+    PKV_GLOBAL const int *merges, PKV_GLOBAL const int *q_indptr,
+    PKV_GLOBAL const float *sinks, PKV_GLOBAL void *out, PKV_GLOBAL float *lse,
+    int num_q_heads, int flags, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs,
+    int io_dtypes, int num_tokens) {
+  const PKV_GLOBAL float *ws_lse = ws_o + lse_off;
+  const PKV_GLOBAL int *mi = merges + 4 * (pkv_i64)PKV_GROUP(0);
+  const int qh = PKV_GROUP(1), s = mi[0], tid = PKV_LID(0);
+  if (s < 0) return;
+  const int first = mi[1], nc = mi[2], q_len = mi[3];
+  const int qi = q_indptr[s], o_dt = io_dtypes >> 4;
+  for (int t = 0; t < q_len; t++) { /* uniform */
+    const int tok = qi + t;
+    if (tok < 0 || tok >= num_tokens) return;
+    float M = -PKV_INFINITY, L = 0.0f;
+    for (int c = 0; c < nc; c++)
+      M = pkv_fmaxf(M, ws_lse[(pkv_i64)(first + c * q_len + t) * num_q_heads + qh]);
+    for (int c = 0; c < nc; c++)
+      L += pkv_exp_diff(ws_lse[(pkv_i64)(first + c * q_len + t) * num_q_heads + qh], M);
+    float Mf = M, Lf = L;
+    const float f = (flags & 4) ? pkv_sink_fold(&Mf, &Lf, sinks[qh]) : 1.0f;
+    for (int d = tid; d < PKV_HEAD_DIM; d += PKV_LSIZE(0)) {
+      float acc = 0.0f;
+      for (int c = 0; c < nc; c++) {
+        const pkv_i64 row = (pkv_i64)(first + c * q_len + t) * num_q_heads + qh;
+        acc += pkv_exp_diff(ws_lse[row], M) * ws_o[row * PKV_HEAD_DIM + d];
+      }
+      pkv_st_io(L > 0.0f ? acc / L * f : 0.0f, out,
+                o_off + (pkv_i64)tok * o_ts + (pkv_i64)qh * o_hs + d, o_dt);
+    }
+    if ((flags & 2) && tid == 0)
+      lse[(pkv_i64)tok * num_q_heads + qh] =
+          Lf > 0.0f ? Mf + pkv_logf(Lf) : -PKV_INFINITY;
+  }
 }

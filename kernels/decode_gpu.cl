@@ -126,9 +126,16 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
     int max_pages, int num_q_heads, int group, int page_size, pkv_u32 pmul,
     int pshift, pkv_i64 page_stride, pkv_i64 head_stride, pkv_i64 token_stride,
     float scale, float softcap, int causal, int window_left, int flags,
-    int num_parts, int part_len, PKV_LOCAL pkv_u32x4 *sm,
-    PKV_LOCAL float *scr, const int aligned) {
-  const int part = PKV_GROUP(0), s = PKV_GROUP(2), tid = PKV_LID(0);
+    int num_parts, int part_len, const PKV_GLOBAL int *items,
+    PKV_LOCAL pkv_u32x4 *sm, PKV_LOCAL float *scr, const int aligned) {
+  /* items: the plan's item array (pkv_decode_gpu_plan; see
+   * pkv_decode_plan): then the block is (item, kv head x group chunk),
+   * part_o/part_ml are the workspace's partial outputs and LSE, and
+   * num_parts/part_len are unused. NULL: the fixed partitions. */
+  const PKV_GLOBAL int *it = items ? items + 4 * (pkv_i64)PKV_GROUP(0) : items;
+  const int part = PKV_GROUP(0), tid = PKV_LID(0);
+  const int s = it ? it[0] : PKV_GROUP(2), prow = it ? it[3] : -1;
+  if (s < 0) return; /* a padding item: uniform exit */
   const int nchunks = (group + PKV_G_MAXG - 1) / PKV_G_MAXG;
   const int kvh = PKV_GROUP(1) / nchunks, gc = PKV_GROUP(1) % nchunks;
   const int g0 = gc * PKV_G_MAXG;
@@ -138,8 +145,9 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
   if (q_indptr[s + 1] - qi <= 0) return; /* no query: uniform exit */
   const int kv_len = seq_lens[s];
   const int qpos = kv_len - 1;
-  int kbeg = part * part_len;
-  int kend = kbeg + part_len < kv_len ? kbeg + part_len : kv_len;
+  int kbeg = it ? it[1] : part * part_len;
+  int kend = it ? it[2] : kbeg + part_len;
+  if (kend > kv_len) kend = kv_len;
   if (causal && kend > qpos + 1) kend = qpos + 1;
   if (window_left >= 0 && kbeg < qpos - window_left) kbeg = qpos - window_left;
   const int n = kend - kbeg;
@@ -240,10 +248,14 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
     }
     o = L > 0.0f ? o / L : 0.0f;
     const int qh = qh0 + gg;
-    if (num_parts == 1) {
+    if (it ? prow < 0 : num_parts == 1) {
       PKV_ST(o, out, ((pkv_i64)qi * num_q_heads + qh) * PKV_HEAD_DIM + d);
       if ((flags & 2) && d == 0)
         lse[(pkv_i64)qi * num_q_heads + qh] = L > 0.0f ? M + pkv_logf(L) : -PKV_INFINITY;
+    } else if (it) {
+      const pkv_i64 row = (pkv_i64)prow * num_q_heads + qh;
+      part_o[row * PKV_HEAD_DIM + d] = o;
+      if (d == 0) part_ml[row] = L > 0.0f ? M + pkv_logf(L) : -PKV_INFINITY;
     } else {
       const pkv_i64 row = ((pkv_i64)s * num_q_heads + qh) * num_parts + part;
       part_o[row * PKV_HEAD_DIM + d] = o;
@@ -278,7 +290,7 @@ PKV_KERNEL PKV_LAUNCH_BOUNDS(PKV_G_NT) PKV_SG_ATTR void
 PKV_KNAME(pkv_decode_gpu)(PKV_GDEC_PARAMS) {
   PKV_LOCAL_DECL pkv_u32x4 sm[PKV_G_SMEM_U4];
   PKV_TILE_SCRATCH(scr, PKV_G_NT);
-  PKV_KNAME(pkv_gdec_body)(PKV_GDEC_ARGS, sm, scr, 1);
+  PKV_KNAME(pkv_gdec_body)(PKV_GDEC_ARGS, (const PKV_GLOBAL int *)0, sm, scr, 1);
 }
 
 /* Rows at any element alignment (a wrapped buffer or odd strides). */
@@ -286,7 +298,29 @@ PKV_KERNEL PKV_LAUNCH_BOUNDS(PKV_G_NT) PKV_SG_ATTR void
 PKV_KNAME(pkv_decode_gpu_u)(PKV_GDEC_PARAMS) {
   PKV_LOCAL_DECL pkv_u32x4 sm[PKV_G_SMEM_U4];
   PKV_TILE_SCRATCH(scr, PKV_G_NT);
-  PKV_KNAME(pkv_gdec_body)(PKV_GDEC_ARGS, sm, scr, 0);
+  PKV_KNAME(pkv_gdec_body)(PKV_GDEC_ARGS, (const PKV_GLOBAL int *)0, sm, scr, 0);
+}
+
+/* Plan-driven (doc/plan-run.md): grid (grid_items, kv heads x group
+ * chunks), one plan item per block; part_o is the workspace, its LSE
+ * lse_off floats in (merged by pkv_decode_plan_merge); part_ml,
+ * num_parts and part_len are unused. */
+PKV_KERNEL PKV_LAUNCH_BOUNDS(PKV_G_NT) PKV_SG_ATTR void
+PKV_KNAME(pkv_decode_gpu_plan)(PKV_GDEC_PARAMS,
+                               PKV_GLOBAL const int *items, pkv_i64 lse_off) {
+  PKV_LOCAL_DECL pkv_u32x4 sm[PKV_G_SMEM_U4];
+  PKV_TILE_SCRATCH(scr, PKV_G_NT);
+  part_ml = part_o + lse_off; /* the workspace: outputs, then LSE */
+  PKV_KNAME(pkv_gdec_body)(PKV_GDEC_ARGS, items, sm, scr, 1);
+}
+
+PKV_KERNEL PKV_LAUNCH_BOUNDS(PKV_G_NT) PKV_SG_ATTR void
+PKV_KNAME(pkv_decode_gpu_plan_u)(PKV_GDEC_PARAMS,
+                                 PKV_GLOBAL const int *items, pkv_i64 lse_off) {
+  PKV_LOCAL_DECL pkv_u32x4 sm[PKV_G_SMEM_U4];
+  PKV_TILE_SCRATCH(scr, PKV_G_NT);
+  part_ml = part_o + lse_off; /* the workspace: outputs, then LSE */
+  PKV_KNAME(pkv_gdec_body)(PKV_GDEC_ARGS, items, sm, scr, 0);
 }
 
 #endif

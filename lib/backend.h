@@ -62,6 +62,13 @@ typedef struct pkv__plan_exec {
   int64_t num_items, grid_items, chunk, partial_rows;
   pkv_buffer *workspace;         /* f32 partial out, then partial lse */
   void *stream;
+  /* The merges of the split requests: int32 [merge_slots][4] = (request,
+   * first partial row, chunks, q_len), padded with request -1 to a fixed
+   * merge_slots (grid_items / 2: a split request has two items or more). */
+  pkv_buffer *dev_merges;
+  int64_t merge_slots, num_split;
+  int64_t lse_off;               /* floats from the workspace to its LSE */
+  pkv_buffer *sinks;             /* device copy of the sinks, or NULL */
 } pkv__plan_exec;
 
 /* Arguments of paged attention over one layer (see pkv_kv_attention).
@@ -207,6 +214,17 @@ struct pkv_backend_ops {
    * them per context (doc/api.md "Threads"); list_devices, init, fini and
    * synchronize are never serialised: a backend makes those safe itself. */
   int thread_safe;
+  /* ---- optional, module ABI 4 (NULL: not provided) ---- */
+  /* Upload of a plan's arrays, ordered on `stream` (NULL: the context's)
+   * without synchronising the host with the device: the backend stages
+   * src (which the caller may reuse on return). NULL: mem_upload. */
+  pkv_status (*mem_upload_async)(pkv_context *ctx, void *native, size_t offset,
+                                 const void *src, size_t bytes, void *stream);
+  /* Blocks of the plan-driven decode kernel resident per compute unit
+   * (the runtime's occupancy query of the kernel the run launches), for
+   * the planner; 0 when unknown. NULL: the planner's default. */
+  int (*decode_blocks_per_cu)(pkv_context *ctx, int32_t head_dim,
+                              pkv_dtype dtype, int32_t group);
 };
 
 /* Backends compiled in (with --disable-modules; in a module build these

@@ -2,6 +2,7 @@
 /* Backend registry and contexts. */
 #include "alloc.h"
 #include "backend.h"
+#include "plan.h"
 #include "struct_size.h"
 
 #include <ctype.h>
@@ -230,6 +231,19 @@ static pkv_status s_pages_from_host(pkv_context *ctx,
                                     const pkv_host_move_args *a) {
   LOCKED(ctx, ctx->backend->pages_from_host(ctx, a));
 }
+static pkv_status s_mem_upload_async(pkv_context *ctx, void *native,
+                                     size_t offset, const void *src,
+                                     size_t bytes, void *stream) {
+  LOCKED(ctx, ctx->backend->mem_upload_async(ctx, native, offset, src, bytes,
+                                             stream));
+}
+static int s_decode_blocks_per_cu(pkv_context *ctx, int32_t head_dim,
+                                  pkv_dtype dtype, int32_t group) {
+  pthread_mutex_lock(&ctx->lock);
+  int n = ctx->backend->decode_blocks_per_cu(ctx, head_dim, dtype, group);
+  pthread_mutex_unlock(&ctx->lock);
+  return n;
+}
 
 /* A context and its twin table in one allocation: the twin belongs to the
  * context (no global table to build, whichever backend or module the
@@ -249,7 +263,8 @@ static const pkv_backend_ops *ops_for_context(context_block *blk,
   *t = *b;
   TWIN(mem_alloc); TWIN(mem_free); TWIN(mem_upload); TWIN(mem_download);
   TWIN(mem_copy); TWIN(write_kv); TWIN(attention); TWIN(copy_pages);
-  TWIN(pages_to_host); TWIN(pages_from_host);
+  TWIN(pages_to_host); TWIN(pages_from_host); TWIN(mem_upload_async);
+  TWIN(decode_blocks_per_cu);
   return t;
 }
 #undef TWIN
@@ -362,6 +377,7 @@ pkv_status pkv_context_create(const pkv_context_desc *desc, pkv_context **out) {
 
 void pkv_context_destroy(pkv_context *ctx) {
   if (!ctx) return;
+  pkv__attn_cache_free(ctx); /* its buffers first: the device is still open */
   if (ctx->ops && ctx->ops->fini) ctx->ops->fini(ctx);
   pthread_mutex_destroy(&ctx->lock);
   pkv__free(ctx);

@@ -38,6 +38,10 @@ struct pkv_context {
    * key of this context's error messages, which are kept per thread
    * (error.c), so threads sharing a context never see each other's. */
   uint64_t id;
+  /* The plan and workspace of the unplanned attention calls on device
+   * backends (plan.c), made on first use, grown, freed with the context;
+   * used under `lock`. */
+  struct pkv__attn_cache *attn_cache;
 };
 
 struct pkv_buffer {

@@ -459,10 +459,28 @@ pkv_status pkv__kv_attention(pkv_context *ctx, const pkv_kv_view *view_in,
                             const pkv_attn_params *params,
                             const pkv_tensor *q_in, const pkv_tensor *out_in,
                             pkv_buffer *lse, pkv_buffer *alibi_dev) {
-  /* The CPU backend runs the chunks of a plan: there the unplanned call is
-   * plan + run too. Device backends do not consume plans yet; a plan per
-   * call would only add an upload (doc/plan-run.md). */
+  /* One path: a default plan plus a run (doc/plan-run.md). The CPU
+   * backend runs every table so. Device backends run decode so (their
+   * plan-driven kernels are decode kernels) when the table has the host
+   * mirrors a plan is made from; prefill, and tables known on the device
+   * only, take the direct launch, which needs no plan. */
   if (ctx->kind == PKV_BACKEND_CPU)
+    return pkv__plan_and_run(ctx, view_in, table_in, params, q_in, out_in, lse);
+  pkv_kv_view view;
+  pkv_cache_geometry g;
+  pkv_kv_table t;
+  int aligned;
+  pkv_status st = pkv__kv_view_resolve(ctx, view_in, &view, &g, &aligned);
+  if (st != PKV_OK) return st;
+  if (!params) return pkv__fail(ctx, PKV_ERR_NULL, "params is NULL");
+  if ((st = pkv__check_attn_params(ctx, g.num_kv_heads, params)) != PKV_OK)
+    return st;
+  if ((st = table_resolve(ctx, table_in, &g, &t)) != PKV_OK) return st;
+  int mirrors = t.host_q_indptr &&
+                (t.kind == PKV_TABLE_DENSE
+                     ? t.host_seq_lens != NULL
+                     : t.host_kv_indptr && t.host_kv_last_page_len);
+  if (mirrors && t.max_q_len <= 1 && ctx->ops->attention)
     return pkv__plan_and_run(ctx, view_in, table_in, params, q_in, out_in, lse);
   return pkv__kv_attention_planned(ctx, view_in, table_in, params, q_in, out_in,
                                   lse, alibi_dev, NULL);

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PKV_MODULE_ABI_VERSION 3u /* 2: pkv_context lock, id, backend; backend thread_safe; 3: pkv_attn_args.plan */
+#define PKV_MODULE_ABI_VERSION 4u /* 2: pkv_context lock, id, backend; backend thread_safe; 3: pkv_attn_args.plan; 4: plan exec merges/sinks, ops mem_upload_async and decode_blocks_per_cu, pkv_context attn_cache */
 #define PKV_MODULE_ENTRY "pkv_backend_module_v1"
 
 /* What libpagedkv gives a module. */

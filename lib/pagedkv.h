@@ -928,7 +928,11 @@ PKV_API void pkv_plan_destroy(pkv_plan *plan);
  * Needs the host mirrors of q_indptr and of the lengths (seq_lens, or
  * kv_indptr + kv_last_page_len). The table is kept by reference: its
  * device arrays must stay valid and unchanged until the next build. opts
- * may be NULL. On failure the plan is left unbuilt. */
+ * may be NULL. On failure the plan is left unbuilt. The build uploads the
+ * plan's arrays (items, merges, ALiBi slopes, sinks) into device buffers
+ * the plan keeps, at the same addresses while they are large enough (a
+ * captured graph stays valid); on HIP/CUDA through pinned staging,
+ * asynchronously on opts.stream. */
 PKV_API pkv_status pkv_plan_build(pkv_plan *plan, const pkv_kv_view *view,
                                   const pkv_kv_table *table,
                                   const pkv_attn_params *params,
@@ -942,8 +946,12 @@ PKV_API pkv_status pkv_plan_get_info(const pkv_plan *plan,
 /* Attention of one layer under a built plan: view has the plan's geometry
  * (else PKV_ERR_STATE), q/out/lse as for pkv_kv_attention over the plan's
  * table, workspace at least pkv_plan_workspace_size bytes (else
- * PKV_ERR_SIZE; may be NULL when that is 0). stream: NULL = the plan's.
- * Allocates nothing; nothing is launched on any failure. */
+ * PKV_ERR_SIZE; may be NULL when that is 0). stream: NULL = the plan's
+ * opts.stream, else the context's; every launch of the run (HIP/CUDA) is
+ * queued on it. Decode runs the plan's grid from its device arrays:
+ * allocates nothing, never waits for the device, reads no host length, so
+ * the runs of a step can be captured in a CUDA/HIP graph. Nothing is
+ * launched on any failure. */
 PKV_API pkv_status pkv_attention_run(pkv_plan *plan, const pkv_kv_view *view,
                                      const pkv_tensor *q,
                                      const pkv_tensor *out, pkv_buffer *lse,

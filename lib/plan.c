@@ -31,7 +31,14 @@ struct pkv_plan {
   size_t ws_bytes;
   pkv__plan_item *items;   /* host copy, grid_items entries */
   int64_t items_cap;
-  pkv_buffer *dev_items;   /* device copy, int32 [grid_items][4] */
+  int32_t *merges;         /* host copy, int32 [merge_slots][4] */
+  int64_t merge_slots;
+  int64_t lse_off;         /* floats from the workspace to its LSE */
+  /* Device copies, grown but never moved by a build that fits them, so
+   * that a captured graph that reads them stays valid (doc/plan-run.md). */
+  pkv_buffer *dev_items;   /* int32 [grid_items][4] */
+  pkv_buffer *dev_merges;  /* int32 [merge_slots][4] */
+  pkv_buffer *sinks_dev;   /* device copy of the sinks */
 };
 
 /* ---------------------------------------------------------------- pure host */
@@ -90,6 +97,31 @@ void pkv__plan_fill(const int64_t *kv_len, const int32_t *q_len, int32_t n,
   *partial_rows = rows;
 }
 
+int64_t pkv__plan_merges(const pkv__plan_item *items, int64_t num_items,
+                         const int32_t *q_len, int32_t *merges,
+                         int64_t slots) {
+  int64_t m = 0;
+  for (int64_t k = 0; k < num_items;) {
+    int64_t e = k + 1;
+    while (e < num_items && items[e].seq == items[k].seq) e++;
+    if (items[k].partial >= 0 && items[k].seq >= 0) {
+      if (m < slots) {
+        merges[4 * m] = items[k].seq;
+        merges[4 * m + 1] = items[k].partial;
+        merges[4 * m + 2] = (int32_t)(e - k);
+        merges[4 * m + 3] = q_len[items[k].seq];
+      }
+      m++;
+    }
+    k = e;
+  }
+  for (int64_t i = m; i < slots; i++) {
+    merges[4 * i] = -1;
+    merges[4 * i + 1] = merges[4 * i + 2] = merges[4 * i + 3] = 0;
+  }
+  return m;
+}
+
 int64_t pkv__plan_device_items(int64_t num_sms, int64_t blocks_per_sm,
                               int32_t num_kv_heads) {
   int64_t b = num_sms * blocks_per_sm / (num_kv_heads > 0 ? num_kv_heads : 1);
@@ -133,15 +165,15 @@ pkv_status pkv_plan_create(pkv_context *ctx, pkv_plan **out) {
   return PKV_OK;
 }
 
+/* Host state of a build; the device buffers stay for the next build. */
 static void unbuild(pkv_plan *p) {
-  pkv_buffer_destroy(p->dev_items);
-  pkv_buffer_destroy(p->alibi_dev);
   pkv__free(p->alibi);
   pkv__free(p->sinks);
   pkv__free(p->items);
-  p->dev_items = p->alibi_dev = NULL;
+  pkv__free(p->merges);
   p->alibi = p->sinks = NULL;
   p->items = NULL;
+  p->merges = NULL;
   p->items_cap = 0;
   p->built = 0;
 }
@@ -149,7 +181,37 @@ static void unbuild(pkv_plan *p) {
 void pkv_plan_destroy(pkv_plan *plan) {
   if (!plan) return;
   unbuild(plan);
+  pkv_buffer_destroy(plan->dev_items);
+  pkv_buffer_destroy(plan->dev_merges);
+  pkv_buffer_destroy(plan->alibi_dev);
+  pkv_buffer_destroy(plan->sinks_dev);
   pkv__free(plan);
+}
+
+/* A device buffer of at least `bytes`: kept when it holds them (its
+ * address does not change), else replaced. */
+static pkv_status ensure(pkv_context *ctx, pkv_buffer **buf, size_t bytes) {
+  if (*buf && (*buf)->bytes >= bytes) return PKV_OK;
+  pkv_buffer *b = NULL;
+  pkv_status st = pkv_buffer_create(ctx, bytes, &b);
+  if (st != PKV_OK) return st;
+  pkv_buffer_destroy(*buf);
+  *buf = b;
+  return PKV_OK;
+}
+
+/* A plan array to the device: on the plan's stream without a host wait
+ * where the backend can (HIP: pinned staging, async copy), else the
+ * ordinary upload. */
+static pkv_status upload(pkv_plan *p, pkv_buffer **buf, const void *src,
+                         size_t bytes, void *stream) {
+  pkv_context *ctx = p->ctx;
+  pkv_status st = ensure(ctx, buf, bytes);
+  if (st != PKV_OK) return st;
+  if (ctx->ops->mem_upload_async)
+    return ctx->ops->mem_upload_async(ctx, (*buf)->native, 0, src, bytes,
+                                      stream);
+  return pkv_buffer_upload(*buf, 0, src, bytes);
 }
 
 /* Blocks per compute unit when the caller gives none: a CPU thread runs
@@ -160,6 +222,17 @@ static int64_t default_blocks_per_sm(const pkv_context *ctx) {
   if (ctx->kind == PKV_BACKEND_CPU) return 1;
   if (ctx->info.type == PKV_DEVICE_CPU) return 1;
   return 4;
+}
+
+/* The backend's occupancy answer for the decode kernel of this geometry,
+ * else the default above. */
+static int64_t blocks_per_sm(pkv_context *ctx, const pkv_cache_geometry *g,
+                             int32_t group) {
+  if (ctx->ops->decode_blocks_per_cu) {
+    int n = ctx->ops->decode_blocks_per_cu(ctx, g->head_dim, g->dtype, group);
+    if (n > 0) return n;
+  }
+  return default_blocks_per_sm(ctx);
 }
 
 static pkv_status copy_floats(pkv_context *ctx, const float *src, int32_t n,
@@ -233,7 +306,9 @@ pkv_status pkv_plan_build(pkv_plan *plan, const pkv_kv_view *view_in,
   }
   int64_t sms = o.num_sms > 0 ? o.num_sms : ctx->info.compute_units;
   if (sms < 1) sms = 1;
-  int64_t bps = o.blocks_per_sm > 0 ? o.blocks_per_sm : default_blocks_per_sm(ctx);
+  int64_t bps = o.blocks_per_sm > 0
+                    ? o.blocks_per_sm
+                    : blocks_per_sm(ctx, &g, params->num_q_heads / g.num_kv_heads);
   int64_t chunk = pkv__plan_choose(
       len, n, g.page_size, pkv__plan_device_items(sms, bps, g.num_kv_heads),
       o.min_chunk_keys > 0 ? o.min_chunk_keys : PKV_PLAN_MIN_CHUNK,
@@ -246,9 +321,11 @@ pkv_status pkv_plan_build(pkv_plan *plan, const pkv_kv_view *view_in,
    * step stays valid for another step whose items fit the same budget. */
   plan->grid_items = plan->num_items > plan->budget ? plan->num_items
                                                     : plan->budget;
+  plan->merge_slots = plan->grid_items / 2 > 0 ? plan->grid_items / 2 : 1;
   plan->items = pkv__calloc((size_t)plan->grid_items, sizeof *plan->items);
+  plan->merges = pkv__calloc((size_t)plan->merge_slots * 4, sizeof(int32_t));
   st = PKV_OK;
-  if (!plan->items)
+  if (!plan->items || !plan->merges)
     st = pkv__fail(ctx, PKV_ERR_NO_MEMORY, "plan: %lld items",
                   (long long)plan->grid_items);
   if (st == PKV_OK) {
@@ -262,6 +339,8 @@ pkv_status pkv_plan_build(pkv_plan *plan, const pkv_kv_view *view_in,
       plan->items[k].seq = -1;
       plan->items[k].partial = -1;
     }
+    pkv__plan_merges(plan->items, plan->num_items, ql, plan->merges,
+                     plan->merge_slots);
   }
   pkv__free(len);
   pkv__free(ql);
@@ -269,11 +348,18 @@ pkv_status pkv_plan_build(pkv_plan *plan, const pkv_kv_view *view_in,
     unbuild(plan);
     return st;
   }
-  /* Partial results: f32 out rows [partial_rows][num_q_heads][head_dim],
-   * then their LSE [partial_rows][num_q_heads]; 256-byte aligned. */
-  uint64_t rows = (uint64_t)plan->partial_rows * (uint64_t)params->num_q_heads;
+  /* Partial results: f32 out rows [cap][num_q_heads][head_dim], then their
+   * LSE [cap][num_q_heads]; 256-byte aligned. cap is the partial rows, but
+   * at least grid_items (a decode step has at most one row per item): so
+   * the LSE's offset, a kernel argument frozen in a captured graph, is the
+   * same for every step of the same grid, whatever its splits. */
+  int64_t cap = plan->partial_rows > 0 && plan->partial_rows < plan->grid_items
+                    ? plan->grid_items
+                    : plan->partial_rows;
+  uint64_t rows = (uint64_t)cap * (uint64_t)params->num_q_heads;
   uint64_t ws = rows * ((uint64_t)g.head_dim + 1) * sizeof(float);
   plan->ws_bytes = (size_t)((ws + 255) & ~(uint64_t)255);
+  plan->lse_off = (int64_t)(rows * (uint64_t)g.head_dim);
 
   const int32_t nq = params->num_q_heads;
   plan->params = *params;
@@ -286,16 +372,20 @@ pkv_status pkv_plan_build(pkv_plan *plan, const pkv_kv_view *view_in,
   }
   plan->params.alibi_slopes = plan->alibi;
   plan->params.sinks = plan->sinks;
-  /* Device copies, made once per build: the items (what a plan-driven
-   * kernel reads) and the ALiBi slopes (so that no run uploads). */
+  /* Device copies, made once per build: the items and merges (what the
+   * plan-driven kernels read), the ALiBi slopes and the sinks (so that no
+   * run uploads). */
   size_t ib = (size_t)plan->grid_items * sizeof(pkv__plan_item);
-  if ((st = pkv_buffer_create(ctx, ib, &plan->dev_items)) != PKV_OK ||
-      (st = pkv_buffer_upload(plan->dev_items, 0, plan->items, ib)) != PKV_OK ||
-      (plan->alibi &&
-       ((st = pkv_buffer_create(ctx, (size_t)nq * sizeof(float),
-                                &plan->alibi_dev)) != PKV_OK ||
-        (st = pkv_buffer_upload(plan->alibi_dev, 0, plan->alibi,
-                                (size_t)nq * sizeof(float))) != PKV_OK))) {
+  size_t mb = (size_t)plan->merge_slots * 4 * sizeof(int32_t);
+  size_t fb = (size_t)nq * sizeof(float);
+  if ((st = upload(plan, &plan->dev_items, plan->items, ib, o.stream)) !=
+          PKV_OK ||
+      (st = upload(plan, &plan->dev_merges, plan->merges, mb, o.stream)) !=
+          PKV_OK ||
+      (plan->alibi && (st = upload(plan, &plan->alibi_dev, plan->alibi, fb,
+                                   o.stream)) != PKV_OK) ||
+      (plan->sinks && (st = upload(plan, &plan->sinks_dev, plan->sinks, fb,
+                                   o.stream)) != PKV_OK)) {
     unbuild(plan);
     return st;
   }
@@ -394,17 +484,83 @@ pkv_status pkv_attention_run(pkv_plan *plan, const pkv_kv_view *view_in,
   pe.partial_rows = plan->partial_rows;
   pe.workspace = plan->ws_bytes > 0 ? workspace : NULL;
   pe.stream = stream ? stream : plan->stream;
+  pe.dev_merges = plan->dev_merges;
+  pe.merge_slots = plan->merge_slots;
+  pe.num_split = plan->num_split;
+  pe.lse_off = plan->lse_off;
+  pe.sinks = plan->sinks ? plan->sinks_dev : NULL;
   return pkv__kv_attention_planned(ctx, &view, &plan->table, &plan->params, q,
                                   out, lse, plan->alibi_dev, &pe);
 }
 
-/* pkv_kv_attention and pkv_attention on a backend that consumes plans: a
- * plan of the default options and a workspace for this one call, then the
- * run, so that the unplanned API and plan/run are one path. */
+/* The unplanned calls' plan and workspace on a device backend: kept per
+ * context, so that a call allocates only when the workspace or the plan's
+ * arrays must grow. */
+struct pkv__attn_cache {
+  pkv_plan *plan;
+  pkv_buffer *ws;
+};
+
+void pkv__attn_cache_free(pkv_context *ctx) {
+  struct pkv__attn_cache *c = ctx->attn_cache;
+  if (!c) return;
+  pkv_buffer_destroy(c->ws);
+  pkv_plan_destroy(c->plan);
+  pkv__free(c);
+  ctx->attn_cache = NULL;
+}
+
+static pkv_status cached_plan_and_run(pkv_context *ctx,
+                                      const pkv_kv_view *view,
+                                      const pkv_kv_table *table,
+                                      const pkv_attn_params *params,
+                                      const pkv_tensor *q,
+                                      const pkv_tensor *out, pkv_buffer *lse) {
+  struct pkv__attn_cache *c = ctx->attn_cache;
+  if (!c) {
+    c = pkv__calloc(1, sizeof *c);
+    if (!c)
+      return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "attention cache: %zu bytes",
+                      sizeof *c);
+    pkv_status st = pkv_plan_create(ctx, &c->plan);
+    if (st != PKV_OK) {
+      pkv__free(c);
+      return st;
+    }
+    ctx->attn_cache = c;
+  }
+  pkv_status st = pkv_plan_build(c->plan, view, table, params, NULL);
+  if (st == PKV_OK && c->plan->ws_bytes > 0 &&
+      (!c->ws || c->ws->bytes < c->plan->ws_bytes)) {
+    /* Grown by half again, so that a batch that grows step by step does
+     * not reallocate every step. */
+    size_t want = c->plan->ws_bytes + c->plan->ws_bytes / 2;
+    pkv_buffer *ws = NULL;
+    st = pkv_buffer_create(ctx, want, &ws);
+    if (st == PKV_OK) {
+      pkv_buffer_destroy(c->ws);
+      c->ws = ws;
+    }
+  }
+  if (st == PKV_OK) st = pkv_attention_run(c->plan, view, q, out, lse, c->ws, NULL);
+  return st;
+}
+
+/* pkv_kv_attention and pkv_attention: a plan of the default options and a
+ * workspace, then the run, so that the unplanned API and plan/run are one
+ * path. Device backends keep both per context (under the context's lock,
+ * which serialises their operations anyway); the CPU backend, which runs
+ * calls on one context concurrently, makes them per call (host memory). */
 pkv_status pkv__plan_and_run(pkv_context *ctx, const pkv_kv_view *view,
                             const pkv_kv_table *table,
                             const pkv_attn_params *params, const pkv_tensor *q,
                             const pkv_tensor *out, pkv_buffer *lse) {
+  if (ctx->kind != PKV_BACKEND_CPU) {
+    pthread_mutex_lock(&ctx->lock);
+    pkv_status st = cached_plan_and_run(ctx, view, table, params, q, out, lse);
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+  }
   pkv_plan *p = NULL;
   pkv_buffer *ws = NULL;
   pkv_status st = pkv_plan_create(ctx, &p);

@@ -29,6 +29,13 @@ void pkv__plan_fill(const int64_t *kv_len, const int32_t *q_len, int32_t n,
                     int64_t chunk, pkv__plan_item *items, int64_t *num_items,
                     int64_t *partial_rows);
 
+/* The merges of the split requests (items of one request are contiguous):
+ * merges[slot] = (request, first partial row, chunks, q_len) for the first
+ * `slots` split requests, the rest padded with request -1. Returns the
+ * number of split requests. */
+int64_t pkv__plan_merges(const pkv__plan_item *items, int64_t num_items,
+                         const int32_t *q_len, int32_t *merges, int64_t slots);
+
 /* Items the device runs at once, per kv head: blocks per compute unit x
  * compute units / kv heads (each item is launched once per kv head), at
  * least 1. */
@@ -52,5 +59,9 @@ pkv_status pkv__plan_and_run(pkv_context *ctx, const pkv_kv_view *view,
                             const pkv_kv_table *table,
                             const pkv_attn_params *params, const pkv_tensor *q,
                             const pkv_tensor *out, pkv_buffer *lse);
+
+/* Frees the context's cached plan and workspace of the unplanned calls
+ * (context.c, before the backend closes). */
+void pkv__attn_cache_free(pkv_context *ctx);
 
 #endif

@@ -25,9 +25,13 @@ enum pkv_ocl_kernel_id {
   PKV_K_COPY_PAGES,
   PKV_K_GATHER_PAGES,
   PKV_K_SCATTER_PAGES,
+  PKV_K_DECODE_PLAN,
+  PKV_K_DECODE_PLAN_MERGE,
   PKV_K_CPU_COUNT, /* the kernels every program has; then the GPU ones */
   PKV_K_DECODE_GPU = PKV_K_CPU_COUNT,
   PKV_K_DECODE_GPU_U,
+  PKV_K_DECODE_GPU_PLAN,
+  PKV_K_DECODE_GPU_PLAN_U,
   PKV_K_COUNT
 };
 
@@ -76,6 +80,9 @@ typedef struct pkv_ocl {
   cl_mem dummy;                         /* stands for an absent buffer */
   double last_build_seconds;            /* for tests and tools */
   pkv_ocl_kernels kern;                 /* decode kernel choice */
+  /* Test hooks (tests/test_ocl_plan.c): device buffers this backend
+   * created, and calls that made the host wait for the device. */
+  int64_t stat_allocs, stat_waits;
 } pkv_ocl;
 
 static inline pkv_ocl *pkv_ocl_of(pkv_context *ctx) {
@@ -141,6 +148,18 @@ extern const int pkv__ocl_kernel_count;
 /* Operations (ocl_ops.c). */
 pkv_status pkv__ocl_write_kv(pkv_context *ctx, const pkv_write_args *a);
 pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a);
+/* Plan-driven decode (ocl_plan_run.c): the plan's item grid, then the
+ * merges of its split requests; no allocation, no host wait. alibi, sinks
+ * and lse are the buffers (or the dummy) and flags the kernel flags that
+ * pkv__ocl_attention resolved; scales/soff as for pkv_decode. */
+pkv_status pkv__ocl_decode_plan(pkv_context *ctx, pkv_ocl_program *p,
+                               const pkv_attn_args *a, cl_mem alibi,
+                               cl_mem sinks, cl_mem lse, cl_mem scales,
+                               cl_int flags, cl_long soff);
+/* Enqueues a kernel whose arguments are set (ocl_ops.c). */
+pkv_status pkv__ocl_launch(pkv_context *ctx, cl_kernel k, const char *name,
+                          cl_uint dims, const size_t *global,
+                          const size_t *local);
 pkv_status pkv__ocl_copy_pages(pkv_context *ctx, const pkv_copy_args *a);
 pkv_status pkv__ocl_pages_to_host(pkv_context *ctx, const pkv_host_move_args *a);
 pkv_status pkv__ocl_pages_from_host(pkv_context *ctx,

@@ -148,6 +148,7 @@ static void ocl_fini(pkv_context *ctx) {
 
 static pkv_status ocl_mem_alloc(pkv_context *ctx, size_t bytes, void **native) {
   cl_int err;
+  pkv_ocl_of(ctx)->stat_allocs++;
   cl_mem m = clCreateBuffer(pkv_ocl_of(ctx)->context, CL_MEM_READ_WRITE, bytes,
                             NULL, &err);
   if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clCreateBuffer", err);
@@ -163,14 +164,53 @@ static void ocl_mem_free(pkv_context *ctx, void *native) {
 static pkv_status ocl_mem_upload(pkv_context *ctx, void *native, size_t offset,
                                  const void *src, size_t bytes) {
   /* Blocking: the caller may reuse src as soon as we return. */
+  pkv_ocl_of(ctx)->stat_waits++;
   cl_int err = clEnqueueWriteBuffer(pkv_ocl_of(ctx)->queue, (cl_mem)native,
                                     CL_TRUE, offset, bytes, src, 0, NULL, NULL);
   return err == CL_SUCCESS ? PKV_OK
                            : pkv__ocl_fail(ctx, "clEnqueueWriteBuffer", err);
 }
 
+/* A plan's array (lib/plan.c), without a host wait: a private host copy
+ * of src written by a non-blocking write, freed by the write's completion
+ * callback. The queue is in order, so the runs queued after the build
+ * read what the build wrote, and a blocking write would have made the host
+ * wait for every kernel queued before it (the previous layers). */
+static void CL_CALLBACK free_staged(cl_event ev, cl_int status, void *p) {
+  (void)ev;
+  (void)status;
+  pkv__free(p);
+}
+
+static pkv_status ocl_mem_upload_async(pkv_context *ctx, void *native,
+                                       size_t offset, const void *src,
+                                       size_t bytes, void *stream) {
+  (void)stream; /* one in-order queue per context */
+  void *h = pkv__malloc(bytes);
+  if (!h)
+    return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "upload staging of %zu bytes",
+                    bytes);
+  memcpy(h, src, bytes);
+  cl_event ev;
+  cl_int err = clEnqueueWriteBuffer(pkv_ocl_of(ctx)->queue, (cl_mem)native,
+                                    CL_FALSE, offset, bytes, h, 0, NULL, &ev);
+  if (err != CL_SUCCESS) {
+    pkv__free(h);
+    return pkv__ocl_fail(ctx, "clEnqueueWriteBuffer", err);
+  }
+  if (clSetEventCallback(ev, CL_COMPLETE, free_staged, h) != CL_SUCCESS) {
+    /* no callback: wait for the write, then free (correct, not async) */
+    pkv_ocl_of(ctx)->stat_waits++;
+    clWaitForEvents(1, &ev);
+    pkv__free(h);
+  }
+  clReleaseEvent(ev);
+  return PKV_OK;
+}
+
 static pkv_status ocl_mem_download(pkv_context *ctx, void *native,
                                    size_t offset, void *dst, size_t bytes) {
+  pkv_ocl_of(ctx)->stat_waits++;
   cl_int err = clEnqueueReadBuffer(pkv_ocl_of(ctx)->queue, (cl_mem)native,
                                    CL_TRUE, offset, bytes, dst, 0, NULL, NULL);
   return err == CL_SUCCESS ? PKV_OK
@@ -203,6 +243,7 @@ static pkv_status ocl_mem_copy(pkv_context *ctx, void *dst, size_t dst_offset,
 }
 
 static pkv_status ocl_synchronize(pkv_context *ctx) {
+  pkv_ocl_of(ctx)->stat_waits++;
   cl_int err = clFinish(pkv_ocl_of(ctx)->queue);
   return err == CL_SUCCESS ? PKV_OK : pkv__ocl_fail(ctx, "clFinish", err);
 }
@@ -232,4 +273,5 @@ const pkv_backend_ops pkv__opencl_backend = {
     .pages_to_host = pkv__ocl_pages_to_host,
     .pages_from_host = pkv__ocl_pages_from_host,
     .caps = ocl_caps,
+    .mem_upload_async = ocl_mem_upload_async,
 };

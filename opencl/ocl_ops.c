@@ -25,6 +25,17 @@ static cl_mem mem(const pkv_buffer *b) { return (cl_mem)b->native; }
 
 static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
+pkv_status pkv__ocl_launch(pkv_context *ctx, cl_kernel k, const char *name,
+                          cl_uint dims, const size_t *global,
+                          const size_t *local) {
+  cl_int err = clEnqueueNDRangeKernel(pkv_ocl_of(ctx)->queue, k, dims, NULL,
+                                      global, local, 0, NULL, NULL);
+  if (err != CL_SUCCESS)
+    return pkv__fail(ctx, PKV_ERR_DEVICE, "clEnqueueNDRangeKernel(%s): %s (%d)",
+                    name, pkv__ocl_error_name(err), (int)err);
+  return PKV_OK;
+}
+
 static pkv_status launch(pkv_context *ctx, const args *a, const char *name,
                          cl_uint dims, const size_t *global,
                          const size_t *local) {
@@ -47,6 +58,7 @@ static pkv_status scratch(pkv_context *ctx, cl_mem *buf, size_t *have,
   cl_int err;
   cl_mem m = clCreateBuffer(pkv_ocl_of(ctx)->context, CL_MEM_READ_WRITE, need,
                             NULL, &err);
+  pkv_ocl_of(ctx)->stat_allocs++;
   if (err != CL_SUCCESS) return pkv__ocl_fail(ctx, "clCreateBuffer", err);
   if (*buf) clReleaseMemObject(*buf);
   *buf = m;
@@ -73,6 +85,7 @@ static pkv_status upload_scales(pkv_context *ctx, const float *ks,
   }
   pkv_status st = scratch(ctx, &o->scales_buf, &o->scales_bytes, bytes);
   if (st == PKV_OK) {
+    o->stat_waits++;
     cl_int err = clEnqueueWriteBuffer(o->queue, o->scales_buf, CL_TRUE, 0,
                                       bytes, h, 0, NULL, NULL);
     if (err != CL_SUCCESS) st = pkv__ocl_fail(ctx, "clEnqueueWriteBuffer", err);
@@ -148,6 +161,7 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
       size_t bytes = (size_t)a->num_q_heads * sizeof(float);
       st = scratch(ctx, &o->alibi_buf, &o->alibi_bytes, bytes);
       if (st != PKV_OK) return st;
+      o->stat_waits++;
       cl_int err = clEnqueueWriteBuffer(o->queue, o->alibi_buf, CL_TRUE, 0,
                                         bytes, a->h_alibi, 0, NULL, NULL);
       if (err != CL_SUCCESS)
@@ -160,8 +174,12 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
     lse = mem(a->lse);
   }
   cl_mem sinks = o->dummy;
-  if (a->h_sinks) {
+  if (a->h_sinks && a->plan && a->plan->sinks) {
     flags |= 4;
+    sinks = mem(a->plan->sinks); /* uploaded by the plan's build */
+  } else if (a->h_sinks) {
+    flags |= 4;
+    o->stat_waits++;
     size_t bytes = (size_t)a->num_q_heads * sizeof(float);
     st = scratch(ctx, &o->sinks_buf, &o->sinks_bytes, bytes);
     if (st != PKV_OK) return st;
@@ -202,6 +220,11 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
          causal = a->causal, window = a->window_left;
   cl_long ps = g->page_stride, hs = g->head_stride, ts = g->token_stride;
   cl_float scale = a->scale, softcap = a->softcap;
+
+  /* Under a plan: the plan's grid (no allocation, no host wait). */
+  if (a->max_q_len <= 1 && a->plan)
+    return pkv__ocl_decode_plan(ctx, p, a, alibi, sinks, lse, scales, flags,
+                               soff);
 
   /* The matrix-unit kernel: its 16-byte async copies need aligned K/V
    * rows (checked at buffer creation, kept by the strides). */
@@ -353,6 +376,7 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
 static pkv_status temp_ints(pkv_context *ctx, const int32_t *h, size_t n,
                             cl_mem *out) {
   cl_int err;
+  pkv_ocl_of(ctx)->stat_allocs++;
   *out = clCreateBuffer(pkv_ocl_of(ctx)->context,
                         CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                         n * sizeof(int32_t), (void *)h, &err);

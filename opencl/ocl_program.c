@@ -16,7 +16,9 @@
 static const char *const kernel_names[PKV_K_COUNT] = {
     "pkv_write_kv",   "pkv_decode",       "pkv_decode_merge", "pkv_prefill",
     "pkv_copy_pages", "pkv_gather_pages", "pkv_scatter_pages",
-    "pkv_decode_gpu", "pkv_decode_gpu_u"};
+    "pkv_decode_plan", "pkv_decode_plan_merge",
+    "pkv_decode_gpu", "pkv_decode_gpu_u", "pkv_decode_gpu_plan",
+    "pkv_decode_gpu_plan_u"};
 
 static double now_s(void) {
   struct timespec ts;
@@ -49,7 +51,7 @@ static int decode_part(cl_device_id dev) {
   clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof t, &t, NULL);
   clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
   if ((t & CL_DEVICE_TYPE_CPU) &&
-      local >= (cl_ulong)PKV_OCL_PART_CPU * (PKV_OCL_MAXG * 4 + 8) + 16384)
+      local >= (cl_ulong)PKV_OCL_PART_CPU * (PKV_OCL_MAXG * 4 + 8) + 32768)
     return PKV_OCL_PART_CPU;
   return PKV_OCL_PART;
 }

@@ -5,9 +5,11 @@
 # (every head dim) with each device compiler found, SKIP for one absent:
 #   NVIDIA (nvcc, sm_80 and sm_90): ptxas -v reports 0 spill bytes and a
 #     0-byte stack frame for every decode kernel GPUs run (pkv_decode_gpu,
-#     its unaligned twin, pkv_decode_merge); the PTX of pkv_decode_gpu has
-#     shfl.sync, cp.async and a 128-bit global load (ld.global[.nc].v4),
-#     and no decode kernel has ld.local;
+#     its unaligned twin, pkv_decode_merge, the plan-driven
+#     pkv_decode_gpu_plan and its twin, pkv_decode_plan_merge); the PTX of
+#     pkv_decode_gpu and pkv_decode_gpu_plan has shfl.sync, cp.async and a
+#     128-bit global load (ld.global[.nc].v4), and no decode kernel has
+#     ld.local;
 #   AMD (hipcc, gfx90a and gfx940): private_segment_fixed_size 0 and LDS
 #     that lets at least 4 waves share a CU (64 KiB of LDS per CU).
 # PKV_GATE_DTYPES (default "f32 f16 bf16") narrows the run by hand.
@@ -46,7 +48,7 @@ else
       fi
       # ptxas -v: "Compiling entry function 'NAME'", then the properties.
       bad=$(awk '/Compiling entry function/ { f = $0; sub(/.*function .\047?/, "", f); sub(/\047.*/, "", f) }
-                 /bytes stack frame/ && f ~ /^pkv_decode_(gpu|merge)/ {
+                 /bytes stack frame/ && f ~ /^pkv_decode_(gpu|merge|plan_merge)/ {
                    if ($1 != 0 || $5 != 0 || $9 != 0) print f ": " $0 }' "$d/log")
       cnt=$(grep -c "Compiling entry function 'pkv_decode_gpu" "$d/log")
       if [ -z "$bad" ] && [ "$cnt" -gt 0 ]; then
@@ -56,13 +58,13 @@ else
       fi
       ptx=$(ls "$d"/*.ptx 2>/dev/null | head -1)
       miss=""
-      for e in $(grep -o '^\.visible \.entry pkv_decode_gpu_t[0-9]*_d[0-9]*' "$ptx" | awk '{print $3}'); do
+      for e in $(grep -Eo '^\.visible \.entry pkv_decode_gpu(_plan)?_t[0-9]*_d[0-9]*' "$ptx" | awk '{print $3}'); do
         body=$(awk -v e="$e" '$0 ~ "\\.entry " e "\\(" {f=1} f {print} f && /^}/ {exit}' "$ptx")
         echo "$body" | grep -q 'shfl\.sync' || miss="$miss $e:shfl.sync"
         echo "$body" | grep -q 'cp\.async\.cg' || miss="$miss $e:cp.async"
         echo "$body" | grep -Eq 'ld\.global(\.nc)?\.v4' || miss="$miss $e:ld.global.v4"
       done
-      loc=$(awk '/\.entry pkv_decode_(gpu|merge)/ {f=1} f && /ld\.local/ {print; exit} /^}/ {f=0}' "$ptx")
+      loc=$(awk '/\.entry pkv_decode_(gpu|merge|plan_merge)/ {f=1} f && /ld\.local/ {print; exit} /^}/ {f=0}' "$ptx")
       if [ -n "$ptx" ] && [ -z "$miss" ] && [ -z "$loc" ]; then
         emit ok "sm_$sm $t: decode PTX has shfl.sync, cp.async, ld.global.v4; no ld.local"
       else
@@ -87,7 +89,7 @@ else
       fi
       # Per kernel: LDS bytes, scratch bytes, and waves per block from the
       # work-group size the launcher uses (PKV_G_NT: launch bounds).
-      res=$(awk '/^\t\.amdhsa_kernel pkv_decode_(gpu|merge)/ { k = $2 }
+      res=$(awk '/^\t\.amdhsa_kernel pkv_decode_(gpu|merge|plan_merge)/ { k = $2 }
                  k && /amdhsa_group_segment_fixed_size/ { lds[k] = $2 }
                  k && /amdhsa_private_segment_fixed_size/ { priv[k] = $2 }
                  /\.end_amdhsa_kernel/ { k = "" }

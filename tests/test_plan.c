@@ -8,6 +8,7 @@
  * missing workspace): each a distinct status, nothing written. */
 #include "alloc.h"
 #include "plan.h"
+#include "plan_launch.h"
 #include "tap.h"
 
 #include <math.h>
@@ -120,6 +121,53 @@ static void host_cases(void) {
   ok(chunk % 4 == 0 && n_at <= b2 && n_below > b2,
      "binary search: chunk %lld fits the budget of %lld, one page less does "
      "not", (long long)chunk, (long long)b2);
+}
+
+/* The merge array and the launch shape of the device runs. */
+static void launch_cases(void) {
+  int64_t len[6] = {0, 1, 33, 7, 1000, 64};
+  int32_t ql[6] = {1, 1, 1, 0, 1, 1};
+  int64_t ni, rows;
+  pkv__plan_fill(len, ql, 6, 16, NULL, &ni, &rows);
+  pkv__plan_item *it = calloc((size_t)ni, sizeof *it);
+  pkv__plan_fill(len, ql, 6, 16, it, &ni, &rows);
+  const int64_t slots = ni / 2;
+  int32_t *m = calloc((size_t)slots * 4, sizeof *m);
+  int64_t nm = pkv__plan_merges(it, ni, ql, m, slots);
+  /* split: 33 (3 chunks), 7 (1: whole), 1000 (63), 64 (4) */
+  int good = nm == 3 && m[0] == 2 && m[1] == 0 && m[2] == 3 && m[3] == 1 &&
+             m[4] == 4 && m[5] == 3 && m[6] == 63 && m[8] == 5 &&
+             m[9] == 66 && m[10] == 4 && m[11] == 1;
+  for (int64_t i = nm; i < slots; i++) good &= m[4 * i] == -1;
+  /* every merge's rows are its request's chunks' partial rows */
+  for (int64_t i = 0; i < nm; i++)
+    for (int64_t k = 0; k < ni; k++)
+      if (it[k].seq == m[4 * i])
+        good &= it[k].partial >= m[4 * i + 1] &&
+                it[k].partial < m[4 * i + 1] + m[4 * i + 2] * m[4 * i + 3];
+  ok(good && rows == 70,
+     "merges: %lld split requests, (request, first row, chunks, q_len) "
+     "each, padded with request -1", (long long)nm);
+  free(m);
+  free(it);
+
+  pkv__plan_exec pe;
+  memset(&pe, 0, sizeof pe);
+  pe.grid_items = 1056;
+  pe.merge_slots = 528;
+  pe.lse_off = 12345;
+  pkv__plan_launch l;
+  int fits = pkv__plan_launch_of(&pe, 8, 12, 8, &l);
+  ok(fits && l.items == 1056 && l.head_blocks == 16 && l.merge_slots == 528 &&
+         l.lse_off == 12345,
+     "launch: grid_items x (kv heads x group chunks), merge slots from the "
+     "plan alone");
+  pe.grid_items = 0;
+  int empty = pkv__plan_launch_of(&pe, 8, 12, 8, &l);
+  pe.grid_items = 4;
+  int wide = pkv__plan_launch_of(&pe, 40000, 16, 8, &l);
+  ok(!empty && !wide, "launch: an empty grid or one past 65535 head blocks "
+     "is refused");
 }
 
 /* ---------------------------------------------------------------- CPU API */
@@ -355,6 +403,7 @@ static void api_cases(pkv_context *c, const char *name) {
 
 int main(void) {
   host_cases();
+  launch_cases();
   pkv_context_desc cd;
   pkv_context_desc_init(&cd);
   cd.backend = PKV_BACKEND_CPU;
