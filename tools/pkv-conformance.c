@@ -731,6 +731,28 @@ static void build_grid(int full) {
     i3.sinks = 1;
     add(i3);
   }
+  /* Quantized decode (every query length 1, so the GPU-shaped decode
+   * runs them too: tests/conformance-opencl-gpu32/64.sh): outliers and
+   * zero rows, head dims whose rows are not a whole number of 32-byte
+   * lane pairs, q/out in each io dtype, a GQA group past one chunk. */
+  for (int t = 0; t < 3; t++) {
+    const pkv_dtype qd = t == 0 ? PKV_DTYPE_FP8_E4M3 : t == 1 ? PKV_DTYPE_FP8_E5M2 : PKV_DTYPE_INT8;
+    ccase d1 = base(80, qd, t == 1 ? PKV_LAYOUT_HND : PKV_LAYOUT_NHD, 8, 1, 5);
+    seq(&d1, 1, 1);
+    seq(&d1, 9, 1);
+    seq(&d1, 700, 1);
+    d1.io = 1 + PKV_DTYPE_F32; /* q has outliers too: 1e6 is Inf in f16 */
+    d1.special = 1;
+    add(d1);
+    ccase d2 = base(t == 2 ? 64 : 256, qd, t == 2 ? PKV_LAYOUT_HND : PKV_LAYOUT_NHD, t == 2 ? 32 : 16, 2, t == 2 ? 12 : 4);
+    seq(&d2, 33, 1);
+    seq(&d2, 1200, 1);
+    d2.io = 1 + (t == 1 ? PKV_DTYPE_BF16 : PKV_DTYPE_F32);
+    d2.special = 2;
+    d2.alibi = t == 0;
+    d2.softcap = t == 2 ? 30.0f : 0;
+    add(d2);
+  }
   /* 50 repeated runs, bitwise identical: decode with a merge, and prefill. */
   ccase r = base(128, PKV_DTYPE_F16, PKV_LAYOUT_HND, 16, 2, 4);
   seq(&r, 5000, 1);
