@@ -214,9 +214,12 @@ PKV_INLINE float pkv_score_(float dot, float scale, float softcap,
   if (softcap > 0.0f) s = softcap * pkv_tanhf(s / softcap);
   return s + slope * (float)(j - qpos);
 }
-/* exp(s - m) that is 0, not NaN, when both are -inf (no key seen yet). */
+/* exp(s - m) that is 0, not NaN, when both are -inf (no key seen yet);
+ * a NaN score stays NaN even then (a running max skips NaN, so the first
+ * key of a stream may be NaN while m is still -inf), so that NaN input
+ * reaches the output (doc/quantized.md). */
 PKV_INLINE float pkv_exp_diff(float s, float m) {
-  return m == -PKV_INFINITY ? 0.0f : pkv_expf(s - m);
+  return (m == -PKV_INFINITY && s == -PKV_INFINITY) ? 0.0f : pkv_expf(s - m);
 }
 
 /* q and out have their own dtype, a run-time argument (0 f32, 1 f16,
@@ -275,7 +278,7 @@ PKV_INLINE pkv_i64 pkv_page_at(const PKV_GLOBAL int *pages, pkv_i64 i,
  * by the old sum; *m and *l become those of the full denominator. */
 PKV_INLINE float pkv_sink_fold(float *m, float *l, float sink) {
   const float M = pkv_fmaxf(*m, sink);
-  const float a = *l > 0.0f ? *l * pkv_exp_diff(*m, M) : 0.0f;
+  const float a = !(*l <= 0.0f) ? *l * pkv_exp_diff(*m, M) : 0.0f;
   const float L = a + pkv_expf(sink - M);
   *m = M;
   *l = L;

@@ -289,7 +289,7 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
       L += sm_l[t0 + k] * w;
       o += sm_acc[(t0 + k) * PKV_HEAD_DIM + d] * w;
     }
-    o = L > 0.0f ? o / L * v_scale : 0.0f;
+    o = !(L <= 0.0f) ? o / L * v_scale : 0.0f; /* NaN stays NaN */
     const int qh = qh0 + gg;
     if (num_parts == 1) {
 #ifdef PKV_G_QUANT
@@ -298,7 +298,7 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
       PKV_ST(o, out, ((pkv_i64)qi * num_q_heads + qh) * PKV_HEAD_DIM + d);
 #endif
       if ((flags & 2) && d == 0)
-        lse[(pkv_i64)qi * num_q_heads + qh] = L > 0.0f ? M + pkv_logf(L) : -PKV_INFINITY;
+        lse[(pkv_i64)qi * num_q_heads + qh] = !(L <= 0.0f) ? M + pkv_logf(L) : -PKV_INFINITY;
     } else {
       const pkv_i64 row = ((pkv_i64)s * num_q_heads + qh) * num_parts + part;
       part_o[row * PKV_HEAD_DIM + d] = o;
