@@ -177,12 +177,19 @@ PKV_INLINE pkv_u8 pkv_f32_to_fp8(float f, int mbits, int bias, pkv_u32 maxc,
   do {                                                                       \
     for (int e_ = 0; e_ < 8; e_++) (o)[e_] = (float)(p)[e_];                \
   } while (0)
+#if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
+/* one 8-byte vector load and conversion (a CPU device vectorises it; the
+ * element loop through a private array does not) */
+#define PKV_LD8V(dst, p) \
+  ((dst) = convert_float8(vload8(0, (const PKV_GLOBAL char *)(p))))
+#else
 #define PKV_LD8V(dst, p)                                                     \
   do {                                                                       \
     float t_[8];                                                             \
     for (int e_ = 0; e_ < 8; e_++) t_[e_] = (float)(p)[e_];                 \
     pkv_f8_ldl(dst, t_);                                                     \
   } while (0)
+#endif
 #else
 #error "PKV_DTYPE must be 0 (f32), 1 (f16), 2 (bf16), 3 (e4m3), 4 (e5m2) or 5 (int8)"
 #endif
