@@ -30,7 +30,8 @@ static const char *qname(pkv_dtype d) {
   return d == PKV_DTYPE_FP8_E4M3 ? "e4m3" : d == PKV_DTYPE_FP8_E5M2 ? "e5m2" : "int8";
 }
 
-/* Bytes of a buffer, or all 0x5a-check: whether every byte is 0x5a. */
+/* Whether the first n bytes of a buffer are all still 0x5a (the pattern
+ * out starts with): a refused call must not have launched anything. */
 static int untouched(pkv_buffer *b, size_t n) {
   unsigned char *h = malloc(n);
   int same = pkv_buffer_download(b, 0, h, n) == PKV_OK;
