@@ -359,6 +359,7 @@ void pkv_cache_destroy(pkv_cache *c) {
   pkv__hmap_free(&c->seqs);
   pkv__session_free_all(c);
   pkv__prefix_free(c);
+  pkv__events_free(c);
   free_cache(c);
 }
 

@@ -4,6 +4,7 @@
 #define PKV_CACHE_H
 
 #include "backend.h"
+#include "events.h"
 #include "hmap.h"
 #include "pool.h"
 #include "seq.h"
@@ -51,6 +52,8 @@ struct pkv_cache {
   /* Counters since creation. */
   int64_t prefix_lookups, prefix_hit_tokens, preemptions_suggested;
   int64_t swaps_out, swaps_in, cow_copies, alloc_failures;
+
+  pkv_events events;     /* KV events: queue and callback (events.c) */
 
   uint64_t build_stamp;  /* unique per batch build attempt */
   /* Bumped whenever any sequence's existing slots stop being its own

@@ -93,6 +93,10 @@ const char *pkv_status_name(pkv_status s) {
   case PKV_ERR_NOT_EXPORTABLE: return "PKV_ERR_NOT_EXPORTABLE";
   case PKV_ERR_SCALE: return "PKV_ERR_SCALE";
   case PKV_ERR_QUANT_DTYPE: return "PKV_ERR_QUANT_DTYPE";
+  case PKV_ERR_KEY_MISMATCH: return "PKV_ERR_KEY_MISMATCH";
+  case PKV_ERR_INCOMPATIBLE: return "PKV_ERR_INCOMPATIBLE";
+  case PKV_ERR_PEER: return "PKV_ERR_PEER";
+  case PKV_ERR_TIMEOUT: return "PKV_ERR_TIMEOUT";
   }
   return "PKV_ERR_UNKNOWN";
 }

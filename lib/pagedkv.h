@@ -78,8 +78,13 @@ typedef enum pkv_status {
   PKV_ERR_NOT_EXPORTABLE = 16, /* the memory cannot be exported (DLPack of an
                                  OpenCL buffer) */
   PKV_ERR_SCALE = 17,        /* a quantization scale is 0, negative, NaN or Inf */
-  PKV_ERR_QUANT_DTYPE = 18   /* q/out given in a quantized dtype (fp8/int8):
+  PKV_ERR_QUANT_DTYPE = 18,  /* q/out given in a quantized dtype (fp8/int8):
                                 they need a separate f32/f16/bf16 dtype */
+  PKV_ERR_KEY_MISMATCH = 19, /* an imported page's key is not the chained key
+                                of its parent, namespace and token ids */
+  PKV_ERR_INCOMPATIBLE = 20, /* a transfer peer's cache has another geometry */
+  PKV_ERR_PEER = 21,         /* a transfer peer died or disconnected */
+  PKV_ERR_TIMEOUT = 22       /* a wait ran out of time (the request goes on) */
 } pkv_status;
 
 /* A static, human-readable name for a status ("PKV_ERR_NO_PAGES"). */
@@ -458,6 +463,153 @@ PKV_API int pkv_seq_is_swapped(const pkv_cache *cache, pkv_seq_id seq);
 /* Runs pending page copies (copy-on-write) on the device now. The batch
  * build does this itself; an engine writing K/V by other means calls it. */
 PKV_API pkv_status pkv_cache_flush(pkv_cache *cache);
+
+/* ---- page keys, KV events, page export/import (doc/kv-events.md) ---- */
+
+/* PKV_EXPERIMENTAL_BEGIN */
+/* The chained prefix key of a full page: XXH3-128 over (parent page's key,
+ * namespace, the page's token ids), the root's parent key being {0, 0}.
+ * Equal token ids in equal namespaces give equal keys on every cache, every
+ * backend and every machine, so a router can name pages across nodes. */
+typedef struct pkv_page_key {
+  uint64_t lo, hi;
+} pkv_page_key;
+
+/* Keys of the sequence's full pages [first_page, first_page + max) whose
+ * token ids are known, chained from the root: keys[0..*n_out). Stops at the
+ * first page without a key (the partial last page, unknown token ids, a
+ * sequence detached by truncate_front, or one swapped out). keys may be NULL
+ * when max is 0. Independent of commit: a key names token ids, not whether
+ * the K/V was written yet. */
+PKV_API pkv_status pkv_seq_page_keys(pkv_cache *cache, pkv_seq_id seq,
+                                     int64_t first_page, int64_t max,
+                                     pkv_page_key *keys, int64_t *n_out);
+
+/* KV events: what vLLM calls BlockStored / BlockRemoved / AllBlocksCleared,
+ * so that a KV-aware router can track which node holds which prefix. */
+typedef enum pkv_event_kind {
+  PKV_EVENT_PAGE_STORED = 1,       /* a page entered the prefix index */
+  PKV_EVENT_PAGE_EVICTED = 2,      /* a page left it (eviction, reuse) */
+  PKV_EVENT_NAMESPACE_DROPPED = 3  /* pkv_namespace_drop: every key of
+                                      namespace_id is gone (no per-page
+                                      EVICTED events are sent for them) */
+} pkv_event_kind;
+
+typedef struct pkv_kv_event {
+  size_t struct_size;   /* set by pkv_kv_event_init(): see "Growable structs" */
+  int32_t kind;         /* pkv_event_kind */
+  int32_t num_tokens;   /* tokens of the page (page_size); 0 for DROPPED */
+  uint64_t namespace_id;
+  pkv_page_key key;     /* the page's key; {0, 0} for DROPPED */
+  pkv_page_key parent_key; /* the previous page's key when has_parent */
+  int32_t has_parent;   /* 0: the page is the first of its chain */
+  int32_t reserved;
+  uint64_t seqno;       /* cache-wide, +1 per event (1 for the first) */
+} pkv_kv_event;
+
+PKV_API void pkv_kv_event_init_sized(pkv_kv_event *ev, size_t size);
+#define pkv_kv_event_init(x) pkv_kv_event_init_sized((x), sizeof(*(x)))
+
+/* Called synchronously inside the call that caused the event (on that
+ * thread); it must not call into the cache. ev is valid during the call. */
+typedef void (*pkv_event_fn)(void *user, const pkv_kv_event *ev);
+
+/* A bounded queue of events: capacity 0 turns it off (the default) and
+ * drops what is queued. When full, the oldest event is dropped and counted
+ * (pkv_cache_poll_events' lost_out). Changing the capacity keeps the newest
+ * events that fit. */
+PKV_API pkv_status pkv_cache_set_event_queue(pkv_cache *cache,
+                                             int64_t capacity);
+/* Moves up to max queued events, oldest first, into out (its struct_size,
+ * from out[0], is the stride of the array; out may be NULL when max is 0).
+ * *n_out = how many; *lost_out (may be NULL) = events dropped since the
+ * previous poll, which then starts again from 0. */
+PKV_API pkv_status pkv_cache_poll_events(pkv_cache *cache, pkv_kv_event *out,
+                                         int64_t max, int64_t *n_out,
+                                         int64_t *lost_out);
+/* Sets (fn NULL: removes) the event callback; the queue, if on, still
+ * receives every event too. */
+PKV_API pkv_status pkv_cache_set_event_callback(pkv_cache *cache,
+                                                pkv_event_fn fn, void *user);
+
+/* Page export and import. The wire form of one page: for each layer l in
+ * order, its K page then its V page, each geometry.page_bytes bytes in the
+ * layout asked for (int8: codes, then the page's f32 scales
+ * [num_kv_heads][page_size], the same in both layouts). Two caches exchange
+ * pages when layer count, kv heads, head dim, page size and dtype agree;
+ * fp8 pages are exchanged as stored, so both caches need equal per-layer
+ * scales (pkv_cache_get_kv_scales). */
+PKV_API pkv_status pkv_cache_page_wire_bytes(const pkv_cache *cache,
+                                             size_t *bytes_out);
+
+/* Pages held for export: eviction and pkv_namespace_drop cannot free them
+ * (a dropped page leaves the index but its content stays) until release. */
+typedef struct pkv_page_hold pkv_page_hold;
+
+/* Finds the indexed pages of keys[0..n) in namespace ns (usually a chain,
+ * keys[i] the child of keys[i-1]; the child of the previous page is
+ * preferred, any page indexed under the key is taken otherwise, since a key
+ * names its content) and holds them. All or nothing: a key that is not
+ * indexed is PKV_ERR_NOT_FOUND naming its index, and nothing is held.
+ * n = 0 gives an empty hold. Held pages count as live pages of class 0;
+ * release every hold before destroying the cache. */
+PKV_API pkv_status pkv_pages_hold(pkv_cache *cache, uint64_t ns,
+                                  const pkv_page_key *keys, int64_t n,
+                                  pkv_page_hold **hold_out);
+/* Pages of a hold, in chain order, and their count. */
+PKV_API int64_t pkv_page_hold_count(const pkv_page_hold *hold);
+/* Device page indices of the hold (for one-sided reads of the pool):
+ * up to capacity of them into pages; *count = the total. */
+PKV_API pkv_status pkv_page_hold_pages(const pkv_page_hold *hold,
+                                       int32_t *pages, int64_t capacity,
+                                       int64_t *count);
+/* Copies the held pages' K/V to host memory dst (count * wire bytes) in
+ * `layout`, converting on the host when the cache's differs; also writes
+ * each page's token ids (count * page_size int32) when tokens != NULL. */
+PKV_API pkv_status pkv_pages_read(pkv_cache *cache, const pkv_page_hold *hold,
+                                  pkv_layout layout, void *dst,
+                                  size_t dst_bytes, int32_t *tokens);
+/* Releases the hold (NULL: no-op). Pages nothing else keeps are freed. */
+PKV_API void pkv_page_hold_release(pkv_cache *cache, pkv_page_hold *hold);
+
+/* Imports n full pages computed elsewhere, a chain under namespace ns:
+ * page i has token ids tokens[i*page_size ..] and K/V src + i * wire bytes
+ * (in `layout`); its parent is page i-1, and page 0's is *parent (NULL: the
+ * root; a parent key not indexed here is PKV_ERR_NOT_FOUND). keys[i] must
+ * be the chained key recomputed from (parent, ns, tokens), else
+ * PKV_ERR_KEY_MISMATCH naming i. Pages whose key is already indexed with
+ * the same token ids are skipped (*n_skipped); the others become cached,
+ * indexed prefix pages (refcount 0), which pkv_seq_match_prefix reuses and
+ * eviction may take. All or nothing: when the pool cannot give the pages
+ * (free pages, then pages eviction may take from class 0), PKV_ERR_NO_PAGES
+ * and nothing changed. Sends a PAGE_STORED event per imported page. Either
+ * count output may be NULL. */
+PKV_API pkv_status pkv_pages_import(pkv_cache *cache, uint64_t ns,
+                                    const pkv_page_key *parent,
+                                    const pkv_page_key *keys,
+                                    const int32_t *tokens, int64_t n,
+                                    pkv_layout layout, const void *src,
+                                    size_t src_bytes, int64_t *n_imported,
+                                    int64_t *n_skipped);
+
+/* A whole sequence (prefill to decode handover; the partial last page
+ * included): seq_export writes its K/V (pages * wire bytes, pages =
+ * ceil(length / page_size)) to dst, its token ids (length int32) to tokens
+ * when not NULL (PKV_ERR_STATE when some are unknown or the sequence was
+ * truncated from the front), and its length to
+ * *n_tokens_out. dst may be NULL (with dst_bytes 0) to ask the length only.
+ * seq_import opens a new sequence (desc as pkv_seq_open's) of n_tokens
+ * tokens holding that K/V; tokens (may be NULL) are kept for prefix reuse
+ * and commit as pkv_seq_commit(n_tokens) would. All or nothing. */
+PKV_API pkv_status pkv_seq_export(pkv_cache *cache, pkv_seq_id seq,
+                                  pkv_layout layout, void *dst,
+                                  size_t dst_bytes, int32_t *tokens,
+                                  int64_t *n_tokens_out);
+PKV_API pkv_status pkv_seq_import(pkv_cache *cache, const pkv_seq_desc *desc,
+                                  const int32_t *tokens, int64_t n_tokens,
+                                  pkv_layout layout, const void *src,
+                                  size_t src_bytes, pkv_seq_id *seq_out);
+/* PKV_EXPERIMENTAL_END */
 
 /* ------------------------------------------------------------------ */
 /* Statistics                                                           */
@@ -841,6 +993,92 @@ typedef enum pkv_batch_array {
 PKV_API pkv_status pkv_batch_export_dlpack(pkv_batch *batch,
                                            pkv_batch_array which,
                                            struct DLManagedTensor **out);
+
+/* PKV_EXPERIMENTAL_END */
+
+/* PKV_EXPERIMENTAL_BEGIN */
+/* ------------------------------------------------------------------ */
+/* Page transfer between processes and machines (doc/disaggregation.md) */
+/* ------------------------------------------------------------------ */
+/* Served by the module transfer-ucx.so (UCX), loaded on first use from
+ * PKV_BACKEND_PATH and the library's module directory; without it every
+ * call is PKV_ERR_NO_BACKEND. Single-threaded: an endpoint and its
+ * requests are used by one thread at a time, which also calls
+ * pkv_xfer_progress (or pkv_xfer_wait) so that peers' requests are served. */
+
+typedef struct pkv_xfer_endpoint pkv_xfer_endpoint;
+typedef struct pkv_xfer_peer pkv_xfer_peer;
+typedef struct pkv_xfer_request pkv_xfer_request;
+
+typedef struct pkv_xfer_options {
+  size_t struct_size;     /* set by pkv_xfer_options_init() */
+  int64_t staging_pages;  /* pages of the registered staging buffer; bounds
+                             one batch (default 64) */
+  int64_t lease_ms;       /* a peer's staged batch is released after this
+                             long without its acknowledgement (default 10000) */
+} pkv_xfer_options;
+
+PKV_API void pkv_xfer_options_init_sized(pkv_xfer_options *o, size_t size);
+#define pkv_xfer_options_init(o) pkv_xfer_options_init_sized((o), sizeof(*(o)))
+
+/* An endpoint of the cache: a UCX worker and its registered staging buffer.
+ * opts may be NULL (defaults). The cache outlives the endpoint. */
+PKV_API pkv_status pkv_xfer_endpoint_create(pkv_cache *cache,
+                                            const pkv_xfer_options *opts,
+                                            pkv_xfer_endpoint **out);
+/* Destroys the endpoint, its peers and its requests (NULL: no-op). */
+PKV_API void pkv_xfer_endpoint_destroy(pkv_xfer_endpoint *ep);
+/* The connection blob the engine carries to peers over its own channel:
+ * worker address, staging rkey, cache geometry, checksum. buf == NULL or a
+ * small cap: PKV_ERR_SIZE with *len = the size needed. */
+PKV_API pkv_status pkv_xfer_endpoint_blob(pkv_xfer_endpoint *ep, void *buf,
+                                          size_t cap, size_t *len);
+/* Connects to the endpoint of a peer's blob. Truncated: PKV_ERR_SIZE; not
+ * a blob or corrupt (magic, checksum): PKV_ERR_INVALID; another blob
+ * version: PKV_ERR_UNSUPPORTED; other dtype, page size, head dim, kv heads,
+ * layers or fp8 scales: PKV_ERR_INCOMPATIBLE (HND vs NHD is converted). */
+PKV_API pkv_status pkv_xfer_connect(pkv_xfer_endpoint *ep, const void *blob,
+                                    size_t len, pkv_xfer_peer **out);
+/* Fetches the pages of the chain keys[0..n) of namespace ns from the peer
+ * into this cache (parent: key of the page before keys[0]; NULL = root),
+ * in batches of the peer's staging size, then imports them all at once:
+ * all or nothing. Completion statuses: those of pkv_pages_hold on the peer
+ * (PKV_ERR_NOT_FOUND: unknown or evicted key) and of pkv_pages_import here
+ * (PKV_ERR_NO_PAGES, ...), PKV_ERR_PEER. */
+PKV_API pkv_status pkv_xfer_fetch(pkv_xfer_endpoint *ep, pkv_xfer_peer *peer,
+                                  uint64_t ns, const pkv_page_key *parent,
+                                  const pkv_page_key *keys, int64_t n,
+                                  pkv_xfer_request **out);
+/* Hands the sequence over to the peer (prefill -> decode): the peer
+ * imports it as a new sequence opened with desc (NULL: class 0, namespace
+ * 0), reported by its pkv_xfer_poll_arrivals with `tag`, and this
+ * request's result carries its id. The sequence's K/V must fit this
+ * endpoint's staging buffer (else PKV_ERR_SIZE). */
+PKV_API pkv_status pkv_xfer_push_seq(pkv_xfer_endpoint *ep,
+                                     pkv_xfer_peer *peer, pkv_seq_id seq,
+                                     const pkv_seq_desc *desc, uint64_t tag,
+                                     pkv_xfer_request **out);
+/* Serves peers and advances this endpoint's requests; never blocks. */
+PKV_API pkv_status pkv_xfer_progress(pkv_xfer_endpoint *ep);
+/* Sequences that peers pushed into this cache since the last call:
+ * up to max (tag, id) pairs; *n_out = how many were written. */
+PKV_API pkv_status pkv_xfer_poll_arrivals(pkv_xfer_endpoint *ep,
+                                          uint64_t *tags, pkv_seq_id *seqs,
+                                          int64_t max, int64_t *n_out);
+/* *done = 1 once the request completed; then *status is its outcome. */
+PKV_API pkv_status pkv_xfer_test(pkv_xfer_request *req, int32_t *done,
+                                 pkv_status *status);
+/* Progresses until the request completes and returns its outcome, or
+ * PKV_ERR_TIMEOUT after timeout_ms (< 0: no limit; the request goes on). */
+PKV_API pkv_status pkv_xfer_wait(pkv_xfer_request *req, int64_t timeout_ms);
+/* A completed request's result: pages imported and skipped (fetch), the
+ * peer's new sequence id (push; -1 otherwise). Outputs may be NULL. */
+PKV_API pkv_status pkv_xfer_request_result(const pkv_xfer_request *req,
+                                           int64_t *n_imported,
+                                           int64_t *n_skipped,
+                                           pkv_seq_id *remote_seq);
+/* Frees a request; an unfinished one is cancelled (the cache unchanged). */
+PKV_API void pkv_xfer_request_free(pkv_xfer_request *req);
 
 /* PKV_EXPERIMENTAL_END */
 

@@ -5,13 +5,14 @@
  * page's generation) and every token id to be equal, so neither a hash
  * collision nor a recycled parent page can hand out wrong KV. */
 #include "alloc.h"
+#include "events.h"
 #include "prefix.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static XXH128_hash_t page_key(XXH128_hash_t parent, uint64_t ns,
-                              const int32_t *tokens, int32_t ps) {
+XXH128_hash_t pkv__prefix_page_key(XXH128_hash_t parent, uint64_t ns,
+                                   const int32_t *tokens, int32_t ps) {
   unsigned char buf[16 + 8 + 1024 * 4];
   memcpy(buf, &parent.low64, 8);
   memcpy(buf + 8, &parent.high64, 8);
@@ -24,8 +25,9 @@ static size_t bucket_of(const pkv_prefix_index *x, XXH128_hash_t k) {
   return (size_t)k.low64 & (x->nbuckets - 1);
 }
 
-static pkv_pentry *lookup(const pkv_cache *c, XXH128_hash_t key, uint64_t ns,
-                          int32_t parent, const int32_t *tokens) {
+pkv_pentry *pkv__prefix_lookup(const pkv_cache *c, XXH128_hash_t key,
+                               uint64_t ns, int32_t parent,
+                               const int32_t *tokens) {
   const pkv_prefix_index *x = &c->prefix;
   if (!x->nbuckets) return NULL;
   const int32_t ps = c->geom.page_size;
@@ -39,8 +41,16 @@ static pkv_pentry *lookup(const pkv_cache *c, XXH128_hash_t key, uint64_t ns,
   return NULL;
 }
 
-static void unlink_entry(pkv_cache *c, pkv_pentry *e) {
+static void event_of(pkv_cache *c, int32_t kind, const pkv_pentry *e) {
+  pkv_page_key k = {e->key.low64, e->key.high64};
+  pkv_page_key pk = {e->parent_key.low64, e->parent_key.high64};
+  pkv__event_emit(c, kind, e->ns, &k, e->has_parent ? &pk : NULL);
+}
+
+/* emit: a PAGE_EVICTED event (a namespace drop sends one event instead). */
+static void unlink_entry(pkv_cache *c, pkv_pentry *e, bool emit) {
   pkv_prefix_index *x = &c->prefix;
+  if (emit) event_of(c, PKV_EVENT_PAGE_EVICTED, e);
   if (e->bprev) e->bprev->bnext = e->bnext;
   else x->buckets[bucket_of(x, e->key)] = e->bnext;
   if (e->bnext) e->bnext->bprev = e->bprev;
@@ -59,7 +69,7 @@ static void unlink_entry(pkv_cache *c, pkv_pentry *e) {
 
 void pkv__prefix_forget(pkv_cache *c, int32_t page) {
   pkv_pentry *e = c->pool.pg[page].entry;
-  if (e) unlink_entry(c, e);
+  if (e) unlink_entry(c, e, true);
 }
 
 void pkv__prefix_free(pkv_cache *c) {
@@ -76,8 +86,7 @@ void pkv__prefix_free(pkv_cache *c) {
   pkv__hmap_free(&x->namespaces);
 }
 
-/* Room for `extra` more entries; false when memory is short. */
-static bool index_reserve(pkv_cache *c, uint64_t ns, int64_t extra) {
+bool pkv__prefix_reserve(pkv_cache *c, uint64_t ns, int64_t extra) {
   pkv_prefix_index *x = &c->prefix;
   if (!pkv__hmap_get(&x->namespaces, ns) && !pkv__hmap_reserve(&x->namespaces, 1))
     return false;
@@ -102,11 +111,13 @@ static bool index_reserve(pkv_cache *c, uint64_t ns, int64_t extra) {
   return true;
 }
 
-/* Links a preallocated entry (index_reserve made room): cannot fail. */
-static void insert(pkv_cache *c, pkv_pentry *e, int32_t page,
-                   XXH128_hash_t key, uint64_t ns, int32_t parent) {
+void pkv__prefix_insert(pkv_cache *c, pkv_pentry *e, int32_t page,
+                        XXH128_hash_t key, uint64_t ns, int32_t parent,
+                        XXH128_hash_t parent_key) {
   pkv_prefix_index *x = &c->prefix;
   e->key = key;
+  e->parent_key = parent_key;
+  e->has_parent = parent >= 0;
   e->ns = ns;
   e->page = page;
   e->parent = parent;
@@ -121,6 +132,7 @@ static void insert(pkv_cache *c, pkv_pentry *e, int32_t page,
   pkv__hmap_put(&x->namespaces, ns, e);
   x->count++;
   c->pool.pg[page].entry = e;
+  event_of(c, PKV_EVENT_PAGE_STORED, e);
 }
 
 /* Whether the chain's last canonical page is still the one indexed. */
@@ -152,8 +164,8 @@ int64_t pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s, pkv_pentry **spare,
       s->chain_ok = false;
       break;
     }
-    XXH128_hash_t key = page_key(s->chain_key, s->ns, g->tokens, ps);
-    pkv_pentry *e = lookup(c, key, s->ns, s->chain_page, g->tokens);
+    XXH128_hash_t key = pkv__prefix_page_key(s->chain_key, s->ns, g->tokens, ps);
+    pkv_pentry *e = pkv__prefix_lookup(c, key, s->ns, s->chain_page, g->tokens);
     /* An equal page already indexed stands for this one: the chain goes on
      * from it, so that later pages of this sequence stay reachable. */
     int32_t canon = e ? e->page : page;
@@ -163,13 +175,55 @@ int64_t pkv__prefix_index_seq(pkv_cache *c, pkv_seq *s, pkv_pentry **spare,
       s->chain_ok = false;
       break;
     }
-    if (!e) insert(c, spare[used++], page, key, s->ns, s->chain_page);
+    if (!e)
+      pkv__prefix_insert(c, spare[used++], page, key, s->ns, s->chain_page,
+                         s->chain_key);
     s->chain_page = canon;
     s->chain_gen = c->pool.pg[canon].gen;
     s->chain_key = key;
     s->chain_pages++;
   }
   return used;
+}
+
+pkv_status pkv__prefix_commit_prepare(pkv_cache *c, pkv_seq *s,
+                                      int64_t committed, pkv_prefix_spare *sp) {
+  sp->committed = committed > s->committed ? committed : s->committed;
+  sp->bound = index_bound(c, s, sp->committed);
+  sp->spare = NULL;
+  /* All-or-nothing: the entries the walk may need are allocated first, so
+   * that a short memory fails the call with nothing changed, instead of
+   * leaving pages unindexed (and the chain cut) behind a PKV_OK. */
+  bool fail = false;
+  if (sp->bound > 0) {
+    sp->spare = pkv__calloc((size_t)sp->bound, sizeof *sp->spare);
+    fail = !sp->spare || !pkv__prefix_reserve(c, s->ns, sp->bound);
+    for (int64_t i = 0; !fail && i < sp->bound; i++)
+      fail = !(sp->spare[i] = pkv__calloc(1, sizeof **sp->spare));
+  }
+  if (fail) {
+    pkv__prefix_commit_cancel(sp);
+    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY,
+                    "prefix index entries for %lld pages of seq %lld",
+                    (long long)sp->bound, (long long)s->id);
+  }
+  return PKV_OK;
+}
+
+void pkv__prefix_commit_cancel(pkv_prefix_spare *sp) {
+  for (int64_t i = 0; sp->spare && i < sp->bound; i++) pkv__free(sp->spare[i]);
+  pkv__free(sp->spare);
+  sp->spare = NULL;
+  sp->bound = 0;
+}
+
+void pkv__prefix_commit_finish(pkv_cache *c, pkv_seq *s, pkv_prefix_spare *sp) {
+  s->committed = sp->committed;
+  int64_t used = pkv__prefix_index_seq(c, s, sp->spare, sp->bound);
+  for (int64_t i = used; i < sp->bound; i++) pkv__free(sp->spare[i]);
+  pkv__free(sp->spare);
+  sp->spare = NULL;
+  sp->bound = 0;
 }
 
 pkv_status pkv_seq_commit(pkv_cache *c, pkv_seq_id id, int64_t computed) {
@@ -184,30 +238,10 @@ pkv_status pkv_seq_commit(pkv_cache *c, pkv_seq_id id, int64_t computed) {
   if (s->swapped)
     return pkv__fail(c->ctx, PKV_ERR_STATE, "seq %lld is swapped out",
                     (long long)id);
-  int64_t committed = computed > s->committed ? computed : s->committed;
-  /* All-or-nothing: the entries the walk may need are allocated first, so
-   * that a short memory fails the call with nothing changed, instead of
-   * leaving pages unindexed (and the chain cut) behind a PKV_OK. */
-  int64_t bound = index_bound(c, s, committed);
-  pkv_pentry **spare = NULL;
-  bool fail = false;
-  if (bound > 0) {
-    spare = pkv__calloc((size_t)bound, sizeof *spare);
-    fail = !spare || !index_reserve(c, s->ns, bound);
-    for (int64_t i = 0; !fail && i < bound; i++)
-      fail = !(spare[i] = pkv__calloc(1, sizeof **spare));
-  }
-  if (fail) {
-    for (int64_t i = 0; spare && i < bound; i++) pkv__free(spare[i]);
-    pkv__free(spare);
-    return pkv__fail(c->ctx, PKV_ERR_NO_MEMORY,
-                    "prefix index entries for %lld pages of seq %lld",
-                    (long long)bound, (long long)id);
-  }
-  s->committed = committed;
-  int64_t used = pkv__prefix_index_seq(c, s, spare, bound);
-  for (int64_t i = used; i < bound; i++) pkv__free(spare[i]);
-  pkv__free(spare);
+  pkv_prefix_spare sp;
+  st = pkv__prefix_commit_prepare(c, s, computed, &sp);
+  if (st != PKV_OK) return st;
+  pkv__prefix_commit_finish(c, s, &sp);
   return PKV_OK;
 }
 
@@ -235,8 +269,8 @@ pkv_status pkv_seq_match_prefix(pkv_cache *c, pkv_seq_id id,
   XXH128_hash_t key = {0, 0};
   while ((m + 1) * ps <= n) {
     const int32_t *t = tokens + m * ps;
-    XXH128_hash_t k = page_key(key, s->ns, t, ps);
-    pkv_pentry *e = lookup(c, k, s->ns, parent, t);
+    XXH128_hash_t k = pkv__prefix_page_key(key, s->ns, t, ps);
+    pkv_pentry *e = pkv__prefix_lookup(c, k, s->ns, parent, t);
     if (!e) break;
     /* A cached page becomes live again: it counts against the class. */
     int64_t more = c->pool.pg[e->page].ref == 0;
@@ -271,8 +305,10 @@ pkv_status pkv_namespace_drop(pkv_cache *c, uint64_t ns) {
   pkv_pentry *e;
   while ((e = pkv__hmap_get(&c->prefix.namespaces, ns)) != NULL) {
     int32_t page = e->page;
-    unlink_entry(c, e);
+    unlink_entry(c, e, false);
     pkv__pool_maybe_free(&c->pool, page);
   }
+  /* One event for the namespace: a router drops every key of it. */
+  pkv__event_emit(c, PKV_EVENT_NAMESPACE_DROPPED, ns, NULL, NULL);
   return PKV_OK;
 }

@@ -31,7 +31,15 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/pkv-exports.XXXXXX") || { echo "Bail out! mktem
 trap 'rm -rf "$tmp"' EXIT
 
 nmods=$(echo "$modules" | grep -c . )
-echo "1..$((4 + 3 * nmods))"
+# The UCX transfer module (issue 14): its entry point only; it links UCX
+# and libpagedkv, libpagedkv links neither UCX nor it.
+if [ -n "${PKV_EXPORTS_MODDIR:-}" ]; then
+  xmod=$(ls "$PKV_EXPORTS_MODDIR"/transfer-ucx.so 2>/dev/null)
+else
+  xmod=$(ls net/.libs/transfer-ucx.so 2>/dev/null)
+fi
+nx=0; [ -n "$xmod" ] && nx=2
+echo "1..$((5 + 3 * nmods + nx))"
 n=0
 report() { # cond description
   n=$((n + 1))
@@ -77,3 +85,15 @@ for m in $modules; do
   echo "$mneed" | grep -q 'libpagedkv'
   [ $? != 0 ]; report $? "$(basename "$m") does not link libpagedkv"
 done
+
+echo "$needed" | grep -Eq 'libucp|libucs|libuct'
+[ $? != 0 ]; report $? "libpagedkv does not link UCX (the transfer module does)"
+if [ -n "$xmod" ]; then
+  got=$(exports "$xmod" | tr '\n' ' ')
+  [ "$got" = "pkv_xfer_module_v1 " ]
+  report $? "transfer-ucx.so exports exactly pkv_xfer_module_v1 (got: $got)"
+  xneed=$(readelf -d "$xmod" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p' | tr '\n' ' ')
+  echo "#   transfer-ucx.so NEEDED: $xneed"
+  echo "$xneed" | grep -q 'libucp' && echo "$xneed" | grep -q 'libpagedkv'
+  report $? "transfer-ucx.so links libucp and libpagedkv (public API only)"
+fi

@@ -11,6 +11,8 @@ top_builddir=$(pwd)
 man=$srcdir/man
 version=$(sed -n 's/^PACKAGE_VERSION = //p' "$top_builddir/Makefile")
 tools="pkv-sim pkv-bench pkv-conformance"
+# built with UCX only (configure --with-ucx)
+[ -x "$top_builddir/tools/pkv-disagg" ] && tools="$tools pkv-disagg"
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 nok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }

@@ -9,7 +9,7 @@ set -u
 top_builddir=$(pwd)
 sim="$top_builddir/tools/pkv-sim"
 bench="$top_builddir/tools/pkv-bench"
-echo "1..7"
+echo "1..9"
 if [ ! -x "$sim" ] || [ ! -x "$bench" ]; then
   echo "Bail out! tools/pkv-sim or tools/pkv-bench not built in $top_builddir"
   exit 1
@@ -17,7 +17,7 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pkv-tools.XXXXXX") || { echo "Bail out! mktemp"; exit 1; }
 trap 'rm -rf "$tmp"' EXIT
 
-"$sim" --backend cpu --quick --steps 40 --seed 3 --csv "$tmp/day.csv" \
+"$sim" --backend cpu --quick --steps 40 --seed 3 --events --csv "$tmp/day.csv" \
   >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 0 ]; then echo "ok 1 - pkv-sim --quick --steps 40 exits 0"
@@ -47,4 +47,6 @@ else echo "not ok 6 - pkv-sim --steps 0 exited $rc, want 2"; fi
 rc=$?
 if [ "$rc" -eq 2 ]; then echo "ok 7 - pkv-bench --dtype f64 is refused (exit 2)"
 else echo "not ok 7 - pkv-bench --dtype f64 exited $rc, want 2"; fi
+check 8 '^KV events \(--events\) +[1-9][0-9]* stored' "--events: pages were stored (KV events)"
+check 9 '^  a router replaying them holds the cache.s index +yes' "--events: stored - evicted = pages indexed, seqnos contiguous"
 exit 0

@@ -151,7 +151,7 @@ fi
 # What the package installs, as shell patterns relative to PREFIX.
 allowed='bin/pkv-* include/pagedkv.h include/pkv_dlpack.h
 lib*/libpagedkv.so lib*/libpagedkv.so.* lib*/libpagedkv.a lib*/libpagedkv.la
-lib*/pkgconfig/pagedkv.pc lib*/pagedkv/backend-*.so
+lib*/pkgconfig/pagedkv.pc lib*/pagedkv/backend-*.so lib*/pagedkv/transfer-*.so
 share/man/man1/pkv-*.1* share/man/man3/pkv_*.3* share/man/man7/pagedkv.7*
 share/doc/pagedkv/* share/doc/pagedkv/examples/*
 lib*/python3*/*-packages/pagedkv/* lib*/python3*/*-packages/pagedkv/*/*

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian/Ubuntu packages pagedkv's build and tests need.
 #   tools/install-deps.sh          build tools, xxHash, OpenCL headers + ICD
-#                                  loader, PoCL (an OpenCL device on the CPU)
+#                                  loader, PoCL (an OpenCL device on the CPU),
+#                                  UCX (the page transfer module)
 #   tools/install-deps.sh --hip    also hipcc and the HIP runtime (AMD build)
 #   tools/install-deps.sh --torch  also python3-torch (large; the Python
 #                                  package's torch tests skip without it)
@@ -47,7 +48,7 @@ else
 fi
 
 packages="build-essential autoconf automake libtool pkg-config libxxhash-dev
-ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
+ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libucx-dev
 python3 python3-cffi python3-numpy"
 if [ "$with_hip" = yes ]; then
   packages="$packages hipcc libamdhip64-dev"

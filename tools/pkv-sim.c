@@ -38,6 +38,7 @@ typedef struct options {
   uint64_t seed;
   int steps;          /* 0 = default */
   int quick;
+  int events;         /* --events: count KV events, check them at the end */
   int64_t pages;      /* 0 = default */
   const char *csv;
   int dtype;          /* -1 = default (f16 on a GPU, f32 otherwise) */
@@ -48,12 +49,14 @@ static void usage(FILE *f) {
           "usage: pkv-sim [--backend auto|cpu|opencl|hip] [--device N]\n"
           "               [--seed S] [--steps N] [--pages N] [--quick]\n"
           "               [--csv FILE] [--dtype f32|f16|bf16|e4m3|e5m2|int8]\n"
+          "               [--events]\n"
           "Plays a synthetic multi-tenant serving trace through pagedkv with\n"
           "real K/V writes and attention (a random-weight model), then prints\n"
           "utilisation, prefix reuse, admissions, preemptions, swaps and\n"
           "throughput. --csv writes the per-step time series. --dtype stores\n"
           "K/V in that type within the default dtype's pool bytes (unless\n"
-          "--pages), and reports the capacity gain.\n");
+          "--pages), and reports the capacity gain. --events counts the KV\n"
+          "events (pages stored, evicted) a router would receive.\n");
 }
 
 static int parse_options(int argc, char **argv, options *o) {
@@ -66,6 +69,7 @@ static int parse_options(int argc, char **argv, options *o) {
     const char *a = argv[i];
     long long v;
     if (!strcmp(a, "--quick")) { o->quick = 1; continue; }
+    if (!strcmp(a, "--events")) { o->events = 1; continue; }
     if (tool_std_option("pkv-sim", a, usage)) exit(0);
     if (i + 1 >= argc) {
       fprintf(stderr, "pkv-sim: unknown option or missing value: %s\n", a);
@@ -216,7 +220,20 @@ typedef struct sim {
   int64_t nsteps_run, load_steps, contig_steps, contig_load_steps;
   double kernel_s, wall_s;
   FILE *csv;
+  /* --events: KV events by kind, and whether their seqnos were contiguous */
+  int64_t ev_count[4];
+  uint64_t ev_last_seqno;
+  int ev_gap;
+  int64_t ev_indexed; /* pages indexed at the end */
 } sim;
+
+/* The event callback (--events): what a KV-aware router would consume. */
+static void on_event(void *user, const pkv_kv_event *ev) {
+  sim *s = user;
+  if (ev->kind >= 1 && ev->kind <= 3) s->ev_count[ev->kind]++;
+  if (ev->seqno != s->ev_last_seqno + 1) s->ev_gap = 1;
+  s->ev_last_seqno = ev->seqno;
+}
 
 static void die(const sim *s, pkv_status st, const char *what) {
   fprintf(stderr, "\npkv-sim: %s failed: %s (%s)\n", what,
@@ -954,6 +971,7 @@ static void setup(sim *s) {
   d.num_host_pages = s->host_pages;
   CHECK(s, pkv_cache_create(s->ctx, &d, &s->cache));
   CHECK(s, pkv_batch_create(s->cache, &s->batch));
+  if (s->o.events) CHECK(s, pkv_cache_set_event_callback(s->cache, on_event, s));
 }
 
 static void progress(const sim *s, int64_t step, double t0, int last) {
@@ -1063,6 +1081,18 @@ static void report(sim *s, int pool_whole, int out_finite) {
   printf("%-58s %s\n", "pool whole after releasing everything (free+cached=total)",
          pool_whole ? "yes" : "NO");
   printf("%-58s %s\n", "attention output finite", out_finite ? "yes" : "NO");
+  if (s->o.events) {
+    int64_t indexed = s->ev_indexed;
+    int64_t net = s->ev_count[PKV_EVENT_PAGE_STORED] - s->ev_count[PKV_EVENT_PAGE_EVICTED];
+    printf("%-58s %lld stored, %lld evicted, %lld namespace drops\n",
+           "KV events (--events)", (long long)s->ev_count[PKV_EVENT_PAGE_STORED],
+           (long long)s->ev_count[PKV_EVENT_PAGE_EVICTED],
+           (long long)s->ev_count[PKV_EVENT_NAMESPACE_DROPPED]);
+    printf("%-58s %s (%lld indexed, stored - evicted = %lld; seqnos %s)\n",
+           "  a router replaying them holds the cache's index",
+           net == indexed && !s->ev_gap ? "yes" : "NO", (long long)indexed,
+           (long long)net, s->ev_gap ? "have a gap" : "contiguous");
+  }
 }
 
 static int output_finite(sim *s) {
@@ -1135,6 +1165,19 @@ int main(int argc, char **argv) {
   CHECK(&s, pkv_cache_stats(s.cache, &st));
   int whole = st.pages_free + st.pages_cached == st.pages_total &&
               st.pages_live == 0 && st.host_pages_used == 0;
+  if (s.o.events) {
+    /* Every page still indexed was stored once and not evicted since: a
+     * router that applied the events holds exactly the cache's index. */
+    for (int64_t p = 0; p < st.pages_total; p++) {
+      pkv_page_info pi;
+      pkv_page_info_init(&pi);
+      if (pkv_page_get_info(s.cache, (int32_t)p, &pi) == PKV_OK && pi.indexed)
+        s.ev_indexed++;
+    }
+    if (s.ev_gap || s.ev_indexed != s.ev_count[PKV_EVENT_PAGE_STORED] -
+                                        s.ev_count[PKV_EVENT_PAGE_EVICTED])
+      whole = 0; /* exit status 1, as for a pool that is not whole */
+  }
   report(&s, whole, out_ok);
   if (s.csv) {
     fclose(s.csv);

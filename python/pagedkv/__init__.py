@@ -34,5 +34,7 @@ from . import dlpack, kernel
 from .kernel import Tensor, KVView, KVTable, kv_write, kv_attention, cache_over
 from . import plan
 from .plan import Plan
+from . import kvevents
+from . import xfer
 
 __version__ = version_string()

@@ -46,6 +46,11 @@ _KNOWN = {
     "PKV_ERR_SIZE": ("BufferSizeError", (ValueError,)),
     "PKV_ERR_BUILD": ("BuildError", ()),
     "PKV_ERR_NO_HOST_PAGES": ("NoHostPagesError", ()),
+    # page transfer (pagedkv.xfer): not named TimeoutError, which would
+    # shadow the builtin it derives from
+    "PKV_ERR_INCOMPATIBLE": ("IncompatibleError", (ValueError,)),
+    "PKV_ERR_PEER": ("PeerError", (ConnectionError,)),
+    "PKV_ERR_TIMEOUT": ("TransferTimeoutError", (TimeoutError,)),
 }
 
 #: status int -> exception class

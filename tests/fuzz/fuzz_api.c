@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 /* Bugs 1-6 of issue 8 (fixed): -DFUZZ_AVOID_BUGn=1 makes the harness
  * avoid the sequences that trigger bug n, so that fuzzing the rest goes on
@@ -256,7 +257,7 @@ static void take(fz *f, snap *sn, bool bufs) {
 static bool outcome(fz *f, const snap *before, pkv_status st) {
   disarm(f);
   if (st == PKV_OK) return true;
-  if ((int)st < 0 || st > PKV_ERR_NO_HOST_PAGES)
+  if ((int)st < 0 || st > PKV_ERR_TIMEOUT)
     fail(f, "status %d is not a pkv_status", (int)st);
   /* Calls without a context keep their message per thread. */
   const char *m = pkv_last_error(ctx);
@@ -1149,6 +1150,190 @@ static pkv_status call_query(fz *f, rd *r, snap *sn) {
 
 /* ---------------------------------------------------------------- driver */
 
+/* Copies the model of every slot of page sp to page dp (a page filled
+ * wholesale from another's bytes). */
+static void model_copy_page(fz *f, int64_t sp, int64_t dp) {
+  for (int64_t o = 0; o < f->ps; o++) {
+    int64_t s = sp * f->ps + o, d = dp * f->ps + o;
+    f->slot_id[d] = f->slot_id[s];
+    for (int l = 0; l < 2; l++) {
+      f->wr[l][d] = f->wr[l][s];
+      f->wr_ok[l][d] = f->wr_ok[l][s];
+    }
+  }
+}
+
+/* Whether a sequence's token ids chain from its namespace root (what an
+ * exporter may hand out with its K/V): all known, no context dropped. */
+static bool root_chained(const fz *f, const mseq *m) {
+  if (m->salt || m->hbase != ns_base(m->ns)) return false;
+  for (int64_t p = 0; p < m->len; p++)
+    if (m->tok[p] < 0) return false;
+  (void)f;
+  return true;
+}
+
+/* seq_export then seq_import into the same cache: a new sequence with the
+ * same history and bytes (a prefill -> decode handover within one pool). */
+static pkv_status call_seq_transfer(fz *f, rd *r, snap *sn) {
+  pkv_seq_id id;
+  int i = seq_arg(f, u8(r), &id);
+  uint8_t b = u8(r);
+  if (f->ns >= MAXS) return PKV_OK;
+  size_t wb = 0;
+  pkv_cache_page_wire_bytes(f->c, &wb);
+  pkv_layout lay = (pkv_layout)(b & 1);
+  bool ids = (b & 2) && i >= 0 && root_chained(f, &f->S[i]);
+  int64_t len = i >= 0 ? f->S[i].len : 0;
+  int64_t np = (len + f->ps - 1) / f->ps;
+  bool short_buf = (b & 0x80) && np > 0;
+  size_t bytes = (size_t)np * wb - (short_buf ? 1 : 0);
+  unsigned char *buf = malloc(bytes ? bytes : 1);
+  int32_t tok[MAXL];
+  int64_t n = -1;
+  int32_t spg[MAXP + 1];
+  int64_t snp = 0;
+  if (i >= 0 && !f->S[i].swapped) pkv_seq_pages(f->c, id, spg, MAXP + 1, &snp);
+  arm(f);
+  pkv_status st = pkv_seq_export(f->c, id, lay, buf, bytes, ids ? tok : NULL, &n);
+  if (!outcome(f, sn, st)) {
+    free(buf);
+    return st;
+  }
+  if (i < 0 || short_buf) fail(f, "seq_export with a bad argument succeeded");
+  f->pending = false; /* the export ran the queued copies */
+  if (n != len) fail(f, "seq_export length %lld, model %lld", (long long)n, (long long)len);
+  for (int64_t p = 0; ids && p < len; p++)
+    if (tok[p] != f->S[i].tok[p]) fail(f, "seq_export token %lld differs", (long long)p);
+  mseq *m = &f->S[i];
+  pkv_seq_desc d = {.struct_size = sizeof(pkv_seq_desc), .priority_class = m->cls,
+                    .namespace_id = m->ns};
+  snap sn2;
+  take(f, &sn2, false);
+  pkv_seq_id nid = -1;
+  st = pkv_seq_import(f->c, &d, ids ? tok : NULL, len, (pkv_layout)((b >> 2) & 1),
+                      buf, bytes, &nid);
+  /* the import's layout may differ from the export's: then the bytes are
+   * those of the other layout, a corruption the content check must see,
+   * so only equal layouts are modelled */
+  if (!outcome(f, &sn2, st)) {
+    free(buf);
+    return st;
+  }
+  free(buf);
+  mseq *c = &f->S[f->ns++];
+  *c = *m;
+  c->id = nid;
+  c->ver = 0;
+  c->spares = false;
+  c->swapped = false;
+  int32_t pg[MAXP + 1];
+  int64_t cnp = 0;
+  pkv_seq_pages(f->c, nid, pg, MAXP + 1, &cnp);
+  if (cnp != np) fail(f, "seq_import made %lld pages, want %lld", (long long)cnp, (long long)np);
+  bool same_layout = (pkv_layout)((b >> 2) & 1) == lay;
+  for (int64_t p = 0; p < np && p < snp; p++) {
+    model_copy_page(f, spg[p], pg[p]);
+    if (!same_layout) page_reset(f, pg[p]);
+  }
+  return st;
+}
+
+/* The chained page key (doc/kv-events.md), computed here independently of
+ * the library: XXH3-128(parent key, namespace, the page's token ids). */
+static pkv_page_key page_key(pkv_page_key parent, uint64_t ns, const int32_t *t,
+                             int32_t ps) {
+  unsigned char buf[24 + MAXPS * 4];
+  memcpy(buf, &parent.lo, 8);
+  memcpy(buf + 8, &parent.hi, 8);
+  memcpy(buf + 16, &ns, 8);
+  memcpy(buf + 24, t, (size_t)ps * 4);
+  XXH128_hash_t h = XXH3_128bits(buf, 24 + (size_t)ps * 4);
+  pkv_page_key k = {h.low64, h.high64};
+  return k;
+}
+
+/* A sequence's full pages imported as pages of another namespace (what a
+ * node receiving another node's pages does), sometimes with a bad parent,
+ * a changed token (key mismatch) or a short buffer. The new pages' K/V is
+ * the other namespace's, so the model marks it unknown; their slots carry
+ * the importing namespace's history, which a later match expects. */
+static pkv_status call_pages_import(fz *f, rd *r, snap *sn) {
+  pkv_seq_id id;
+  int i = seq_arg(f, u8(r), &id);
+  uint8_t b = u8(r);
+  if (i < 0 || f->S[i].swapped || !root_chained(f, &f->S[i])) return PKV_OK;
+  mseq *m = &f->S[i];
+  int64_t full = m->len / f->ps;
+  if (full < 1 || full > 16) return PKV_OK;
+  uint64_t ns = (m->ns + 1 + (b & 1)) % 3;
+  pkv_page_key keys[16], k = {0, 0};
+  int32_t tok[16 * MAXPS];
+  memcpy(tok, m->tok, (size_t)(full * f->ps) * 4);
+  for (int64_t j = 0; j < full; j++) keys[j] = k = page_key(k, ns, tok + j * f->ps, f->ps);
+  size_t wb = 0;
+  pkv_cache_page_wire_bytes(f->c, &wb);
+  int64_t np = (m->len + f->ps - 1) / f->ps;
+  unsigned char *buf = malloc((size_t)np * wb);
+  int64_t n = 0;
+  pkv_layout lay = (pkv_layout)((b >> 1) & 1);
+  if (pkv_seq_export(f->c, id, lay, buf, (size_t)np * wb, NULL, &n) != PKV_OK) {
+    free(buf);
+    return PKV_OK; /* harness preparation, not the call under test */
+  }
+  f->pending = false; /* the export ran the queued copies */
+  snap sn2;
+  take(f, &sn2, false);
+  (void)sn;
+  pkv_page_key bogus = {1, 2};
+  if (b & 0x10) tok[(b >> 5) % (full * f->ps)] ^= 0x40; /* key mismatch */
+  size_t bytes = (size_t)full * wb - ((b & 0x08) ? 1 : 0);
+  int64_t ni = -1, nsk = -1;
+  arm(f);
+  pkv_status st = pkv_pages_import(f->c, ns, (b & 0x04) ? &bogus : NULL, keys, tok,
+                                   full, lay, buf, bytes, &ni, &nsk);
+  free(buf);
+  if (!outcome(f, &sn2, st)) return st;
+  if (b & 0x1c) fail(f, "pages_import with a bad argument succeeded");
+  if (ni + nsk != full) fail(f, "pages_import: %lld + %lld of %lld pages",
+                             (long long)ni, (long long)nsk, (long long)full);
+  /* Where the imported pages are: a hold names them. */
+  pkv_page_hold *h = NULL;
+  int32_t pg[16];
+  int64_t cnt = 0;
+  if (pkv_pages_hold(f->c, ns, keys, full, &h) != PKV_OK ||
+      pkv_page_hold_pages(h, pg, 16, &cnt) != PKV_OK || cnt != full)
+    fail(f, "the imported chain cannot be held: %s", pkv_last_error(ctx));
+  pkv_page_hold_release(f->c, h);
+  uint64_t hist = ns_base(ns);
+  for (int64_t pos = 0; pos < full * f->ps; pos++) {
+    hist = mix(hist, (uint64_t)(uint32_t)tok[pos]);
+    int64_t j = pos / f->ps;
+    if (j < nsk) continue; /* skipped: an equal page already indexed */
+    if (pos % f->ps == 0) page_reset(f, pg[j]);
+    f->slot_id[(int64_t)pg[j] * f->ps + pos % f->ps] = hist;
+  }
+  return st;
+}
+
+/* The event queue: resize (sometimes hostile) and poll. */
+static pkv_status call_events(fz *f, rd *r, snap *sn) {
+  uint8_t a = u8(r), b = u8(r);
+  pkv_kv_event ev[8];
+  pkv_kv_event_init(&ev[0]);
+  int64_t n = -1, lost = -1;
+  arm(f);
+  pkv_status st = (a & 1) ? pkv_cache_set_event_queue(f->c, (int64_t)(a >> 1) - 8)
+                          : pkv_cache_poll_events(f->c, ev, (int64_t)(b % 10) - 1, &n, &lost);
+  if (!outcome(f, sn, st)) return st;
+  if ((a & 1) && (a >> 1) < 8) fail(f, "a negative event queue capacity succeeded");
+  if (!(a & 1) && (n < 0 || n > 8 || lost < 0))
+    fail(f, "poll_events gave n %lld lost %lld", (long long)n, (long long)lost);
+  for (int64_t k = 1; k < n; k++)
+    if (ev[k].seqno <= ev[k - 1].seqno) fail(f, "event seqnos not increasing");
+  return st;
+}
+
 static bool setup(fz *f, rd *r) {
   uint8_t g0 = u8(r), g1 = u8(r), g2 = u8(r), g3 = u8(r);
   static const int32_t pss[] = {1, 2, 3, 4, 8};
@@ -1173,6 +1358,7 @@ static bool setup(fz *f, rd *r) {
   f->npages = f->g.num_pages;
   f->nslots = f->npages * f->ps;
   f->ncls = d.num_classes;
+  pkv_cache_set_event_queue(f->c, 16); /* events flow through every op */
   size_t row = (size_t)f->g.num_kv_heads * HD * pkv_dtype_size(f->g.dtype);
   size_t qrow = (size_t)MAXQH * f->g.num_kv_heads * HD * pkv_dtype_size(f->g.dtype);
   if (pkv_buffer_create(ctx, MAXTOK * row, &f->k) != PKV_OK ||
@@ -1205,7 +1391,8 @@ static const char *const op_names[] = {
     "close_session", "session_open", "truncate_front", "swap_out", "swap_in",
     "namespace_drop", "class_set_reserved", "flush", "batch_build",
     "write_kv", "write_kv_slots", "attention", "query", "append",
-    "inject allocation failure", "truncate_back", "reserve"};
+    "inject allocation failure", "truncate_back", "reserve", "seq_transfer",
+    "events", "pages_import"};
 enum { NOPS = sizeof op_names / sizeof op_names[0] };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -1262,6 +1449,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 18: call_query(f, &a, &sn); break;
     case 21: call_truncate_back(f, &a, &sn); break;
     case 22: call_reserve(f, &a, &sn); break;
+    case 23: call_seq_transfer(f, &a, &sn); break;
+    case 24: call_events(f, &a, &sn); break;
+    case 25: call_pages_import(f, &a, &sn); break;
     default: {
       /* The next call's k-th allocation fails (and every later one). */
       uint8_t k = u8(&a);

@@ -20,6 +20,7 @@ OPS = {
     "swap_out": 9, "swap_in": 10, "ns_drop": 11, "class": 12, "flush": 13,
     "build": 14, "write_kv": 15, "write_slots": 16, "attention": 17,
     "query": 18, "inject": 20, "truncate_back": 21, "reserve": 22,
+    "seq_transfer": 23, "events": 24, "pages_import": 25,
 }
 PAGE_SIZES = [1, 2, 3, 4, 8]
 
@@ -139,6 +140,28 @@ class Seed:
 
     def reserve(self, name, n):
         self.op("reserve", self.sel(name), n)
+
+    def transfer(self, name, new, ids=True, export_nhd=False, import_nhd=False,
+                 short=False):
+        """seq_export of `name`, seq_import of it as `new`."""
+        b = (1 if export_nhd else 0) | (2 if ids else 0) | \
+            (4 if import_nhd else 0) | (0x80 if short else 0)
+        self.op("seq_transfer", self.sel(name), b)
+        if not short:
+            return self._add(new)
+
+    def pages_import(self, name, other_ns=0, nhd=False, bad_parent=False,
+                     short=False, mismatch=False):
+        """Imports `name`'s full pages as pages of another namespace."""
+        b = other_ns | (2 if nhd else 0) | (4 if bad_parent else 0) | \
+            (8 if short else 0) | (0x10 if mismatch else 0)
+        self.op("pages_import", self.sel(name), b)
+
+    def events(self, capacity=None, poll=8):
+        if capacity is not None:
+            self.op("events", 1 | ((capacity + 8) << 1), 0)
+        else:
+            self.op("events", 0, poll + 1)
 
     def query(self, kind, arg=0):
         self.op("query", kind, arg)
@@ -307,6 +330,39 @@ def seeds():
     s.append("a", 4); s.write_slots("a"); s.session_open("b2", 2)
     s.reserve("b2", 0); s.flush()
     out["speculative"] = s
+
+    # KV events and a handover within the pool (issue 14): export a
+    # committed sequence and import it with its ids (indexed again), in
+    # both layouts, then reuse and drop; a short buffer and a swapped
+    # sequence are refused.
+    s = Seed(ps=4, pages=24, host=8)
+    s.events(capacity=6)
+    s.open("a", ns=1); s.append("a", 10); s.write_slots("a"); s.commit("a")
+    s.transfer("a", "b", export_nhd=True, import_nhd=True)
+    s.events(); s.transfer("a", "x", short=True)
+    s.append("b", 2); s.write_slots("b"); s.build(0, ["a", "b"])
+    s.write_kv(0); s.attention(0)
+    s.transfer("b", "c", ids=False)
+    s.match_fresh("m", "a", ns=1); s.release("a"); s.events(poll=2)
+    s.swap(True, ["c"]); s.transfer("c", "y", short=True); s.swap(False, ["c"])
+    s.ns_drop(1); s.events(capacity=-3); s.events(); s.flush()
+    out["kv-transfer"] = s
+
+    # Pages of one namespace imported into the others (issue 14): a chain
+    # imported, imported again (skipped), matched in its new namespace,
+    # then refused for a bad parent, a changed token and a short buffer,
+    # and imported into a full pool (eviction, the chain's own pages kept).
+    s = Seed(ps=2, pages=12)
+    s.events(capacity=8)
+    s.open("a", ns=0); s.append("a", 7); s.write_slots("a"); s.commit("a")
+    s.pages_import("a"); s.pages_import("a", nhd=True)
+    s.match_fresh("m", "a", ns=1); s.write_slots("m")
+    s.pages_import("a", other_ns=1, bad_parent=True)
+    s.pages_import("a", mismatch=True); s.pages_import("a", short=True)
+    s.release("m"); s.ns_drop(1)
+    s.open("f", ns=2); s.append("f", 8, ids=False)
+    s.pages_import("a", other_ns=1); s.events(); s.flush()
+    out["pages-import"] = s
 
     # Hostile arguments everywhere, on a small pool.
     s = Seed(ps=1, pages=4)
