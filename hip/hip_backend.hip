@@ -42,6 +42,12 @@ struct pkv_hip_impl {
   size_t up_bytes, up_off;
   hipEvent_t *up_ev;
   int up_used, up_made, up_cap;
+  /* fp8 scales [K][V] per kv head, kept on the device between calls and
+   * uploaded again only when they change (pkv_cache_set_kv_scales), so a
+   * decode step costs no host->device copy nor stream synchronisation for
+   * them; scales_h is the host copy of what the device holds. */
+  float *scales_d, *scales_h;
+  size_t scales_n, scales_cap; /* floats held / allocated */
 };
 
 static pkv_hip_impl *impl_of(pkv_context *ctx) {
@@ -198,6 +204,8 @@ static void hip_fini(pkv_context *ctx) {
   (void)hipSetDevice(im->device);
   (void)hipStreamSynchronize(im->stream);
   if (im->scratch) (void)hipFree(im->scratch);
+  if (im->scales_d) (void)hipFree(im->scales_d);
+  pkv__free(im->scales_h);
   if (im->host) (void)hipHostFree(im->host);
   if (im->up_host) (void)hipHostFree(im->up_host);
   for (int i = 0; i < im->up_made; i++) (void)hipEventDestroy(im->up_ev[i]);
@@ -324,8 +332,66 @@ static size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 static pkv_status no_kernels(pkv_context *ctx, const pkv_cache_geometry *g) {
   return pkv__fail(ctx, PKV_ERR_UNSUPPORTED,
                   "no HIP kernels for dtype %d with head dim %d (built: f32, "
-                  "f16, bf16 x 64, 80, 96, 112, 128, 192, 256)",
+                  "f16, bf16, e4m3, e5m2, int8 x 64, 80, 96, 112, 128, 192, "
+                  "256)",
                   (int)g->dtype, g->head_dim);
+}
+
+/* The fp8 scales of a call on the device: l->kv_scales = [K][V] per kv
+ * head (absent = 1), has_scales 1; NULL / 0 when the call has none. The
+ * device copy is reused while the scales stay the same; a change is one
+ * copy on the stream (ordered after the kernels that read the old ones). */
+static pkv_status device_scales(pkv_context *ctx, const float *ks,
+                                const float *vs, int nkv, pkv_hip_launch *l) {
+  pkv_hip_impl *im = impl_of(ctx);
+  l->kv_scales = NULL;
+  l->has_scales = 0;
+  if (!ks && !vs) return PKV_OK;
+  const size_t n = 2 * (size_t)nkv;
+  if (n > im->scales_cap) {
+    float *h = (float *)pkv__malloc(n * sizeof(float));
+    if (!h) return pkv__fail(ctx, PKV_ERR_NO_MEMORY, "fp8 scales (%zu bytes)",
+                            n * sizeof(float));
+    void *d = NULL;
+    hipError_t e = hipMalloc(&d, n * sizeof(float));
+    if (e != hipSuccess) {
+      (void)hipGetLastError();
+      pkv__free(h);
+      return rt_fail(ctx, PKV_RT("Malloc"), e);
+    }
+    /* the old device copy may still be read by queued kernels */
+    if (im->scales_d) {
+      RT_CHECK(ctx, "StreamSynchronize", hipStreamSynchronize(im->stream));
+      (void)hipFree(im->scales_d);
+    }
+    pkv__free(im->scales_h);
+    im->scales_d = (float *)d;
+    im->scales_h = h;
+    im->scales_cap = n;
+    im->scales_n = 0;
+  }
+  int same = im->scales_n == n;
+  for (int i = 0; i < nkv && same; i++)
+    same = im->scales_h[i] == (ks ? ks[i] : 1.0f) &&
+           im->scales_h[nkv + i] == (vs ? vs[i] : 1.0f);
+  if (!same) {
+    for (int i = 0; i < nkv; i++) {
+      im->scales_h[i] = ks ? ks[i] : 1.0f;
+      im->scales_h[nkv + i] = vs ? vs[i] : 1.0f;
+    }
+    /* pageable source: the runtime copies it before returning */
+    hipError_t e = hipMemcpyAsync(im->scales_d, im->scales_h, n * sizeof(float),
+                                  hipMemcpyHostToDevice, im->stream);
+    if (e != hipSuccess) {
+      im->scales_n = 0; /* unknown device contents: upload next time */
+      (void)hipGetLastError();
+      return rt_fail(ctx, PKV_RT("MemcpyAsync"), e);
+    }
+    im->scales_n = n;
+  }
+  l->kv_scales = im->scales_d;
+  l->has_scales = 1;
+  return PKV_OK;
 }
 
 static void geometry(pkv_hip_launch *l, const pkv_cache_geometry *g,
@@ -337,6 +403,7 @@ static void geometry(pkv_hip_launch *l, const pkv_cache_geometry *g,
   l->token_stride = g->token_stride;
   l->k_pool = k_pool->native;
   l->v_pool = v_pool->native;
+  l->scale_offset = (long long)g->scale_offset; /* int8 pages */
 }
 
 static pkv_status hip_write_kv(pkv_context *ctx, const pkv_write_args *a) {
@@ -374,6 +441,9 @@ static pkv_status hip_write_kv(pkv_context *ctx, const pkv_write_args *a) {
   l.v_hs = vhs;
   l.num_pages = g->num_pages;
   l.src_dtype = a->convert ? (int)a->src_dtype : (int)g->dtype;
+  pkv_status sst = device_scales(ctx, a->h_k_scales, a->h_v_scales,
+                                 g->num_kv_heads, &l);
+  if (sst != PKV_OK) return sst;
   LAUNCH_CHECK(ctx, "launch of pkv_write_kv", ks->write_kv(&l));
   return PKV_OK;
 }
@@ -403,6 +473,9 @@ const pkv_hip_plan_kset *pkv__hip_plan_kset_for(int dtype, int head_dim) {
     case 0: return &pkv_hip_plan_ksets_t0[i];
     case 1: return &pkv_hip_plan_ksets_t1[i];
     case 2: return &pkv_hip_plan_ksets_t2[i];
+    case 3: return &pkv_hip_plan_ksets_t3[i]; /* fp8 e4m3 */
+    case 4: return &pkv_hip_plan_ksets_t4[i]; /* fp8 e5m2 */
+    case 5: return &pkv_hip_plan_ksets_t5[i]; /* int8 */
     default: return NULL;
     }
   }
@@ -602,6 +675,11 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
   l.causal = a->causal;
   l.window_left = a->window_left;
   l.num_parts = 1;
+  {
+    pkv_status sst = device_scales(ctx, a->h_k_scales, a->h_v_scales,
+                                   g->num_kv_heads, &l);
+    if (sst != PKV_OK) return sst;
+  }
   if (a->plan && a->max_q_len <= 1) return hip_decode_plan(ctx, a, &l);
   /* A prefill under a plan: the run's stream too (its slopes and sinks
    * are the plan's device copies, so nothing below stages). */
@@ -639,8 +717,9 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
        * the buffers were made) and the strides keep them so. */
       const size_t es = pkv__elem_bytes(g->dtype);
       l.gpu_decode = 1;
+      /* quantized pools read q element by element (any q dtype) */
       l.aligned = a->rows_aligned && a->k_pool->aligned16 && a->v_pool->aligned16 &&
-                  a->q->aligned16 &&
+                  (es == 1 || a->q->aligned16) &&
                   ((size_t)(g->page_stride | g->head_stride | g->token_stride) *
                    es) % 16 == 0;
       pkv__fastdiv fd = pkv__fastdiv_make((uint32_t)g->page_size);
@@ -805,6 +884,14 @@ static pkv_status hip_pages_from_host(pkv_context *ctx,
   return move_pages(ctx, a, 0);
 }
 
+/* Every dtype has its kernels (hip_kernels_*.hip), the quantized ones
+ * included: fp8 e4m3/e5m2 with per-head scales, int8 with row scales. */
+static void hip_caps(pkv_context *ctx, pkv_backend_caps *out) {
+  (void)ctx;
+  out->dtypes |= (1u << PKV_DTYPE_FP8_E4M3) | (1u << PKV_DTYPE_FP8_E5M2) |
+                 (1u << PKV_DTYPE_INT8);
+}
+
 extern "C" const pkv_backend_ops pkv__hip_backend = {
     PKV_BACKEND_HIP,     /* kind */
     "hip",               /* name */
@@ -822,7 +909,8 @@ extern "C" const pkv_backend_ops pkv__hip_backend = {
     hip_copy_pages,      /* copy_pages */
     hip_pages_to_host,   /* pages_to_host */
     hip_pages_from_host, /* pages_from_host */
-    nullptr,             /* caps: every geometry the API accepts */
+    hip_caps,            /* caps: every geometry the API accepts, and the
+                            quantized dtypes */
     0,                   /* thread_safe: scratch and pinned staging are per
                             context, so context.c serialises the operations */
     hip_mem_upload_async,     /* mem_upload_async: pinned, on the stream */

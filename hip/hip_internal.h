@@ -56,11 +56,11 @@ struct pkv_hip_launch {
   int num_seqs, max_pages, num_q_heads, max_q_len, max_kv_len;
   float scale, softcap;
   int causal, window_left, num_parts;
-  /* fp8 scales [K][V] per kv head (device), has_scales 1; the HIP build
-   * does not offer fp8 yet (no caps), so always NULL / 0 */
+  /* fp8 scales [K][V] per kv head (device, kept by the backend), with
+   * has_scales 1; NULL / 0: every scale 1 */
   const float *kv_scales;
   int has_scales;
-  long long scale_offset;     /* int8 pages' scale block (not offered yet) */
+  long long scale_offset;     /* int8: bytes from a page to its scale block */
   /* GPU-shaped decode (kernels/decode_gpu.cl) */
   int gpu_decode;             /* 0: the CPU-shaped pkv_decode */
   int aligned;                /* rows 16-byte aligned: the vector variant */
@@ -96,6 +96,9 @@ const pkv_hip_kset *pkv__hip_kset_for(int dtype, int head_dim);
 extern const pkv_hip_kset pkv_hip_ksets_t0[PKV_HIP_NUM_HEAD_DIMS];
 extern const pkv_hip_kset pkv_hip_ksets_t1[PKV_HIP_NUM_HEAD_DIMS];
 extern const pkv_hip_kset pkv_hip_ksets_t2[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_kset pkv_hip_ksets_t3[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_kset pkv_hip_ksets_t4[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_kset pkv_hip_ksets_t5[PKV_HIP_NUM_HEAD_DIMS];
 
 /* The plan-driven decode of one (dtype, head dim) instantiation
  * (hip/hip_plan_inst.h), in a table beside pkv_hip_kset's. */
@@ -110,6 +113,9 @@ const pkv_hip_plan_kset *pkv__hip_plan_kset_for(int dtype, int head_dim);
 extern const pkv_hip_plan_kset pkv_hip_plan_ksets_t0[PKV_HIP_NUM_HEAD_DIMS];
 extern const pkv_hip_plan_kset pkv_hip_plan_ksets_t1[PKV_HIP_NUM_HEAD_DIMS];
 extern const pkv_hip_plan_kset pkv_hip_plan_ksets_t2[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_plan_kset pkv_hip_plan_ksets_t3[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_plan_kset pkv_hip_plan_ksets_t4[PKV_HIP_NUM_HEAD_DIMS];
+extern const pkv_hip_plan_kset pkv_hip_plan_ksets_t5[PKV_HIP_NUM_HEAD_DIMS];
 
 /* Largest grid extent in y and z on every vendor. */
 #define PKV_HIP_MAX_GRID_YZ 65535

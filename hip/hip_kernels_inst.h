@@ -13,6 +13,7 @@
 #include "common.cl"
 #include "write_kv.cl"
 #include "decode.cl"
+#include "quant.h"
 #include "decode_gpu.cl"
 #include "prefill.cl"
 #if PKV_DTYPE == 1 || PKV_DTYPE == 2
@@ -41,7 +42,8 @@ static hipError_t PKV_KNAME(pkv_hip_write)(const pkv_hip_launch *a) {
 static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
   const int group = a->num_q_heads / a->num_kv_heads;
   const int flags = (a->alibi ? 1 : 0) | (a->lse ? 2 : 0) |
-                    (a->sinks ? 4 : 0) | (a->csr ? 8 : 0);
+                    (a->sinks ? 4 : 0) | (a->csr ? 8 : 0) |
+                    (a->has_scales ? 16 : 0);
   const int io = a->q_dtype | (a->o_dtype << 4);
 #if PKV_DTYPE == 1 || PKV_DTYPE == 2
   if (a->mma) { /* kernels/prefill_mma.cl: 64 rows a block */
@@ -72,8 +74,9 @@ static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
   }
 #endif
   /* gpu_decode is set only for what the GPU kernel implements: dense
-   * tables with host mirrors, no sinks, q and out contiguous in the cache
-   * dtype (hip_backend.hip); the rest goes to pkv_decode below. */
+   * tables with host mirrors, no sinks, q and out contiguous (in the cache
+   * dtype for float pools; pkv__attn_plain); the rest goes to pkv_decode
+   * below. */
   if (a->max_q_len <= 1 && a->gpu_decode) {
     const int chunks = (group + PKV_G_MAXG - 1) / PKV_G_MAXG;
     dim3 grid((unsigned)a->num_parts, (unsigned)(a->num_kv_heads * chunks),
@@ -82,14 +85,15 @@ static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
      * when the pool buffers were created or wrapped. */
     (a->aligned ? PKV_KNAME(pkv_decode_gpu) : PKV_KNAME(pkv_decode_gpu_u))
         <<<grid, PKV_G_NT, 0, a->stream>>>(
-            (const pkv_elem_t *)a->q, (const pkv_elem_t *)a->k_pool,
+            (const pkv_gio_t *)a->q, (const pkv_elem_t *)a->k_pool,
             (const pkv_elem_t *)a->v_pool, a->pages, a->seq_lens,
-            a->q_indptr, a->alibi, (pkv_elem_t *)a->out, a->lse, a->part_o,
+            a->q_indptr, a->alibi, (pkv_gio_t *)a->out, a->lse, a->part_o,
             a->part_ml, a->max_pages, a->num_q_heads, group, a->page_size,
             a->pdiv_mul, a->pdiv_shift, (pkv_i64)a->page_stride,
             (pkv_i64)a->head_stride, (pkv_i64)a->token_stride, a->scale,
-            a->softcap, a->causal, a->window_left, flags, a->num_parts,
-            a->part_len);
+            a->softcap, a->causal, a->window_left,
+            flags, a->num_parts, a->part_len, io,
+            a->kv_scales, (pkv_i64)a->scale_offset);
     hipError_t e = hipGetLastError();
     if (e != hipSuccess || a->num_parts <= 1) return e;
     dim3 mgrid((unsigned)a->num_q_heads, (unsigned)a->num_seqs);

@@ -17,6 +17,9 @@ const pkv_hip_kset *pkv__hip_kset_for(int dtype, int head_dim) {
     case 0: return &pkv_hip_ksets_t0[i];
     case 1: return &pkv_hip_ksets_t1[i];
     case 2: return &pkv_hip_ksets_t2[i];
+    case 3: return &pkv_hip_ksets_t3[i]; /* fp8 e4m3 */
+    case 4: return &pkv_hip_ksets_t4[i]; /* fp8 e5m2 */
+    case 5: return &pkv_hip_ksets_t5[i]; /* int8 */
     default: return NULL;
     }
   }

@@ -19,14 +19,15 @@ static hipError_t PKV_KNAME(pkv_hip_plan)(const pkv_hip_launch *a) {
     (a->aligned ? PKV_KNAME(pkv_decode_gpu_plan)
                 : PKV_KNAME(pkv_decode_gpu_plan_u))
         <<<grid, PKV_G_NT, 0, a->stream>>>(
-            (const pkv_elem_t *)a->q, (const pkv_elem_t *)a->k_pool,
+            (const pkv_gio_t *)a->q, (const pkv_elem_t *)a->k_pool,
             (const pkv_elem_t *)a->v_pool, a->pages, a->seq_lens,
-            a->q_indptr, a->alibi, (pkv_elem_t *)a->out, a->lse, a->ws,
+            a->q_indptr, a->alibi, (pkv_gio_t *)a->out, a->lse, a->ws,
             a->ws, a->max_pages, a->num_q_heads, group, a->page_size,
             a->pdiv_mul, a->pdiv_shift, (pkv_i64)a->page_stride,
             (pkv_i64)a->head_stride, (pkv_i64)a->token_stride, a->scale,
-            a->softcap, a->causal, a->window_left, flags, 1, 0,
-            a->plan_items, (pkv_i64)a->lse_off);
+            a->softcap, a->causal, a->window_left, flags, 1, 0, io,
+            a->kv_scales, (pkv_i64)a->scale_offset, a->plan_items,
+            (pkv_i64)a->lse_off);
   } else {
     const int chunks = (group + PKV_MAXG - 1) / PKV_MAXG;
     dim3 grid((unsigned)a->grid_items, (unsigned)(a->num_kv_heads * chunks));

@@ -177,12 +177,19 @@ PKV_INLINE pkv_u8 pkv_f32_to_fp8(float f, int mbits, int bias, pkv_u32 maxc,
   do {                                                                       \
     for (int e_ = 0; e_ < 8; e_++) (o)[e_] = (float)(p)[e_];                \
   } while (0)
+#if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
+/* one 8-byte vector load and conversion (a CPU device vectorises it; the
+ * element loop through a private array does not) */
+#define PKV_LD8V(dst, p) \
+  ((dst) = convert_float8(vload8(0, (const PKV_GLOBAL char *)(p))))
+#else
 #define PKV_LD8V(dst, p)                                                     \
   do {                                                                       \
     float t_[8];                                                             \
     for (int e_ = 0; e_ < 8; e_++) t_[e_] = (float)(p)[e_];                 \
     pkv_f8_ldl(dst, t_);                                                     \
   } while (0)
+#endif
 #else
 #error "PKV_DTYPE must be 0 (f32), 1 (f16), 2 (bf16), 3 (e4m3), 4 (e5m2) or 5 (int8)"
 #endif
@@ -214,9 +221,12 @@ PKV_INLINE float pkv_score_(float dot, float scale, float softcap,
   if (softcap > 0.0f) s = softcap * pkv_tanhf(s / softcap);
   return s + slope * (float)(j - qpos);
 }
-/* exp(s - m) that is 0, not NaN, when both are -inf (no key seen yet). */
+/* exp(s - m) that is 0, not NaN, when both are -inf (no key seen yet);
+ * a NaN score stays NaN even then (a running max skips NaN, so the first
+ * key of a stream may be NaN while m is still -inf), so that NaN input
+ * reaches the output (doc/quantized.md). */
 PKV_INLINE float pkv_exp_diff(float s, float m) {
-  return m == -PKV_INFINITY ? 0.0f : pkv_expf(s - m);
+  return (m == -PKV_INFINITY && s == -PKV_INFINITY) ? 0.0f : pkv_expf(s - m);
 }
 
 /* q and out have their own dtype, a run-time argument (0 f32, 1 f16,
@@ -275,7 +285,7 @@ PKV_INLINE pkv_i64 pkv_page_at(const PKV_GLOBAL int *pages, pkv_i64 i,
  * by the old sum; *m and *l become those of the full denominator. */
 PKV_INLINE float pkv_sink_fold(float *m, float *l, float sink) {
   const float M = pkv_fmaxf(*m, sink);
-  const float a = *l > 0.0f ? *l * pkv_exp_diff(*m, M) : 0.0f;
+  const float a = !(*l <= 0.0f) ? *l * pkv_exp_diff(*m, M) : 0.0f;
   const float L = a + pkv_expf(sink - M);
   *m = M;
   *l = L;

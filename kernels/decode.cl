@@ -339,13 +339,13 @@ PKV_KERNEL void PKV_KNAME(pkv_decode)(
     for (int t = 0; t < PKV_KSPLIT; t++) sum += big[(t * PKV_MAXG + g) * PKV_HEAD_DIM + d];
     sum *= v_scale;
     float m = ml[g], l = ml[PKV_MAXG + g];
-    float o = l > 0.0f ? sum / l : 0.0f;
+    float o = !(l <= 0.0f) ? sum / l : 0.0f; /* a NaN sum stays NaN */
     int qh = qh0 + g;
     if (num_parts == 1) {
       if (flags & 4) o *= pkv_sink_fold(&m, &l, sinks[qh]);
       pkv_st_io(o, out, o_off + (pkv_i64)qi * o_ts + (pkv_i64)qh * o_hs + d, o_dt);
       if ((flags & 2) && d == 0)
-        lse[(pkv_i64)qi * num_q_heads + qh] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;
+        lse[(pkv_i64)qi * num_q_heads + qh] = !(l <= 0.0f) ? m + pkv_logf(l) : -PKV_INFINITY;
     } else {
       pkv_i64 row = ((pkv_i64)s * num_q_heads + qh) * num_parts + part;
       part_o[row * PKV_HEAD_DIM + d] = o;
@@ -382,11 +382,11 @@ PKV_KERNEL void PKV_KNAME(pkv_decode_merge)(
       float w = part_ml[2 * (row0 + p) + 1] * pkv_exp_diff(part_ml[2 * (row0 + p)], M);
       acc += w * part_o[(row0 + p) * PKV_HEAD_DIM + d];
     }
-    pkv_st_io(L > 0.0f ? acc / L * f : 0.0f, out,
+    pkv_st_io(!(L <= 0.0f) ? acc / L * f : 0.0f, out,
               o_off + (pkv_i64)qi * o_ts + (pkv_i64)qh * o_hs + d, o_dt);
   }
   if ((flags & 2) && tid == 0)
-    lse[(pkv_i64)qi * num_q_heads + qh] = Lf > 0.0f ? Mf + pkv_logf(Lf) : -PKV_INFINITY;
+    lse[(pkv_i64)qi * num_q_heads + qh] = !(Lf <= 0.0f) ? Mf + pkv_logf(Lf) : -PKV_INFINITY;
 }
 
 /* Plan-driven decode (doc/plan-run.md): work-group (item, kv head x group
@@ -499,17 +499,17 @@ PKV_KERNEL void PKV_KNAME(pkv_decode_plan)(
   for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_DEC_WG) {
     int g = i / PKV_HEAD_DIM, d = i - g * PKV_HEAD_DIM;
     float m = run[g], l = run[PKV_MAXG + g];
-    float o = l > 0.0f ? acc_s[i] * v_scale / l : 0.0f;
+    float o = !(l <= 0.0f) ? acc_s[i] * v_scale / l : 0.0f;
     int qh = qh0 + g;
     if (prow < 0) {
       if (flags & 4) o *= pkv_sink_fold(&m, &l, sinks[qh]);
       pkv_st_io(o, out, o_off + (pkv_i64)qi * o_ts + (pkv_i64)qh * o_hs + d, o_dt);
       if ((flags & 2) && d == 0)
-        lse[(pkv_i64)qi * num_q_heads + qh] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;
+        lse[(pkv_i64)qi * num_q_heads + qh] = !(l <= 0.0f) ? m + pkv_logf(l) : -PKV_INFINITY;
     } else {
       const pkv_i64 row = (pkv_i64)prow * num_q_heads + qh;
       ws_o[row * PKV_HEAD_DIM + d] = o;
-      if (d == 0) ws_lse[row] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;
+      if (d == 0) ws_lse[row] = !(l <= 0.0f) ? m + pkv_logf(l) : -PKV_INFINITY;
     }
   }
 }
@@ -548,11 +548,11 @@ PKV_KERNEL void PKV_KNAME(pkv_decode_plan_merge)(
         const pkv_i64 row = (pkv_i64)(first + c * q_len + t) * num_q_heads + qh;
         acc += pkv_exp_diff(ws_lse[row], M) * ws_o[row * PKV_HEAD_DIM + d];
       }
-      pkv_st_io(L > 0.0f ? acc / L * f : 0.0f, out,
+      pkv_st_io(!(L <= 0.0f) ? acc / L * f : 0.0f, out,
                 o_off + (pkv_i64)tok * o_ts + (pkv_i64)qh * o_hs + d, o_dt);
     }
     if ((flags & 2) && tid == 0)
       lse[(pkv_i64)tok * num_q_heads + qh] =
-          Lf > 0.0f ? Mf + pkv_logf(Lf) : -PKV_INFINITY;
+          !(Lf <= 0.0f) ? Mf + pkv_logf(Lf) : -PKV_INFINITY;
   }
 }

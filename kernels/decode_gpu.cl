@@ -23,11 +23,13 @@
 #undef PKV_G_ES
 #undef PKV_G_LDS8
 #undef PKV_G_LDG8
+#undef PKV_G_QUANT
+#undef pkv_gio_t
 #if PKV_DTYPE == 0
 #define PKV_G_ES 4
 #define PKV_G_LDS8(dst, p) pkv_lds8_f32(dst, p)
 #define PKV_G_LDG8(dst, p) pkv_ldg8_f32(dst, p)
-#else
+#elif PKV_DTYPE <= 2
 #define PKV_G_ES 2
 #if PKV_DTYPE == 1
 #define PKV_G_LDS8(dst, p) pkv_lds8_f16(dst, p)
@@ -36,7 +38,24 @@
 #define PKV_G_LDS8(dst, p) pkv_lds8_bf16(dst, p)
 #define PKV_G_LDG8(dst, p) pkv_ldg8_bf16(dst, p)
 #endif
+#else
+/* fp8 / int8 (quant.h): one byte per code, so a 16-byte copy moves 16
+ * codes and each lane dequantizes its 8 in registers; q and out are f32,
+ * f16 or bf16 (io, a run-time argument), never the pool dtype. */
+#define PKV_G_ES 1
+#define PKV_G_QUANT 1
+#define PKV_G_LDS8(dst, p) PKV_G_LDQ8(dst, p)
 #endif
+/* q and out: the pool dtype for float pools, else any io dtype */
+#ifdef PKV_G_QUANT
+#define pkv_gio_t void
+#else
+#define pkv_gio_t pkv_elem_t
+#endif
+/* Lane l's 8 elements of a staged row (bytes, any element size). */
+#undef PKV_G_LANE
+#define PKV_G_LANE(row, lane) \
+  ((PKV_LOCAL const pkv_u8 *)(row) + (lane) * (8 * PKV_G_ES))
 #undef PKV_G_ROWU4
 #define PKV_G_ROWU4 (PKV_HEAD_DIM * PKV_G_ES / 16) /* 16-byte pieces per row */
 #undef PKV_G_TPR
@@ -118,16 +137,18 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_issue)(
 }
 
 PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
-    const PKV_GLOBAL pkv_elem_t *q, const PKV_GLOBAL pkv_elem_t *k_pool,
+    const PKV_GLOBAL pkv_gio_t *q, const PKV_GLOBAL pkv_elem_t *k_pool,
     const PKV_GLOBAL pkv_elem_t *v_pool, const PKV_GLOBAL int *block_table,
     const PKV_GLOBAL int *seq_lens, const PKV_GLOBAL int *q_indptr,
-    const PKV_GLOBAL float *alibi, PKV_GLOBAL pkv_elem_t *out,
+    const PKV_GLOBAL float *alibi, PKV_GLOBAL pkv_gio_t *out,
     PKV_GLOBAL float *lse, PKV_GLOBAL float *part_o, PKV_GLOBAL float *part_ml,
     int max_pages, int num_q_heads, int group, int page_size, pkv_u32 pmul,
     int pshift, pkv_i64 page_stride, pkv_i64 head_stride, pkv_i64 token_stride,
     float scale, float softcap, int causal, int window_left, int flags,
-    int num_parts, int part_len, const PKV_GLOBAL int *items,
-    PKV_LOCAL pkv_u32x4 *sm, PKV_LOCAL float *scr, const int aligned) {
+    int num_parts, int part_len, int io,
+    const PKV_GLOBAL float *kv_scales, pkv_i64 scale_offset,
+    const PKV_GLOBAL int *items, PKV_LOCAL pkv_u32x4 *sm,
+    PKV_LOCAL float *scr, const int aligned) {
   /* items: the plan's item array (pkv_decode_gpu_plan; see
    * pkv_decode_plan): then the block is (item, kv head x group chunk),
    * part_o/part_ml are the workspace's partial outputs and LSE, and
@@ -160,10 +181,24 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
   const int active = g < gn;
   const int has_dims = lane < PKV_NCH;
   const float slope = (active && (flags & 1)) ? alibi[qh0 + g] : 0.0f;
+  /* fp8 per-head scales (flags 16): K's folds into the softmax scale, V's
+   * multiplies the output; int8's per-token scales are read per key. */
+  float v_scale = 1.0f;
+  if (flags & 16) {
+    scale *= kv_scales[kvh];
+    v_scale = kv_scales[num_q_heads / group + kvh];
+  }
+  (void)io;
+  (void)scale_offset;
 
   pkv_f8 q8 = pkv_f8_zero(), acc = pkv_f8_zero();
   if (active && has_dims) {
     const pkv_i64 qb = ((pkv_i64)qi * num_q_heads + qh0 + g) * PKV_HEAD_DIM + lane * 8;
+#ifdef PKV_G_QUANT
+    float qa[8];
+    for (int e = 0; e < 8; e++) qa[e] = pkv_ld_io(q, qb + e, io & 15);
+    pkv_f8_from(q8, qa);
+#else
     if (aligned) {
       PKV_G_LDG8(q8, q + qb);
     } else {
@@ -171,6 +206,7 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
       for (int e = 0; e < 8; e++) qa[e] = PKV_LD(q, qb + e);
       pkv_f8_from(q8, qa);
     }
+#endif
   }
   float m = -PKV_INFINITY, l = 0.0f;
 
@@ -204,20 +240,35 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
       float part_dot = 0.0f;
       if (in_tile && has_dims) {
         pkv_f8 k8;
-        PKV_G_LDS8(k8, ks_base + r * PKV_G_ROWU4 + lane * (PKV_G_ES / 2));
+        PKV_G_LDS8(k8, PKV_G_LANE(ks_base + r * PKV_G_ROWU4, lane));
         part_dot = pkv_f8_hsum(pkv_f8_fma(q8, k8, pkv_f8_zero()));
       }
       const float dot = pkv_tile_sum(part_dot, PKV_G_TPR, scr); /* uniform */
       if (in_tile && j < kend) {
+#if PKV_DTYPE == 5
+        /* int8: the key's and the value's row scales (the page's scale
+         * block; the host checked every page of the table) */
+        const int pg = pkv_fastdiv(j, pmul, pshift);
+        const pkv_i64 page = bt[pg];
+        const int tok = j - pg * page_size;
+        const float krs = PKV_ROW_SCALE(k_pool, page, kvh, tok);
+        const float vrs = PKV_ROW_SCALE(v_pool, page, kvh, tok);
+        const float sc = PKV_SCORE(dot * krs, scale, softcap, slope, j, qpos);
+#else
         const float sc = PKV_SCORE(dot, scale, softcap, slope, j, qpos);
+#endif
         const float mn = pkv_fmaxf(m, sc);
         const float alpha = pkv_exp_diff(m, mn), p = pkv_exp_diff(sc, mn);
         l = l * alpha + p;
         m = mn;
         if (has_dims) {
           pkv_f8 v8;
-          PKV_G_LDS8(v8, vs_base + r * PKV_G_ROWU4 + lane * (PKV_G_ES / 2));
+          PKV_G_LDS8(v8, PKV_G_LANE(vs_base + r * PKV_G_ROWU4, lane));
+#if PKV_DTYPE == 5
+          acc = pkv_f8_axpy(p * vrs, v8, pkv_f8_scale(acc, alpha));
+#else
           acc = pkv_f8_axpy(p, v8, pkv_f8_scale(acc, alpha));
+#endif
         }
       }
     }
@@ -246,16 +297,20 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
       L += sm_l[t0 + k] * w;
       o += sm_acc[(t0 + k) * PKV_HEAD_DIM + d] * w;
     }
-    o = L > 0.0f ? o / L : 0.0f;
+    o = !(L <= 0.0f) ? o / L * v_scale : 0.0f; /* NaN stays NaN */
     const int qh = qh0 + gg;
     if (it ? prow < 0 : num_parts == 1) {
+#ifdef PKV_G_QUANT
+      pkv_st_io(o, out, ((pkv_i64)qi * num_q_heads + qh) * PKV_HEAD_DIM + d, io >> 4);
+#else
       PKV_ST(o, out, ((pkv_i64)qi * num_q_heads + qh) * PKV_HEAD_DIM + d);
+#endif
       if ((flags & 2) && d == 0)
-        lse[(pkv_i64)qi * num_q_heads + qh] = L > 0.0f ? M + pkv_logf(L) : -PKV_INFINITY;
+        lse[(pkv_i64)qi * num_q_heads + qh] = !(L <= 0.0f) ? M + pkv_logf(L) : -PKV_INFINITY;
     } else if (it) {
       const pkv_i64 row = (pkv_i64)prow * num_q_heads + qh;
       part_o[row * PKV_HEAD_DIM + d] = o;
-      if (d == 0) part_ml[row] = L > 0.0f ? M + pkv_logf(L) : -PKV_INFINITY;
+      if (d == 0) part_ml[row] = !(L <= 0.0f) ? M + pkv_logf(L) : -PKV_INFINITY;
     } else {
       const pkv_i64 row = ((pkv_i64)s * num_q_heads + qh) * num_parts + part;
       part_o[row * PKV_HEAD_DIM + d] = o;
@@ -269,21 +324,22 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
 
 #undef PKV_GDEC_PARAMS
 #define PKV_GDEC_PARAMS                                                        \
-  PKV_GLOBAL const pkv_elem_t *q, PKV_GLOBAL const pkv_elem_t *k_pool,         \
+  PKV_GLOBAL const pkv_gio_t *q, PKV_GLOBAL const pkv_elem_t *k_pool,          \
       PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *block_table,  \
       PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *q_indptr,          \
-      PKV_GLOBAL const float *alibi, PKV_GLOBAL pkv_elem_t *out,               \
+      PKV_GLOBAL const float *alibi, PKV_GLOBAL pkv_gio_t *out,                \
       PKV_GLOBAL float *lse, PKV_GLOBAL float *part_o,                         \
       PKV_GLOBAL float *part_ml, int max_pages, int num_q_heads, int group,    \
       int page_size, pkv_u32 pmul, int pshift, pkv_i64 page_stride,            \
       pkv_i64 head_stride, pkv_i64 token_stride, float scale, float softcap,   \
-      int causal, int window_left, int flags, int num_parts, int part_len
+      int causal, int window_left, int flags, int num_parts, int part_len,     \
+      int io, PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset
 #undef PKV_GDEC_ARGS
 #define PKV_GDEC_ARGS                                                          \
   q, k_pool, v_pool, block_table, seq_lens, q_indptr, alibi, out, lse, part_o, \
       part_ml, max_pages, num_q_heads, group, page_size, pmul, pshift,         \
       page_stride, head_stride, token_stride, scale, softcap, causal,          \
-      window_left, flags, num_parts, part_len
+      window_left, flags, num_parts, part_len, io, kv_scales, scale_offset
 
 /* 16-byte aligned rows: vector copies. */
 PKV_KERNEL PKV_LAUNCH_BOUNDS(PKV_G_NT) PKV_SG_ATTR void

@@ -146,9 +146,9 @@ PKV_KERNEL void PKV_KNAME(pkv_prefill)(
       float t[8];
       pkv_f8_stp(o[c], t);
       for (int e = 0; e < 8; e++)
-        pkv_st_io(l0 > 0.0f ? t[e] * v_scale / l0 * f : 0.0f, out, orow + c * 8 + e, o_dt);
+        pkv_st_io(!(l0 <= 0.0f) ? t[e] * v_scale / l0 * f : 0.0f, out, orow + c * 8 + e, o_dt);
     }
     if (flags & 2)
-      lse[(pkv_i64)(q0 + i) * num_q_heads + qh] = l > 0.0f ? m + pkv_logf(l) : -PKV_INFINITY;
+      lse[(pkv_i64)(q0 + i) * num_q_heads + qh] = !(l <= 0.0f) ? m + pkv_logf(l) : -PKV_INFINITY;
   }
 }

@@ -277,7 +277,7 @@ PKV_KNAME(pkv_prefill_mma)(
     PKV_MMA_UNROLL
     for (int lr = 0; lr < PKV_FRAG_LROWS; lr++) {
       const float L = pkv_frag_row_sum(l[lr], scr);
-      inv[lr] = L > 0.0f ? 1.0f / L : 0.0f;
+      inv[lr] = !(L <= 0.0f) ? 1.0f / L : 0.0f;
       const pkv_i64 row = ((pkv_i64)s * num_q_heads + qh[lr]) * num_parts + part;
       if (valid[lr] && pkv_frag_col(lane, pkv_frag_lrow_elem(lr)) == 0) {
         part_ml[2 * row] = m[lr];
@@ -300,11 +300,11 @@ PKV_KNAME(pkv_prefill_mma)(
     float L = pkv_frag_row_sum(l[lr], scr), M = m[lr];
     const float l0 = L;
     const float fs = (valid[lr] && (flags & 4)) ? pkv_sink_fold(&M, &L, sinks[qh[lr]]) : 1.0f;
-    inv[lr] = l0 > 0.0f ? fs / l0 : 0.0f;
+    inv[lr] = !(l0 <= 0.0f) ? fs / l0 : 0.0f;
     if (valid[lr] && (flags & 2) && pkv_frag_col(lane, pkv_frag_lrow_elem(lr)) == 0) {
       const int i = (rw + pkv_frag_row(lane, pkv_frag_lrow_elem(lr))) / group;
       lse[(pkv_i64)(q0 + i) * num_q_heads + qh[lr]] =
-          L > 0.0f ? M + pkv_logf(L) : -PKV_INFINITY;
+          !(L <= 0.0f) ? M + pkv_logf(L) : -PKV_INFINITY;
     }
   }
   PKV_MMA_UNROLL

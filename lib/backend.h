@@ -129,17 +129,18 @@ static inline size_t pkv__elem_bytes(pkv_dtype d) {
 }
 
 /* An attention over a dense table with host mirrors, no sinks, and q and
- * out contiguous [num_tokens][num_q_heads][head_dim] in the cache dtype:
- * what the GPU-shaped decode kernel implements (kernels/decode_gpu.cl). */
+ * out contiguous [num_tokens][num_q_heads][head_dim], in the cache dtype
+ * for float pools and in any q/out dtype for quantized ones (fp8 with
+ * per-head scales, int8 with its row scales; kernels/quant.h): what the
+ * GPU-shaped decode kernel implements (kernels/decode_gpu.cl). */
 static inline int pkv__attn_plain(const pkv_attn_args *a) {
   int64_t qts, qhs, ots, ohs;
   pkv__attn_strides(a, &qts, &qhs, &ots, &ohs);
   const int64_t D = a->geom->head_dim, row = D * a->num_q_heads;
-  /* quantized pools (scales) go to the CPU-shaped kernels, which fold
-   * the scales; their q/out are never in the pool dtype anyway */
-  return !a->csr && !a->h_sinks && !a->h_k_scales && !a->h_v_scales &&
-         a->geom->dtype != PKV_DTYPE_INT8 && a->h_block_table && a->h_seq_lens &&
-         a->q_dtype == a->geom->dtype && a->o_dtype == a->geom->dtype &&
+  const int quant = pkv__elem_bytes(a->geom->dtype) == 1;
+  return !a->csr && !a->h_sinks && a->h_block_table && a->h_seq_lens &&
+         (quant || (a->q_dtype == a->geom->dtype &&
+                    a->o_dtype == a->geom->dtype)) &&
          a->q_off == 0 && a->o_off == 0 && qts == row && qhs == D &&
          ots == row && ohs == D;
 }

@@ -72,8 +72,13 @@ static pkv_status check_desc(pkv_context *ctx, const pkv_cache_desc *d,
    * that every page path (copy, copy-on-write, swap, prefix reuse) moves
    * them with the codes; the pool byte budget counts them. */
   const size_t scale_offset = d->dtype == PKV_DTYPE_INT8 ? page_bytes : 0;
-  if (d->dtype == PKV_DTYPE_INT8)
+  if (d->dtype == PKV_DTYPE_INT8) {
     page_bytes += (size_t)d->num_kv_heads * (size_t)d->page_size * sizeof(float);
+    /* the device page moves (kernels/pages.cl) go in 16-byte words: pad
+     * the page to a whole number of them (num_kv_heads * page_size not a
+     * multiple of 4 would otherwise end a page mid-word) */
+    page_bytes = (page_bytes + 15) & ~(size_t)15;
+  }
   int64_t num_pages = d->num_pages;
   if (num_pages == 0) {
     size_t per_page;

@@ -514,7 +514,7 @@ pkv_status pkv__kv_attention_planned(pkv_context *ctx,
   if (pkv__dtype_quantized(q.dtype) || pkv__dtype_quantized(out.dtype))
     return pkv__fail(ctx, PKV_ERR_QUANT_DTYPE,
                      "%s->dtype = %d is quantized: q and out must be f32, f16 "
-                     "or bf16 (with an fp8 cache, pass them to "
+                     "or bf16 (with a quantized cache, pass them to "
                      "pkv_kv_attention in their own dtype)",
                      pkv__dtype_quantized(q.dtype) ? "q" : "out",
                      (int)(pkv__dtype_quantized(q.dtype) ? q.dtype : out.dtype));

@@ -228,7 +228,7 @@ pkv_status pkv_attention(pkv_batch *batch, int32_t layer,
     return st;
   if (pkv__dtype_quantized(g.dtype))
     return pkv__fail(ctx, PKV_ERR_QUANT_DTYPE,
-                     "the cache dtype %d is quantized (fp8): pkv_attention "
+                     "the cache dtype %d is quantized (fp8 or int8): pkv_attention "
                      "takes q and out in the cache dtype; pass them in f32, "
                      "f16 or bf16 to pkv_kv_attention over pkv_cache_kv_view",
                      (int)g.dtype);

@@ -309,9 +309,11 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
       /* Rows are 16-byte aligned when the pools are (checked at buffer
        * creation) and the strides keep them so: then the vector copies. */
       const size_t es = pkv__elem_bytes(g->dtype);
+      /* quantized pools read q element by element (any io dtype):
+       * its alignment does not matter */
       int aligned = !o->kern.unaligned && a->rows_aligned &&
-                    a->k_pool->aligned16 &&
-                    a->v_pool->aligned16 && a->q->aligned16 &&
+                    a->k_pool->aligned16 && a->v_pool->aligned16 &&
+                    (es == 1 || a->q->aligned16) &&
                     ((size_t)(ps | hs | ts) * es) % 16 == 0;
       pkv__fastdiv fd = pkv__fastdiv_make((uint32_t)page_size);
       cl_uint pmul = fd.mul;
@@ -323,7 +325,8 @@ pkv_status pkv__ocl_attention(pkv_context *ctx, const pkv_attn_args *a) {
       ARG(x, max_pages); ARG(x, qh); ARG(x, group); ARG(x, page_size);
       ARG(x, pmul); ARG(x, pshift); ARG(x, ps); ARG(x, hs); ARG(x, ts);
       ARG(x, scale); ARG(x, softcap); ARG(x, causal); ARG(x, window);
-      ARG(x, flags); ARG(x, parts); ARG(x, part_len);
+      ARG(x, flags); ARG(x, parts); ARG(x, part_len); ARG(x, io);
+      ARG(x, scales); ARG(x, soff);
       size_t wg = (size_t)pkv__ocl_gpu_decode_wg(g->head_dim, o->kern.wave);
       size_t local[3] = {wg, 1, 1};
       size_t global[3] = {(size_t)parts * wg, (size_t)g->num_kv_heads * chunks,

@@ -76,7 +76,8 @@ pkv_status pkv__ocl_decode_plan(pkv_context *ctx, pkv_ocl_program *p,
     const size_t es = pkv__elem_bytes(g->dtype);
     int aligned = !o->kern.unaligned && a->rows_aligned &&
                   a->k_pool->aligned16 && a->v_pool->aligned16 &&
-                  a->q->aligned16 && ((size_t)(ps | hs | ts) * es) % 16 == 0;
+                  (es == 1 || a->q->aligned16) && /* quantized: q by element */
+                  ((size_t)(ps | hs | ts) * es) % 16 == 0;
     pkv__fastdiv fd = pkv__fastdiv_make((uint32_t)page_size);
     cl_uint pmul = fd.mul;
     cl_int pshift = (cl_int)fd.shift, one = 1, part_len = 0;
@@ -88,8 +89,8 @@ pkv_status pkv__ocl_decode_plan(pkv_context *ctx, pkv_ocl_program *p,
     ARG(x, max_pages); ARG(x, qh); ARG(x, group); ARG(x, page_size);
     ARG(x, pmul); ARG(x, pshift); ARG(x, ps); ARG(x, hs); ARG(x, ts);
     ARG(x, scale); ARG(x, softcap); ARG(x, causal); ARG(x, window);
-    ARG(x, flags); ARG(x, one); ARG(x, part_len); ARG(x, items);
-    ARG(x, lse_off);
+    ARG(x, flags); ARG(x, one); ARG(x, part_len); ARG(x, io);
+    ARG(x, scales); ARG(x, soff); ARG(x, items); ARG(x, lse_off);
     size_t wg = (size_t)pkv__ocl_gpu_decode_wg(g->head_dim, o->kern.wave);
     size_t local[2] = {wg, 1};
     size_t global[2] = {pl.items * wg, pl.head_blocks};

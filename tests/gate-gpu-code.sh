@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # make check: compile-time gates of the GPU decode code, so that CI without
-# a GPU keeps the kernels honest. Compiles hip/hip_kernels_{f32,f16,bf16}.hip
-# (every head dim) with each device compiler found, SKIP for one absent:
+# a GPU keeps the kernels honest. Compiles hip/hip_kernels_{f32,f16,bf16,
+# e4m3,e5m2,int8}.hip (every head dim) with each device compiler found,
+# SKIP for one absent:
 #   NVIDIA (nvcc, sm_80 and sm_90): ptxas -v reports 0 spill bytes and a
 #     0-byte stack frame for every decode kernel GPUs run (pkv_decode_gpu,
 #     its unaligned twin, pkv_decode_merge, the plan-driven
@@ -10,9 +11,14 @@
 #     pkv_decode_gpu and pkv_decode_gpu_plan has shfl.sync, cp.async and a
 #     128-bit global load (ld.global[.nc].v4), and no decode kernel has
 #     ld.local;
+#   the quantized dtypes (fp8 e4m3/e5m2, int8) on sm_90 only, the arch
+#     with the hardware fp8 conversion: the same spill/stack/shfl/cp.async
+#     and no-ld.local checks, and for fp8 cvt.rn.f16x2.e4m3x2 (e5m2x2) in
+#     every pkv_decode_gpu; no 128-bit global load is required (their q is
+#     read element by element in its own dtype, K/V come by cp.async);
 #   AMD (hipcc, gfx90a and gfx940): private_segment_fixed_size 0 and LDS
 #     that lets at least 4 waves share a CU (64 KiB of LDS per CU).
-# PKV_GATE_DTYPES (default "f32 f16 bf16") narrows the run by hand.
+# PKV_GATE_DTYPES (default "f32 f16 bf16 e4m3 e5m2 int8") narrows the run.
 srcdir=${srcdir:-.}
 top=$(cd "$srcdir" && pwd)
 build=$(pwd)
@@ -20,7 +26,7 @@ NVCC=${NVCC:-}
 [ -n "$NVCC" ] || NVCC=$(command -v nvcc 2>/dev/null)
 [ -n "$NVCC" ] || { [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc; }
 HIPCC=${HIPCC:-$(command -v hipcc 2>/dev/null)}
-dtypes=${PKV_GATE_DTYPES:-"f32 f16 bf16"}
+dtypes=${PKV_GATE_DTYPES:-"f32 f16 bf16 e4m3 e5m2 int8"}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pkv-gate.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 inc="-DHAVE_CONFIG_H -I$build -I$top -I$top/lib -I$top/kernels -I$top/hip"
@@ -36,7 +42,11 @@ if [ -z "$NVCC" ]; then
   skip "nvcc not found: NVIDIA gates not run"
 else
   for t in $dtypes; do
-    for sm in 80 90; do
+    case $t in
+      e4m3|e5m2|int8) sms=90 ;;
+      *) sms="80 90" ;;
+    esac
+    for sm in $sms; do
       d="$tmp/nv_${t}_$sm"
       mkdir -p "$d"
       if ! nice "$NVCC" -x cu -std=c++17 -O3 $inc -arch=sm_$sm -Xptxas -v \
@@ -62,11 +72,21 @@ else
         body=$(awk -v e="$e" '$0 ~ "\\.entry " e "\\(" {f=1} f {print} f && /^}/ {exit}' "$ptx")
         echo "$body" | grep -q 'shfl\.sync' || miss="$miss $e:shfl.sync"
         echo "$body" | grep -q 'cp\.async\.cg' || miss="$miss $e:cp.async"
-        echo "$body" | grep -Eq 'ld\.global(\.nc)?\.v4' || miss="$miss $e:ld.global.v4"
+        case $t in
+          e4m3|e5m2)
+            echo "$body" | grep -q "cvt\.rn\.f16x2\.${t}x2" || miss="$miss $e:cvt.${t}x2" ;;
+          int8) ;;
+          *) echo "$body" | grep -Eq 'ld\.global(\.nc)?\.v4' || miss="$miss $e:ld.global.v4" ;;
+        esac
       done
       loc=$(awk '/\.entry pkv_decode_(gpu|merge|plan_merge)/ {f=1} f && /ld\.local/ {print; exit} /^}/ {f=0}' "$ptx")
       if [ -n "$ptx" ] && [ -z "$miss" ] && [ -z "$loc" ]; then
-        emit ok "sm_$sm $t: decode PTX has shfl.sync, cp.async, ld.global.v4; no ld.local"
+        case $t in
+          e4m3|e5m2) what="shfl.sync, cp.async, cvt.rn.f16x2.${t}x2" ;;
+          int8) what="shfl.sync, cp.async" ;;
+          *) what="shfl.sync, cp.async, ld.global.v4" ;;
+        esac
+        emit ok "sm_$sm $t: decode PTX has $what; no ld.local"
       else
         emit "not ok" "sm_$sm $t: PTX check:${miss:- } ${loc:+ld.local found: $loc}"
       fi

@@ -33,6 +33,8 @@ typedef struct options {
   int iters;                  /* 0 = default */
   int explicit_shape;         /* --batch/--ctx-len/--page-size given */
   int64_t first_len;          /* --first-len: decode sequence 0's length */
+  pkv_dtype dtypes[8];        /* --dtypes: the rows timed against f16 */
+  int ndtypes;                /* 0 = e4m3, e5m2, int8 */
 } options;
 
 static void usage(FILE *f) {
@@ -41,6 +43,7 @@ static void usage(FILE *f) {
           "                 [--quick] [--dtype f16|bf16|f32|e4m3|e5m2|int8] [--head-dim D]\n"
           "                 [--q-heads H] [--kv-heads H] [--page-size P]\n"
           "                 [--batch B] [--ctx-len L] [--first-len L] [--iters N]\n"
+          "                 [--dtypes LIST (default e4m3,e5m2,int8)]\n"
           "Times, on one backend and in one run: a device buffer copy (the\n"
           "bandwidth baseline), paged decode and the same decode over a\n"
           "contiguous cache, prefill, the CPU reference's decode (device\n"
@@ -70,6 +73,19 @@ static int parse_options(int argc, char **argv, options *o) {
     val = argv[++i];
     if (!strcmp(a, "--backend")) {
       if (!tool_parse_backend("pkv-bench", val, &o->backend)) return 0;
+    } else if (!strcmp(a, "--dtypes")) {
+      /* comma-separated; f16 (the baseline) may be listed, it is timed once */
+      char buf[128], *save = NULL;
+      snprintf(buf, sizeof buf, "%s", val);
+      o->ndtypes = 0;
+      for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        pkv_dtype dt;
+        if (!tool_parse_dtype(t, &dt) || o->ndtypes == 8) {
+          fprintf(stderr, "pkv-bench: --dtypes %s: '%s' is not f16, bf16, f32, e4m3, e5m2 or int8 (at most 8)\n", val, t);
+          return 0;
+        }
+        if (dt != PKV_DTYPE_F16) o->dtypes[o->ndtypes++] = dt;
+      }
     } else if (!strcmp(a, "--dtype")) {
       if (!tool_parse_dtype(val, &o->dtype)) {
         fprintf(stderr, "pkv-bench: --dtype %s is not f16, bf16, f32, e4m3, e5m2 or int8\n", val);
@@ -893,8 +909,10 @@ int main(int argc, char **argv) {
         base_s = -1;
       }
     }
-    const pkv_dtype qd[3] = {PKV_DTYPE_FP8_E4M3, PKV_DTYPE_FP8_E5M2, PKV_DTYPE_INT8};
-    for (int i = 0; i < 3; i++) {
+    const pkv_dtype defaults[3] = {PKV_DTYPE_FP8_E4M3, PKV_DTYPE_FP8_E5M2, PKV_DTYPE_INT8};
+    const pkv_dtype *qd = o.ndtypes ? o.dtypes : defaults;
+    const int nqd = o.ndtypes ? o.ndtypes : 3;
+    for (int i = 0; i < nqd; i++) {
       shape q = sh;
       q.dtype = qd[i];
       row *r = add_row("decode dtype", "%s p%d %dx%lld", dtype_name(q.dtype),

@@ -41,16 +41,25 @@ typedef struct ccase {
   int io;         /* q/out dtype + 1; 0 = the cache dtype */
   /* quantized (fp8) K/V: per-head scales are set (not 1), and special
    * rows: 1 = one outlier per row beyond the format's range (saturates),
-   * 2 = every third row all zeros */
+   * 2 = every third row all zeros, 3 = NaN and +-Inf in K and V (the
+   * rows are f32, quantized on write; see nan_expected) */
   int special;
+  /* the quantization error itself: attention over the quantized cache
+   * against attention over an f32 cache of the same f32 input, within a
+   * bound computed from the format and the case's data (qerr_bound) */
+  int qerr;
 } ccase;
 
 static int is_fp8(pkv_dtype d) {
   return d == PKV_DTYPE_FP8_E4M3 || d == PKV_DTYPE_FP8_E5M2;
 }
 /* The dtype of the generated K/V/q rows: the cache's, except int8, whose
- * rows are f32 quantized by the library on write (a scale per row). */
-static pkv_dtype data_dt(pkv_dtype d) { return d == PKV_DTYPE_INT8 ? PKV_DTYPE_F32 : d; }
+ * rows are f32 quantized by the library on write (a scale per row), and
+ * the quantization-error and NaN/Inf cases, whose f32 rows the backend's
+ * write quantizes (so its rounding and special-value rules are tested). */
+static pkv_dtype data_dt(const ccase *c) {
+  return (c->dt == PKV_DTYPE_INT8 || c->qerr || c->special == 3) ? PKV_DTYPE_F32 : c->dt;
+}
 
 /* The dtype of q and out of a case. */
 static pkv_dtype io_dt(const ccase *c) { return c->io ? (pkv_dtype)(c->io - 1) : c->dt; }
@@ -102,7 +111,7 @@ typedef struct cdata {
 
 static void *rand_rows(const ccase *c, size_t rows, int heads, float value) {
   size_t n = rows * (size_t)heads * (size_t)c->dim;
-  const pkv_dtype dd = data_dt(c->dt);
+  const pkv_dtype dd = data_dt(c);
   void *p = malloc(n * pkv_dtype_size(dd) + 1);
   for (size_t i = 0; i < n; i++) {
     float x = value != 0 ? value : urand();
@@ -135,6 +144,14 @@ static void make_data(const ccase *c, uint64_t seed, cdata *d) {
   d->new_v = rand_rows(c, (size_t)d->ntok, c->nkv, 0);
   d->q = rand_rows(c, (size_t)d->ntok, nq,
                    c->big_logits ? -5e5f / (float)sqrt((double)c->dim) : 0);
+  if (c->special == 3) {
+    /* kv head 0 only: a NaN in K of sequence 0's first key; +Inf in V of
+     * sequence 1's first key and -Inf in K of its second (every query of
+     * a sequence attends its history). Rows are f32 here. */
+    ((float *)d->hist_k[0])[3] = NAN;
+    ((float *)d->hist_v[1])[5] = INFINITY;
+    ((float *)d->hist_k[1])[(size_t)c->nkv * c->dim + 7] = -INFINITY;
+  }
   for (int h = 0; h < nq && h < 64; h++) d->alibi[h] = exp2f(-8.0f * (float)(h + 1) / (float)nq);
   for (int h = 0; h < nq && h < 64; h++) d->sinks[h] = 3.0f * urand();
   /* Dummy sequences scramble the pool so block tables are not the identity. */
@@ -216,7 +233,7 @@ static pkv_status write_f32_rows(pkv_context *ctx, pkv_cache *cache,
 
 static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
                char *err, size_t errcap) {
-  const size_t es = pkv_dtype_size(data_dt(c->dt));
+  const size_t es = pkv_dtype_size(data_dt(c));
   const size_t pes = pkv_dtype_size(c->dt); /* pool element */
   const int nq = c->nkv * c->group;
   const size_t row = (size_t)c->nkv * c->dim, qrow = (size_t)nq * c->dim;
@@ -279,7 +296,7 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
     vb = upload(ctx, d->hist_v[s], (size_t)h * row * es);
     sb = upload(ctx, slots, sizeof(int64_t) * (size_t)h);
     if (!kb || !vb || !sb) CHECK(PKV_ERR_NO_MEMORY);
-    if (c->dt == PKV_DTYPE_INT8)
+    if (data_dt(c) != c->dt)
       CHECK(write_f32_rows(ctx, cache, kb, vb, sb, h));
     else
       CHECK(pkv_write_kv_slots(cache, 0, kb, vb, sb, h));
@@ -298,7 +315,7 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
     kb = upload(ctx, d->new_k, (size_t)d->ntok * row * es);
     vb = upload(ctx, d->new_v, (size_t)d->ntok * row * es);
     if (!kb || !vb) CHECK(PKV_ERR_NO_MEMORY);
-    if (c->dt == PKV_DTYPE_INT8) {
+    if (data_dt(c) != c->dt) {
       pkv_batch_device dev;
       pkv_batch_device_init(&dev);
       CHECK(pkv_batch_get_device(batch, &dev));
@@ -328,7 +345,7 @@ static int run(pkv_context *ctx, const ccase *c, const cdata *d, result *r,
     for (size_t i = 0; i < q_elems; i++) put(qh, io, i, 0.5f);
     for (int t = 0; t < d->ntok; t++)
       for (size_t e = 0; e < qrow; e++)
-        put(qh, io, (size_t)t * (size_t)q_ts + e, get(d->q, data_dt(c->dt), (size_t)t * qrow + e));
+        put(qh, io, (size_t)t * (size_t)q_ts + e, get(d->q, data_dt(c), (size_t)t * qrow + e));
     qb = upload(ctx, qh, q_elems * ies);
     free(qh);
     ob = nan_buffer(ctx, io, o_elems);
@@ -433,9 +450,121 @@ static void case_name(const ccase *c, char *buf, size_t cap) {
   if (c->dt == PKV_DTYPE_INT8) n += snprintf(buf + n, cap - (size_t)n, " row-scales");
   if (c->special == 1) n += snprintf(buf + n, cap - (size_t)n, " outliers>max");
   if (c->special == 2) n += snprintf(buf + n, cap - (size_t)n, " zero-rows");
+  if (c->special == 3) n += snprintf(buf + n, cap - (size_t)n, " nan+inf-input");
+  if (c->qerr) n += snprintf(buf + n, cap - (size_t)n, " vs-f32-cache");
   n += snprintf(buf + n, cap - (size_t)n, " kv/q:");
   for (int s = 0; s < c->nseq && n < (int)cap - 16; s++)
     n += snprintf(buf + n, cap - (size_t)n, " %d/%d", c->kv[s], c->ql[s]);
+}
+
+/* ------------------------------------------------------------ format bounds */
+/* The per-head fp8 scales run() sets (K and V apart). */
+static double fp8_scale(int kv, int h) { return kv ? 2.0 / (h + 1) : 0.25 * (h + 1); }
+
+/* The largest error of storing x in dtype dt (doc/quantized.md): fp8 with
+ * m mantissa bits, bias b and scale sc rounds x / sc to nearest, an error
+ * of at most 2^-(m+1) of the value in the normal range and half the
+ * smallest subnormal, 2^(1-b-m-1), below it (times sc); beyond the largest
+ * finite value it saturates. int8 with row scale sc = max|row| / 127 is off
+ * by at most sc / 2. The f32 rounding of x / sc (and of sc) adds 2^-22
+ * relative. */
+static double qerr_elem(pkv_dtype dt, double x, double sc) {
+  const double a = fabs(x), slack = a * 0x1p-22;
+  if (dt == PKV_DTYPE_INT8) return 0.5 * sc * (1 + 0x1p-20) + slack;
+  const int m = dt == PKV_DTYPE_FP8_E4M3 ? 3 : 2, bias = dt == PKV_DTYPE_FP8_E4M3 ? 7 : 15;
+  const double maxv = dt == PKV_DTYPE_FP8_E4M3 ? 448.0 : 57344.0, y = a / sc;
+  if (y > maxv) return a - sc * maxv + slack;
+  return sc * fmax(ldexp(y, -(m + 1)), ldexp(1.0, 1 - bias - m - 1)) + slack;
+}
+
+/* Key j of sequence s (history first, then its new tokens in batch order),
+ * kv head h, element e, of K (kv 0) or V (kv 1); rows are f32 here. */
+static double key_at(const ccase *c, const cdata *d, int s, int tok0, int kv, int j, int h, int e) {
+  const size_t row = (size_t)c->nkv * c->dim;
+  if (j < d->nhist[s])
+    return ((const float *)(kv ? d->hist_v[s] : d->hist_k[s]))[(size_t)j * row + (size_t)h * c->dim + e];
+  const size_t t = (size_t)(tok0 + j - d->nhist[s]);
+  return ((const float *)(kv ? d->new_v : d->new_k))[t * row + (size_t)h * c->dim + e];
+}
+
+/* The bound of |attention(quantized) - attention(f32)| per output element
+ * (qerr cases: f32 rows, causal or not, no window, ALiBi, soft-cap or
+ * sinks). With eK, eV the element bounds above, query q and softmax scale
+ * tau, key j's score moves by at most delta_j = tau * sum_d |q_d| eK_jd;
+ * with D = max_j delta_j every softmax weight moves by a factor within
+ * e^(+-2D), so with the exact weights p_j and output o (double, here)
+ *   |o' - o|_d <= e^(2D) sum_j p_j eV_jd + (e^(2D) - 1) sum_j p_j |v_jd - o_d|
+ * (the first term: the V error under the moved weights; the second: the
+ * moved weights, whose changes sum to 0, against v - o). bound[] gets it
+ * per element; the caller adds the compute tolerance. */
+static void qerr_bound(const ccase *c, const cdata *d, double *bound) {
+  const int nq = c->nkv * c->group, D = c->dim;
+  const double tau = 1.0 / sqrt((double)D);
+  int tok0 = 0;
+  for (int s = 0; s < c->nseq; s++) {
+    const int kv = c->kv[s];
+    double *ek = malloc(sizeof(double) * (size_t)kv * D), *ev = malloc(sizeof(double) * (size_t)kv * D);
+    double *p = malloc(sizeof(double) * (size_t)kv);
+    for (int h = 0; h < c->nkv; h++) {
+      for (int j = 0; j < kv; j++)
+        for (int t = 0; t < 2; t++) {
+          double sc = 0;
+          if (c->dt == PKV_DTYPE_INT8) { /* the row's scale, rounded to f32 */
+            double mx = 0;
+            for (int e = 0; e < D; e++) mx = fmax(mx, fabs(key_at(c, d, s, tok0, t, j, h, e)));
+            sc = (float)(mx / 127.0);
+          } else {
+            sc = fp8_scale(t, h);
+          }
+          for (int e = 0; e < D; e++)
+            (t ? ev : ek)[(size_t)j * D + e] = qerr_elem(c->dt, key_at(c, d, s, tok0, t, j, h, e), sc);
+        }
+      for (int i = 0; i < c->ql[s]; i++)
+        for (int g = 0; g < c->group; g++) {
+          const int qh = h * c->group + g, qpos = d->nhist[s] + i;
+          const int n = c->causal ? qpos + 1 : kv;
+          const float *q = (const float *)d->q + ((size_t)(tok0 + i) * nq + qh) * D;
+          double mx = -INFINITY, dl = 0, sum = 0;
+          for (int j = 0; j < n; j++) {
+            double dot = 0, de = 0;
+            for (int e = 0; e < D; e++) {
+              dot += q[e] * key_at(c, d, s, tok0, 0, j, h, e);
+              de += fabs(q[e]) * ek[(size_t)j * D + e];
+            }
+            p[j] = tau * dot;
+            mx = fmax(mx, p[j]);
+            dl = fmax(dl, tau * de);
+          }
+          for (int j = 0; j < n; j++) sum += (p[j] = exp(p[j] - mx));
+          const double grow = exp(2 * dl);
+          for (int e = 0; e < D; e++) {
+            double o = 0, ve = 0, dev = 0;
+            for (int j = 0; j < n; j++) o += p[j] / sum * key_at(c, d, s, tok0, 1, j, h, e);
+            for (int j = 0; j < n; j++) {
+              ve += p[j] / sum * ev[(size_t)j * D + e];
+              dev += p[j] / sum * fabs(key_at(c, d, s, tok0, 1, j, h, e) - o);
+            }
+            bound[((size_t)(tok0 + i) * nq + qh) * D + e] = grow * ve + (grow - 1) * dev;
+          }
+        }
+    }
+    free(ek);
+    free(ev);
+    free(p);
+    tok0 += c->ql[s];
+  }
+}
+
+/* NaN/Inf cases: whether output row (token t, q head qh) must be NaN.
+ * fp8 saturates +-Inf to +-max (the rows of sequence 1 stay finite) and
+ * keeps NaN; int8 turns a row with NaN or +-Inf into a NaN scale. So the
+ * heads of kv head 0 of sequence 0 are NaN everywhere, those of sequence
+ * 1 for int8 only, every other row is finite. */
+static int nan_expected(const ccase *c, int t, int qh) {
+  int s = 0, tok0 = 0;
+  while (s < c->nseq && t >= tok0 + c->ql[s]) tok0 += c->ql[s++];
+  if (qh / c->group != 0) return 0;
+  return s == 0 || (s == 1 && c->dt == PKV_DTYPE_INT8);
 }
 
 static void check_case(pkv_context *test, pkv_context *ref, const ccase *c,
@@ -446,10 +575,13 @@ static void check_case(pkv_context *test, pkv_context *ref, const ccase *c,
   make_data(c, seed, &d);
   result rt, rr;
   int okt = run(test, c, &d, &rt, err, sizeof err);
-  if (okt) okt = run(ref, c, &d, &rr, err, sizeof err) ? 1 : 0;
+  /* qerr: the reference reads an f32 cache of the same input */
+  ccase rc = *c;
+  if (c->qerr) rc.dt = PKV_DTYPE_F32;
+  if (okt) okt = run(ref, &rc, &d, &rr, err, sizeof err) ? 1 : 0;
   int pass = okt;
-  double worst = 0, lworst = 0;
-  long bad = 0, nan_out = 0;
+  double worst = 0, lworst = 0, ratio = 0, nbound = 0;
+  long bad = 0, nan_out = 0, nan_bad = 0;
   if (okt) {
     const int nq = c->nkv * c->group;
     const size_t on = (size_t)d.ntok * nq * c->dim;
@@ -471,33 +603,58 @@ static void check_case(pkv_context *test, pkv_context *ref, const ccase *c,
         double w = fabs(get(rr.out, io_dt(c), i));
         if (w > big) big = w;
       }
+    double *qb = NULL;
+    if (c->qerr) {
+      qb = calloc(on, sizeof(double));
+      qerr_bound(c, &d, qb);
+    }
     for (size_t i = 0; i < on; i++) {
       double g = get(rt.out, io_dt(c), i), w = get(rr.out, io_dt(c), i), e = fabs(g - w);
+      if (c->special == 3) {
+        /* the NaN rule: exactly the expected rows NaN, on both sides */
+        const int want = nan_expected(c, (int)(i / c->dim / (size_t)nq), (int)(i / c->dim % (size_t)nq));
+        if (isnan(g) != want || isnan(w) != want) nan_bad++;
+        if (want) continue;
+      }
       if (isnan(g)) nan_out++;
-      if (!(e <= atol + rtol * fabs(w) + 2e-4 * big)) bad++;
+      double tol = atol + rtol * fabs(w) + 2e-4 * big;
+      if (qb) {
+        tol += qb[i];
+        nbound = fmax(nbound, qb[i]);
+        if (e / tol > ratio) ratio = e / tol;
+      }
+      if (!(e <= tol)) bad++;
       if (!(e <= worst)) worst = e;
     }
+    free(qb);
     for (size_t i = 0; i < (size_t)d.ntok * nq; i++) {
+      if (c->special == 3 && nan_expected(c, (int)(i / (size_t)nq), (int)(i % (size_t)nq)))
+        continue; /* a NaN row's LSE is NaN too */
       double g = rt.lse[i], w = rr.lse[i];
       if (isinf(w) && w < 0) {
         if (!(isinf(g) && g < 0)) bad++;
         continue;
       }
       double e = fabs(g - w);
-      if (!(e <= fmax(atol, 1e-3) + 1e-5 * fabs(w))) bad++;
+      /* qerr: the LSE moves with the scores, by at most their largest
+       * bound (2D); a generous stand-in is 1/8 absolute */
+      if (!(e <= fmax(atol, 1e-3) + 1e-5 * fabs(w) + (c->qerr ? 0.125 : 0))) bad++;
       if (!(e <= lworst)) lworst = e;
     }
-    pass = bad == 0 && nan_out == 0 && rt.spare_nan && rt.identical;
+    pass = bad == 0 && nan_out == 0 && nan_bad == 0 && rt.spare_nan && rt.identical;
   }
   tap_n++;
   if (!pass) tap_fail++;
   printf("%sok %d - %s", pass ? "" : "not ", tap_n, name);
   if (okt)
     printf(": max err %.3g, lse %.3g%s", worst, lworst, c->repeat > 1 ? ", bitwise repeatable" : "");
+  if (okt && c->qerr)
+    printf(", format bound up to %.3g, worst err/bound %.3f", nbound, ratio);
+  if (okt && c->special == 3) printf(", NaN exactly where the rule says: %s", nan_bad ? "NO" : "yes");
   printf("\n");
   if (!okt) printf("#   %s\n", err);
   else if (!pass)
-    printf("#   %ld values out of tolerance, %ld NaN, spare %s, repeat %s\n", bad, nan_out,
+    printf("#   %ld values out of tolerance, %ld NaN, %ld against the NaN rule, spare %s, repeat %s\n", bad, nan_out, nan_bad,
            rt.spare_nan ? "untouched" : "OVERWRITTEN", rt.identical ? "identical" : "DIFFERS");
   if (verbose && okt) printf("#   time %.4f s (reference %.4f s)\n", rt.seconds, rr.seconds);
   fflush(stdout);
@@ -731,6 +888,62 @@ static void build_grid(int full) {
     i3.sinks = 1;
     add(i3);
   }
+  /* Quantized decode (every query length 1, so the GPU-shaped decode
+   * runs them too: tests/conformance-opencl-gpu32/64.sh): outliers and
+   * zero rows, head dims whose rows are not a whole number of 32-byte
+   * lane pairs, q/out in each io dtype, a GQA group past one chunk. */
+  for (int t = 0; t < 3; t++) {
+    const pkv_dtype qd = t == 0 ? PKV_DTYPE_FP8_E4M3 : t == 1 ? PKV_DTYPE_FP8_E5M2 : PKV_DTYPE_INT8;
+    ccase d1 = base(80, qd, t == 1 ? PKV_LAYOUT_HND : PKV_LAYOUT_NHD, 8, 1, 5);
+    seq(&d1, 1, 1);
+    seq(&d1, 9, 1);
+    seq(&d1, 700, 1);
+    d1.io = 1 + PKV_DTYPE_F32; /* q has outliers too: 1e6 is Inf in f16 */
+    d1.special = 1;
+    add(d1);
+    ccase d2 = base(t == 2 ? 64 : 256, qd, t == 2 ? PKV_LAYOUT_HND : PKV_LAYOUT_NHD, t == 2 ? 32 : 16, 2, t == 2 ? 12 : 4);
+    seq(&d2, 33, 1);
+    seq(&d2, 1200, 1);
+    d2.io = 1 + (t == 1 ? PKV_DTYPE_BF16 : PKV_DTYPE_F32);
+    d2.special = 2;
+    d2.alibi = t == 0;
+    d2.softcap = t == 2 ? 30.0f : 0;
+    add(d2);
+  }
+  /* The quantization error itself (vs-f32-cache: the reference reads an
+   * f32 cache of the same f32 input; the bound comes from the format,
+   * qerr_bound), and NaN/Inf input (nan+inf-input: the rule of
+   * doc/quantized.md, on both backends). Decode and prefill. */
+  for (int t = 0; t < 3; t++) {
+    const pkv_dtype qd = t == 0 ? PKV_DTYPE_FP8_E4M3 : t == 1 ? PKV_DTYPE_FP8_E5M2 : PKV_DTYPE_INT8;
+    ccase e1 = base(128, qd, t == 1 ? PKV_LAYOUT_NHD : PKV_LAYOUT_HND, 16, 2, 4);
+    seq(&e1, 1, 1);
+    seq(&e1, 17, 1);
+    seq(&e1, 700, 1);
+    e1.io = 1 + PKV_DTYPE_F32;
+    e1.qerr = 1;
+    add(e1);
+    ccase e2 = base(64, qd, t == 1 ? PKV_LAYOUT_HND : PKV_LAYOUT_NHD, 8, 1, 5);
+    seq(&e2, 100, 33);
+    seq(&e2, 9, 9);
+    e2.io = 1 + PKV_DTYPE_F32;
+    e2.qerr = 1;
+    add(e2);
+    ccase n1 = base(128, qd, PKV_LAYOUT_HND, 16, 2, 4);
+    seq(&n1, 40, 1);
+    seq(&n1, 9, 1);
+    seq(&n1, 20, 1);
+    n1.io = 1 + PKV_DTYPE_F32;
+    n1.special = 3;
+    add(n1);
+    ccase n2 = base(64, qd, PKV_LAYOUT_NHD, 8, 2, 3);
+    seq(&n2, 40, 7);
+    seq(&n2, 9, 3);
+    seq(&n2, 20, 2);
+    n2.io = 1 + (t == 2 ? PKV_DTYPE_F16 : PKV_DTYPE_F32);
+    n2.special = 3;
+    add(n2);
+  }
   /* 50 repeated runs, bitwise identical: decode with a merge, and prefill. */
   ccase r = base(128, PKV_DTYPE_F16, PKV_LAYOUT_HND, 16, 2, 4);
   seq(&r, 5000, 1);
@@ -746,7 +959,8 @@ static void build_grid(int full) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: pkv-conformance [--backend opencl|hip|cpu] [--device N]\n"
-          "                       [--full|--quick] [--decode-only] [--list] [--verbose]\n"
+          "                       [--full|--quick] [--decode-only] [--match TEXT]\n"
+          "                       [--list] [--verbose]\n"
           "Runs the paged-attention conformance grid on one backend and\n"
           "compares every output and LSE with the CPU reference, printing TAP.\n"
           "Exit status 0 when every case passes, 1 when one fails, 2 on a\n"
@@ -756,6 +970,7 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
   pkv_backend_kind kind = PKV_BACKEND_OPENCL;
   int device = -1, full = 0, list = 0, verbose = 0, decode_only = 0;
+  const char *match = NULL; /* only the cases whose name contains it */
   const char *env = getenv("PKV_CONFORMANCE");
   if (env && strcmp(env, "full") == 0) full = 1;
   for (int i = 1; i < argc; i++) {
@@ -776,6 +991,8 @@ int main(int argc, char **argv) {
       full = 0;
     } else if (!strcmp(argv[i], "--decode-only")) {
       decode_only = 1;
+    } else if (!strcmp(argv[i], "--match") && i + 1 < argc) {
+      match = argv[++i];
     } else if (!strcmp(argv[i], "--list")) {
       list = 1;
     } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
@@ -794,6 +1011,15 @@ int main(int argc, char **argv) {
       for (int j = 0; j < cases[i].nseq; j++)
         if (cases[i].ql[j] > 1) dec = 0;
       if (dec) cases[w++] = cases[i];
+    }
+    ncases = w;
+  }
+  if (match) {
+    char name[300];
+    int w = 0;
+    for (int i = 0; i < ncases; i++) {
+      case_name(&cases[i], name, sizeof name);
+      if (strstr(name, match)) cases[w++] = cases[i];
     }
     ncases = w;
   }

@@ -1018,6 +1018,15 @@ static void report(sim *s, int pool_whole, int out_finite) {
            dtype_name(s->default_dtype), (long long)s->num_pages,
            (double)s->num_pages / (double)s->default_pages,
            (double)s->num_pages / (double)s->default_pages);
+  if (s->dtype != PKV_DTYPE_F16 && s->default_dtype != PKV_DTYPE_F16 && !s->o.pages) {
+    /* the gain an f16 deployment would see (the default here is f32) */
+    const double f16_pages = (double)s->default_pages *
+                             (double)pkv_dtype_size(s->default_dtype) /
+                             (double)pkv_dtype_size(PKV_DTYPE_F16);
+    printf("capacity vs f16: the same bytes hold %.0f f16 pages: %s gives "
+           "%.2fx the tokens and concurrent sequences of f16\n",
+           f16_pages, dtype_name(s->dtype), (double)s->num_pages / f16_pages);
+  }
   printf("trace: seed %llu, %d tenants, %d sessions, %d requests, burst x4 at "
          "steps %d-%d; %lld steps in %.2f s (kernels %.2f s)\n\n",
          (unsigned long long)s->o.seed, s->tc.tenants, s->nsessions, s->nreqs,
