@@ -155,7 +155,7 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
    * num_parts/part_len are unused. NULL: the fixed partitions. */
   const PKV_GLOBAL int *it = items ? items + 4 * (pkv_i64)PKV_GROUP(0) : items;
   const int part = PKV_GROUP(0), tid = PKV_LID(0);
-  const int s = it ? it[0] : PKV_GROUP(2), prow = it ? it[3] : -1;
+  const int s = it ? it[0] : PKV_GROUP(2);
   if (s < 0) return; /* a padding item: uniform exit */
   const int nchunks = (group + PKV_G_MAXG - 1) / PKV_G_MAXG;
   const int kvh = PKV_GROUP(1) / nchunks, gc = PKV_GROUP(1) % nchunks;
@@ -183,11 +183,19 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
   const float slope = (active && (flags & 1)) ? alibi[qh0 + g] : 0.0f;
   /* fp8 per-head scales (flags 16): K's folds into the softmax scale, V's
    * multiplies the output; int8's per-token scales are read per key. */
+  /* Compiled only where a pool can have them: a float pool's kernel keeps
+   * no scale live across the key loop (a register at the 64-register
+   * launch bound of head dim 256). */
+#if PKV_DTYPE == 3 || PKV_DTYPE == 4
   float v_scale = 1.0f;
   if (flags & 16) {
     scale *= kv_scales[kvh];
     v_scale = kv_scales[num_q_heads / group + kvh];
   }
+#else
+  const float v_scale = 1.0f;
+  (void)kv_scales;
+#endif
   (void)io;
   (void)scale_offset;
 
@@ -287,6 +295,9 @@ PKV_INLINE void PKV_KNAME(pkv_gdec_body)(
   }
   if (has_dims) pkv_f8_stl(acc, sm_acc + team * PKV_HEAD_DIM + lane * 8);
   PKV_BARRIER();
+  /* the item's partial row, read only now: not live across the key loop
+   * (a register at the launch bound of int8 at d192/d256) */
+  const int prow = it ? it[3] : -1;
   for (int i = tid; i < gn * PKV_HEAD_DIM; i += PKV_G_NT) {
     const int gg = i / PKV_HEAD_DIM, d = i - gg * PKV_HEAD_DIM;
     const int t0 = gg * ks_n;

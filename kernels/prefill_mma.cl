@@ -93,6 +93,20 @@ PKV_INLINE void pkv_mma_stage(pkv_async *as, PKV_LOCAL pkv_u16 *ks,
 
 /* flags, io_dtypes and the table arguments: as pkv_prefill; the partials:
  * as pkv_decode (num_parts 1: none). */
+/* exp(s - m), 0 while the row's running max m is still -inf. Unlike
+ * pkv_exp_diff (common.cl), a NaN score is also 0 while m is -inf: the one
+ * compare fewer per score keeps ptxas under the register bound at every
+ * head dim on sm_90 (pkv_exp_diff's second compare spilled 16-28 bytes at
+ * d64, d80 and d128). NaN input still reaches the output once any key of
+ * the row is finite (exp(NaN - m) is NaN); a row whose keys before the
+ * first finite one include a NaN loses it (doc/matrix-units.md). */
+#ifndef PKV_MMA_EXP_DEFINED
+#define PKV_MMA_EXP_DEFINED
+PKV_INLINE float pkv_mma_exp(float s, float m) {
+  return m == -PKV_INFINITY ? 0.0f : pkv_expf(s - m);
+}
+#endif
+
 PKV_KERNEL PKV_FRAG_LAUNCH_BOUNDS(PKV_MMA_NT) PKV_SG_ATTR void
 PKV_KNAME(pkv_prefill_mma)(
     PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,
@@ -240,7 +254,7 @@ PKV_KNAME(pkv_prefill_mma)(
     PKV_MMA_UNROLL
     for (int lr = 0; lr < PKV_FRAG_LROWS; lr++) {
       const float mnew = pkv_fmaxf(m[lr], pkv_frag_row_max(mx[lr], scr));
-      alpha[lr] = pkv_exp_diff(m[lr], mnew);
+      alpha[lr] = pkv_mma_exp(m[lr], mnew);
       l[lr] *= alpha[lr];
       m[lr] = mnew;
     }
@@ -254,7 +268,7 @@ PKV_KNAME(pkv_prefill_mma)(
       PKV_MMA_UNROLL
       for (int i = 0; i < PKV_FRAG_N; i++) {
         const int lr = pkv_frag_lrow(i);
-        const float p = pkv_exp_diff(sc[f].x[i], m[lr]);
+        const float p = pkv_mma_exp(sc[f].x[i], m[lr]);
         sc[f].x[i] = p;
         l[lr] += p;
       }
