@@ -91,33 +91,53 @@ PKV_INLINE void pkv_mma_stage(pkv_async *as, PKV_LOCAL pkv_u16 *ks,
 }
 #endif
 
-/* flags, io_dtypes and the table arguments: as pkv_prefill; the partials:
- * as pkv_decode (num_parts 1: none). */
-PKV_KERNEL PKV_FRAG_LAUNCH_BOUNDS(PKV_MMA_NT) PKV_SG_ATTR void
-PKV_KNAME(pkv_prefill_mma)(
-    PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,
-    PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *pages,
-    PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *kv_indptr,
-    PKV_GLOBAL const int *kv_last, PKV_GLOBAL const int *q_indptr,
-    PKV_GLOBAL const float *alibi, PKV_GLOBAL const float *sinks,
-    PKV_GLOBAL void *out, PKV_GLOBAL float *lse, int max_pages,
-    int num_q_heads, int group, int page_size, pkv_i64 page_stride,
-    pkv_i64 head_stride, pkv_i64 token_stride, float scale, float softcap,
-    int causal, int window_left, int flags, pkv_i64 q_off, pkv_i64 q_ts,
-    pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,
-    int num_pages, int num_tokens, pkv_i64 num_kv_indices,
-    PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset,
-    PKV_GLOBAL float *part_o, PKV_GLOBAL float *part_ml, int num_parts,
-    int part_len) {
-  /* [stage 0: K, V][stage 1: K, V] */
-  PKV_LOCAL_DECL pkv_u32x4 smem[4 * PKV_MMA_BK * PKV_MMA_LD / 8];
-  PKV_TILE_SCRATCH(scr, PKV_MMA_NT);
-  PKV_FRAG_SCRATCH(fscr, PKV_MMA_NT);
+#undef PKV_MMA_PARAMS
+#define PKV_MMA_PARAMS                                                         \
+  PKV_GLOBAL const void *q, PKV_GLOBAL const pkv_elem_t *k_pool,               \
+      PKV_GLOBAL const pkv_elem_t *v_pool, PKV_GLOBAL const int *pages,        \
+      PKV_GLOBAL const int *seq_lens, PKV_GLOBAL const int *kv_indptr,         \
+      PKV_GLOBAL const int *kv_last, PKV_GLOBAL const int *q_indptr,           \
+      PKV_GLOBAL const float *alibi, PKV_GLOBAL const float *sinks,            \
+      PKV_GLOBAL void *out, PKV_GLOBAL float *lse, int max_pages,              \
+      int num_q_heads, int group, int page_size, pkv_i64 page_stride,          \
+      pkv_i64 head_stride, pkv_i64 token_stride, float scale, float softcap,   \
+      int causal, int window_left, int flags, pkv_i64 q_off, pkv_i64 q_ts,     \
+      pkv_i64 q_hs, pkv_i64 o_off, pkv_i64 o_ts, pkv_i64 o_hs, int io_dtypes,  \
+      int num_pages, int num_tokens, pkv_i64 num_kv_indices,                   \
+      PKV_GLOBAL const float *kv_scales, pkv_i64 scale_offset,                 \
+      PKV_GLOBAL float *part_o, PKV_GLOBAL float *part_ml, int num_parts,      \
+      int part_len
+#undef PKV_MMA_ARGS
+#define PKV_MMA_ARGS                                                           \
+  q, k_pool, v_pool, pages, seq_lens, kv_indptr, kv_last, q_indptr, alibi,     \
+      sinks, out, lse, max_pages, num_q_heads, group, page_size, page_stride,  \
+      head_stride, token_stride, scale, softcap, causal, window_left, flags,   \
+      q_off, q_ts, q_hs, o_off, o_ts, o_hs, io_dtypes, num_pages, num_tokens,  \
+      num_kv_indices, kv_scales, scale_offset, part_o, part_ml, num_parts,     \
+      part_len
+
+/* The body of both kernels. items: the plan's item array (request, key
+ * begin, key end, partial row; pkv_prefill_mma_plan): the block is (item,
+ * kv head), its rows are the group's heads of the request's one query
+ * token (the host ensures group <= 64), its keys the item's; an item of a
+ * split request writes its normalised output to part_o[partial row][q
+ * head][d] and its LSE to part_ml[partial row * num_q_heads + q head] (the
+ * plan's workspace, merged by pkv_decode_plan_merge). NULL: the block is
+ * (row tile or key partition, kv head, sequence). A null items is a
+ * constant after inlining, so pkv_prefill_mma keeps its code. */
+PKV_INLINE void PKV_KNAME(pkv_mma_body)(PKV_MMA_PARAMS,
+                                        const PKV_GLOBAL int *items,
+                                        PKV_LOCAL pkv_u32x4 *smem,
+                                        PKV_LOCAL float *scr,
+                                        PKV_LOCAL float *fscr) {
   PKV_LOCAL pkv_u16 *const tiles = (PKV_LOCAL pkv_u16 *)smem;
   (void)kv_scales;
   (void)scale_offset;
 
-  const int tile = PKV_GROUP(0), kvh = PKV_GROUP(1), s = PKV_GROUP(2);
+  const PKV_GLOBAL int *it = items ? items + 4 * (pkv_i64)PKV_GROUP(0) : items;
+  const int s = it ? it[0] : PKV_GROUP(2), prow = it ? it[3] : -1;
+  if (s < 0) return; /* a padding item: uniform exit */
+  const int tile = it ? 0 : PKV_GROUP(0), kvh = PKV_GROUP(1);
   const int tid = PKV_LID(0), lane = tid & (PKV_WAVE - 1);
   const int q0 = q_indptr[s], q_len = q_indptr[s + 1] - q0;
   /* a query run outside q: uniform exit, nothing read or written */
@@ -129,13 +149,17 @@ PKV_KNAME(pkv_prefill_mma)(
   /* Split keys (decode, num_parts > 1; the host ensures the rows fit one
    * block): work-group `tile` is key partition `tile` of rows 0..63, and
    * writes partials for pkv_decode_merge. */
-  const int split = num_parts > 1, part = split ? tile : 0;
+  const int split = !it && num_parts > 1, part = split ? tile : 0;
   const int nrows = q_len * group, r0 = split ? 0 : tile * PKV_MMA_BR;
   if (r0 >= nrows) return; /* uniform over the work-group */
   const int r1 = (r0 + PKV_MMA_BR < nrows ? r0 + PKV_MMA_BR : nrows) - 1;
   const int qpos_lo = r0 / group + kv_len - q_len;
   const int qpos_hi = r1 / group + kv_len - q_len;
   int kend = kv_len, kbeg = 0;
+  if (it) { /* the item's keys, bounded by the device's table */
+    if (it[1] > 0) kbeg = it[1];
+    if (kend > it[2]) kend = it[2];
+  }
   if (causal && kend > qpos_hi + 1) kend = qpos_hi + 1;
   if (window_left >= 0 && kbeg < qpos_lo - window_left) kbeg = qpos_lo - window_left;
   if (split) {
@@ -273,15 +297,21 @@ PKV_KNAME(pkv_prefill_mma)(
 
   /* l's lane partials reduced; sinks; O / l; LSE by one lane per row */
   float inv[PKV_FRAG_LROWS];
-  if (split) { /* partials: O / l, and (m, l) without the sinks */
+  if (split || prow >= 0) { /* partials: O / l, and (m, l) or the LSE
+                               without the sinks */
     PKV_MMA_UNROLL
     for (int lr = 0; lr < PKV_FRAG_LROWS; lr++) {
       const float L = pkv_frag_row_sum(l[lr], scr);
       inv[lr] = !(L <= 0.0f) ? 1.0f / L : 0.0f;
-      const pkv_i64 row = ((pkv_i64)s * num_q_heads + qh[lr]) * num_parts + part;
       if (valid[lr] && pkv_frag_col(lane, pkv_frag_lrow_elem(lr)) == 0) {
-        part_ml[2 * row] = m[lr];
-        part_ml[2 * row + 1] = L;
+        if (prow >= 0) {
+          part_ml[(pkv_i64)prow * num_q_heads + qh[lr]] =
+              !(L <= 0.0f) ? m[lr] + pkv_logf(L) : -PKV_INFINITY;
+        } else {
+          const pkv_i64 row = ((pkv_i64)s * num_q_heads + qh[lr]) * num_parts + part;
+          part_ml[2 * row] = m[lr];
+          part_ml[2 * row + 1] = L;
+        }
       }
     }
     PKV_MMA_UNROLL
@@ -289,7 +319,8 @@ PKV_KNAME(pkv_prefill_mma)(
       PKV_MMA_UNROLL
       for (int i = 0; i < PKV_FRAG_N; i++) {
         const int lr = pkv_frag_lrow(i);
-        const pkv_i64 row = ((pkv_i64)s * num_q_heads + qh[lr]) * num_parts + part;
+        const pkv_i64 row = prow >= 0 ? (pkv_i64)prow * num_q_heads + qh[lr]
+                                      : ((pkv_i64)s * num_q_heads + qh[lr]) * num_parts + part;
         if (valid[lr])
           part_o[row * PKV_HEAD_DIM + dd * 16 + pkv_frag_col(lane, i)] = o[dd].x[i] * inv[lr];
       }
@@ -316,6 +347,31 @@ PKV_KNAME(pkv_prefill_mma)(
         pkv_st_io(o[dd].x[i] * inv[lr], out, orow[lr] + dd * 16 + pkv_frag_col(lane, i),
                   o_dt);
     }
+}
+
+/* flags, io_dtypes and the table arguments: as pkv_prefill; the partials:
+ * as pkv_decode (num_parts 1: none). */
+PKV_KERNEL PKV_FRAG_LAUNCH_BOUNDS(PKV_MMA_NT) PKV_SG_ATTR void
+PKV_KNAME(pkv_prefill_mma)(PKV_MMA_PARAMS) {
+  /* [stage 0: K, V][stage 1: K, V] */
+  PKV_LOCAL_DECL pkv_u32x4 smem[4 * PKV_MMA_BK * PKV_MMA_LD / 8];
+  PKV_TILE_SCRATCH(scr, PKV_MMA_NT);
+  PKV_FRAG_SCRATCH(fscr, PKV_MMA_NT);
+  PKV_KNAME(pkv_mma_body)(PKV_MMA_ARGS, (const PKV_GLOBAL int *)0, smem, scr, fscr);
+}
+
+/* Plan-driven decode (doc/plan-run.md): grid (grid_items, kv heads), one
+ * plan item per block, as pkv_decode_gpu_plan; part_o is the workspace,
+ * its LSE lse_off floats in (merged by pkv_decode_plan_merge); part_ml,
+ * num_parts and part_len are unused. */
+PKV_KERNEL PKV_FRAG_LAUNCH_BOUNDS(PKV_MMA_NT) PKV_SG_ATTR void
+PKV_KNAME(pkv_prefill_mma_plan)(PKV_MMA_PARAMS, PKV_GLOBAL const int *items,
+                                pkv_i64 lse_off) {
+  PKV_LOCAL_DECL pkv_u32x4 smem[4 * PKV_MMA_BK * PKV_MMA_LD / 8];
+  PKV_TILE_SCRATCH(scr, PKV_MMA_NT);
+  PKV_FRAG_SCRATCH(fscr, PKV_MMA_NT);
+  part_ml = part_o + lse_off; /* the workspace: outputs, then LSE */
+  PKV_KNAME(pkv_mma_body)(PKV_MMA_ARGS, items, smem, scr, fscr);
 }
 
 #endif /* PKV_DTYPE == 1 || PKV_DTYPE == 2 */

@@ -206,14 +206,21 @@ static pkv_status make_kernels(pkv_context *ctx, pkv_ocl_program *p) {
     }
   }
   p->prefill_mma = NULL;
+  p->prefill_mma_plan = NULL;
   if (pkv_ocl_of(ctx)->kern.mma && (p->dtype == 1 || p->dtype == 2)) {
     cl_int err;
-    p->prefill_mma = clCreateKernel(p->program, "pkv_prefill_mma", &err);
+    const char *name = "pkv_prefill_mma";
+    p->prefill_mma = clCreateKernel(p->program, name, &err);
+    if (err == CL_SUCCESS) {
+      name = "pkv_prefill_mma_plan";
+      p->prefill_mma_plan = clCreateKernel(p->program, name, &err);
+    }
     if (err != CL_SUCCESS) {
       for (int j = 0; j < count; j++) clReleaseKernel(p->kernels[j]);
       memset(p->kernels, 0, sizeof p->kernels);
+      if (p->prefill_mma) clReleaseKernel(p->prefill_mma);
       p->prefill_mma = NULL;
-      return pkv__fail(ctx, PKV_ERR_DEVICE, "clCreateKernel(pkv_prefill_mma): %s (%d)",
+      return pkv__fail(ctx, PKV_ERR_DEVICE, "clCreateKernel(%s): %s (%d)", name,
                       pkv__ocl_error_name(err), (int)err);
     }
   }
@@ -295,6 +302,8 @@ void pkv__ocl_programs_release(pkv_ocl *o) {
     for (int k = 0; k < PKV_K_COUNT; k++)
       if (o->programs[i].kernels[k]) clReleaseKernel(o->programs[i].kernels[k]);
     if (o->programs[i].prefill_mma) clReleaseKernel(o->programs[i].prefill_mma);
+    if (o->programs[i].prefill_mma_plan)
+      clReleaseKernel(o->programs[i].prefill_mma_plan);
     if (o->programs[i].program) clReleaseProgram(o->programs[i].program);
   }
   o->num_programs = 0;
