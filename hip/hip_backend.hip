@@ -483,7 +483,8 @@ const pkv_hip_plan_kset *pkv__hip_plan_kset_for(int dtype, int head_dim) {
 }
 
 /* Whether the matrix-unit kernel (kernels/prefill_mma.cl) runs this
- * attention, planned or not: 16-bit operands (f16/bf16 cache, q and out),
+ * attention, planned or not: 16-bit operands (f16/bf16 cache, or fp8/int8
+ * codes the kernel stages as f16; q and out f16/bf16),
  * aligned K/V rows for its 16-byte async copies; prefill, extend, spec
  * decode, GQA >= 4 decode (the group in the 64 rows of one block). */
 static int mma_choice(const pkv_hip_impl *im, const pkv_attn_args *a) {
@@ -491,7 +492,7 @@ static int mma_choice(const pkv_hip_impl *im, const pkv_attn_args *a) {
   const int group = a->num_q_heads / g->num_kv_heads;
   const size_t es = pkv__elem_bytes(g->dtype);
   return im->mma &&
-         (g->dtype == PKV_DTYPE_F16 || g->dtype == PKV_DTYPE_BF16) &&
+         g->dtype != PKV_DTYPE_F32 && /* 16-bit, or codes staged as f16 */
          (a->q_dtype == PKV_DTYPE_F16 || a->q_dtype == PKV_DTYPE_BF16) &&
          (a->o_dtype == PKV_DTYPE_F16 || a->o_dtype == PKV_DTYPE_BF16) &&
          (a->max_q_len > 1 || (group >= 4 && group <= 64)) &&
@@ -620,15 +621,14 @@ static pkv_status hip_mem_upload_async(pkv_context *ctx, void *native,
 }
 
 /* The planner's blocks per SM/CU: the occupancy of the kernel a run
- * launches (the matrix-unit one for f16/bf16 caches with a GQA group of
+ * launches (the matrix-unit one for 16-bit and quantized caches with a GQA group of
  * 4..64 unless PKV_KERNELS=simt, taking q and out in 16 bits, their usual
  * dtype; else the GPU-shaped one unless PKV_KERNELS=cpu; its vector
  * variant, which every aligned cache gets). */
 static int hip_decode_blocks_per_cu(pkv_context *ctx, int32_t head_dim,
                                     pkv_dtype dtype, int32_t group) {
   pkv_hip_impl *im = impl_of(ctx);
-  const int mma = im->mma &&
-                  (dtype == PKV_DTYPE_F16 || dtype == PKV_DTYPE_BF16) &&
+  const int mma = im->mma && dtype != PKV_DTYPE_F32 &&
                   group >= 4 && group <= 64;
   const pkv_hip_plan_kset *pk = pkv__hip_plan_kset_for((int)dtype, head_dim);
   int n = 0;

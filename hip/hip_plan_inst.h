@@ -13,7 +13,7 @@ static hipError_t PKV_KNAME(pkv_hip_plan)(const pkv_hip_launch *a) {
                     (a->sinks ? 4 : 0) | (a->csr ? 8 : 0) |
                     (a->has_scales ? 16 : 0);
   const int io = a->q_dtype | (a->o_dtype << 4);
-#if PKV_DTYPE == 1 || PKV_DTYPE == 2
+#if PKV_DTYPE >= 1 && PKV_DTYPE <= 5 /* f16, bf16, fp8, int8: the mma kernel */
   if (a->mma) { /* kernels/prefill_mma.cl: the group in one block's rows */
     dim3 grid((unsigned)a->grid_items, (unsigned)a->num_kv_heads);
     PKV_KNAME(pkv_prefill_mma_plan)<<<grid, PKV_MMA_NT, 0, a->stream>>>(
@@ -75,7 +75,7 @@ static hipError_t PKV_KNAME(pkv_hip_plan)(const pkv_hip_launch *a) {
  * bounds of the compiled kernel): the planner's blocks per SM. */
 static hipError_t PKV_KNAME(pkv_hip_plan_occ)(int mma, int gpu_decode,
                                               int aligned, int *blocks) {
-#if PKV_DTYPE == 1 || PKV_DTYPE == 2
+#if PKV_DTYPE >= 1 && PKV_DTYPE <= 5 /* f16, bf16, fp8, int8: the mma kernel */
   if (mma)
     return hipOccupancyMaxActiveBlocksPerMultiprocessor(
         blocks, PKV_KNAME(pkv_prefill_mma_plan), PKV_MMA_NT, 0);

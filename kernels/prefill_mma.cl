@@ -28,7 +28,7 @@
  * never staged. Sinks fold into the denominator at the end, and the LSE
  * is written by one lane per row. Requires 16-byte aligned K/V rows (the
  * host checks; otherwise pkv_prefill runs). */
-#if (PKV_DTYPE == 1 || PKV_DTYPE == 2) &&                                \
+#if (PKV_DTYPE >= 1 && PKV_DTYPE <= 5) &&                                \
     (defined(PKV_WITH_MMA) ||                                            \
      !(defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)))
 
@@ -47,6 +47,9 @@
 #define PKV_MMA_BK (PKV_HEAD_DIM <= 64 ? 64 : PKV_HEAD_DIM <= 128 ? 32 : 16)
 #define PKV_MMA_LD (PKV_HEAD_DIM + 8)
 #define PKV_MMA_ND (PKV_HEAD_DIM / 16) /* fragments across the head dim */
+/* int8: the row scales of both stages, 4 x BK floats, after the tiles */
+#undef PKV_MMA_QSC
+#define PKV_MMA_QSC (PKV_DTYPE == 5 ? PKV_MMA_BK : 0)
 #define PKV_MMA_NK (PKV_MMA_BK / 16)   /* fragments across a key tile */
 /* Every loop over fragments, their elements or a lane's rows is unrolled:
  * register arrays indexed at run time would live in local memory. */
@@ -87,6 +90,91 @@ PKV_INLINE void pkv_mma_stage(pkv_async *as, PKV_LOCAL pkv_u16 *ks,
       *dv = PKV_FRAG_ZERO4;
     }
   }
+  pkv_async_commit(as);
+}
+#endif
+
+#if PKV_DTYPE >= 3
+/* Quantized caches (fp8 e4m3/e5m2, int8): the codes become f16 in the
+ * staging (the fragments are f16 for every dtype but bf16), exactly:
+ * every e4m3 and e5m2 value (NaN, Inf) is an f16 value, and so is every
+ * int8 code. The scales stay out of the tiles: the fp8 per-head ones fold
+ * into the softmax scale (K) and the output (V); int8's per-(token, head)
+ * row scales are staged beside the tiles and multiply the score columns
+ * (K) and the P columns before P.V (V). */
+/* One code (low byte of b) as f16 bits. */
+PKV_INLINE pkv_u32 PKV_KNAME(pkv_mma_h)(pkv_u32 b) {
+#if PKV_DTYPE == 4
+  return (b & 0xffu) << 8; /* e5m2 is the high byte of an f16 */
+#else
+#if PKV_DTYPE == 3
+  const pkv_u32 s = (b & 0x80u) << 8, a = b & 0x7fu;
+  if (a == 0x7fu) return s | 0x7e00u;              /* NaN */
+  if (a >= 8u) return s | ((a + 64u) << 7);        /* normal: exponent + 8 */
+  const int k = -9;                                /* subnormal: a * 2^-9 */
+#else
+  const int c = (int)(b & 0xffu) - ((b & 0x80u) ? 256 : 0);
+  const pkv_u32 s = c < 0 ? 0x8000u : 0u, a = (pkv_u32)(c < 0 ? -c : c);
+  const int k = 0;
+#endif
+  if (a == 0u) return s;
+  /* a * 2^k with a < 256: an f16 normal of exponent p + k */
+  const int p = (a >= 2u) + (a >= 4u) + (a >= 8u) + (a >= 16u) + (a >= 32u) +
+                (a >= 64u) + (a >= 128u);
+  return s | ((pkv_u32)(p + k + 15) << 10) | ((a << (10 - p)) & 0x3ffu);
+#endif
+}
+
+/* pkv_mma_stage for codes: plain 8-byte loads (the conversion needs the
+ * registers), stored as f16 rows; rows nk..bk-1 zeroed, their row scales
+ * 0. int8: the row scales of K and V into ksc and vsc (bk floats each). */
+PKV_INLINE void PKV_KNAME(pkv_mma_stage_q)(
+    pkv_async *as, PKV_LOCAL pkv_u16 *ks, PKV_LOCAL pkv_u16 *vs,
+    PKV_LOCAL float *ksc, PKV_LOCAL float *vsc, const PKV_GLOBAL pkv_u8 *kp,
+    const PKV_GLOBAL pkv_u8 *vp, const PKV_GLOBAL int *bt, int num_pages,
+    int page_size, pkv_i64 ps, pkv_i64 hs, pkv_i64 ts, pkv_i64 soff, int kvh,
+    int kt, int nk, int bk, int d, int ld, int tid, int nt) {
+  const int nch = d / 8;
+  for (int idx = tid; idx < bk * nch; idx += nt) {
+    const int kk = idx / nch, c = idx - kk * nch;
+    PKV_LOCAL pkv_u32 *dk = (PKV_LOCAL pkv_u32 *)(ks + kk * ld + c * 8);
+    PKV_LOCAL pkv_u32 *dv = (PKV_LOCAL pkv_u32 *)(vs + kk * ld + c * 8);
+    if (kk < nk) {
+      const int j = kt + kk, pg = j / page_size;
+      const pkv_i64 off = pkv_page_at(bt, pg, num_pages) * ps + kvh * hs +
+                          (pkv_i64)(j - pg * page_size) * ts + c * 8;
+      /* 8-byte aligned: rows are 16-byte aligned, chunks 8 codes apart */
+      const PKV_GLOBAL pkv_u32 *wk = (const PKV_GLOBAL pkv_u32 *)(kp + off);
+      const PKV_GLOBAL pkv_u32 *wv = (const PKV_GLOBAL pkv_u32 *)(vp + off);
+      for (int w = 0; w < 2; w++) {
+        const pkv_u32 xk = wk[w], xv = wv[w];
+        dk[2 * w] = PKV_KNAME(pkv_mma_h)(xk) | (PKV_KNAME(pkv_mma_h)(xk >> 8) << 16);
+        dk[2 * w + 1] = PKV_KNAME(pkv_mma_h)(xk >> 16) | (PKV_KNAME(pkv_mma_h)(xk >> 24) << 16);
+        dv[2 * w] = PKV_KNAME(pkv_mma_h)(xv) | (PKV_KNAME(pkv_mma_h)(xv >> 8) << 16);
+        dv[2 * w + 1] = PKV_KNAME(pkv_mma_h)(xv >> 16) | (PKV_KNAME(pkv_mma_h)(xv >> 24) << 16);
+      }
+    } else {
+      for (int w = 0; w < 4; w++) dk[w] = dv[w] = 0u;
+    }
+  }
+#if PKV_DTYPE == 5
+  for (int kk = tid; kk < bk; kk += nt) {
+    float a = 0.0f, b = 0.0f;
+    if (kk < nk) {
+      const int j = kt + kk, pg = j / page_size;
+      const pkv_i64 base = pkv_page_at(bt, pg, num_pages) * ps + soff;
+      const pkv_i64 e = (pkv_i64)kvh * page_size + (j - pg * page_size);
+      a = ((const PKV_GLOBAL float *)(kp + base))[e];
+      b = ((const PKV_GLOBAL float *)(vp + base))[e];
+    }
+    ksc[kk] = a;
+    vsc[kk] = b;
+  }
+#else
+  (void)ksc;
+  (void)vsc;
+  (void)soff;
+#endif
   pkv_async_commit(as);
 }
 #endif
@@ -133,6 +221,8 @@ PKV_INLINE void PKV_KNAME(pkv_mma_body)(PKV_MMA_PARAMS,
   PKV_LOCAL pkv_u16 *const tiles = (PKV_LOCAL pkv_u16 *)smem;
   (void)kv_scales;
   (void)scale_offset;
+#undef PKV_MMA_STAGE
+#undef PKV_MMA_VSCALE
 
   const PKV_GLOBAL int *it = items ? items + 4 * (pkv_i64)PKV_GROUP(0) : items;
   const int s = it ? it[0] : PKV_GROUP(2), prow = it ? it[3] : -1;
@@ -146,6 +236,18 @@ PKV_INLINE void PKV_KNAME(pkv_mma_body)(PKV_MMA_PARAMS,
   const int kv_len = pkv_table_row(seq_lens, kv_indptr, kv_last, flags & 8, s,
                                    max_pages, page_size, num_kv_indices, &row0);
   const int q_dt = io_dtypes & 15, o_dt = io_dtypes >> 4;
+#if PKV_DTYPE >= 3
+  /* fp8 per-head scales (flags 16): K's folds into the softmax scale, V's
+   * multiplies the output (as decode_gpu.cl) */
+  float v_scale = 1.0f;
+  if (flags & 16) {
+    scale *= kv_scales[kvh];
+    v_scale = kv_scales[num_q_heads / group + kvh];
+  }
+#define PKV_MMA_VSCALE *v_scale
+#else
+#define PKV_MMA_VSCALE
+#endif
   /* Split keys (decode, num_parts > 1; the host ensures the rows fit one
    * block): work-group `tile` is key partition `tile` of rows 0..63, and
    * writes partials for pkv_decode_merge. */
@@ -203,17 +305,34 @@ PKV_INLINE void PKV_KNAME(pkv_mma_body)(PKV_MMA_PARAMS,
   }
 
   const PKV_GLOBAL int *bt = pages + row0;
+#if PKV_DTYPE >= 3
+  const PKV_GLOBAL pkv_u8 *kp = (const PKV_GLOBAL pkv_u8 *)k_pool;
+  const PKV_GLOBAL pkv_u8 *vp = (const PKV_GLOBAL pkv_u8 *)v_pool;
+  /* int8 row scales: [stage][K, V][BK] floats after the tiles */
+  PKV_LOCAL float *const qsc = (PKV_LOCAL float *)(smem + 4 * PKV_MMA_BK * PKV_MMA_LD / 8);
+#define PKV_MMA_STAGE(dst, st, k0, n)                                          \
+  PKV_KNAME(pkv_mma_stage_q)(&as, (dst), (dst) + PKV_MMA_BK * PKV_MMA_LD,      \
+                             qsc + (st) * 2 * PKV_MMA_BK,                      \
+                             qsc + (st) * 2 * PKV_MMA_BK + PKV_MMA_BK, kp, vp, \
+                             bt, num_pages, page_size, page_stride,            \
+                             head_stride, token_stride, scale_offset, kvh,     \
+                             (k0), (n), PKV_MMA_BK, PKV_HEAD_DIM, PKV_MMA_LD,  \
+                             tid, PKV_MMA_NT)
+#else
   const PKV_GLOBAL pkv_u16 *kp = (const PKV_GLOBAL pkv_u16 *)k_pool;
   const PKV_GLOBAL pkv_u16 *vp = (const PKV_GLOBAL pkv_u16 *)v_pool;
+#define PKV_MMA_STAGE(dst, st, k0, n)                                          \
+  pkv_mma_stage(&as, (dst), (dst) + PKV_MMA_BK * PKV_MMA_LD, kp, vp, bt,       \
+                num_pages, page_size, page_stride, head_stride, token_stride,  \
+                kvh, (k0), (n), PKV_MMA_BK, PKV_HEAD_DIM, PKV_MMA_LD, tid,     \
+                PKV_MMA_NT)
+#endif
   pkv_async as;
   pkv_async_init(&as);
   /* Two stages: the copies of tile t+1 are in flight while tile t is
    * computed (cp.async on NVIDIA; elsewhere the loads are issued first). */
   if (kbeg < kend)
-    pkv_mma_stage(&as, tiles, tiles + PKV_MMA_BK * PKV_MMA_LD, kp, vp, bt,
-                  num_pages, page_size, page_stride, head_stride, token_stride,
-                  kvh, kbeg, kend - kbeg < PKV_MMA_BK ? kend - kbeg : PKV_MMA_BK,
-                  PKV_MMA_BK, PKV_HEAD_DIM, PKV_MMA_LD, tid, PKV_MMA_NT);
+    PKV_MMA_STAGE(tiles, 0, kbeg, kend - kbeg < PKV_MMA_BK ? kend - kbeg : PKV_MMA_BK);
   /* element offset of the current stage: 0 or 2 * BK * LD */
   int cur = 0;
   for (int kt = kbeg; kt < kend; kt += PKV_MMA_BK) {
@@ -222,16 +341,16 @@ PKV_INLINE void PKV_KNAME(pkv_mma_body)(PKV_MMA_PARAMS,
     const int nxt = 2 * PKV_MMA_BK * PKV_MMA_LD - cur, kn = kt + PKV_MMA_BK;
     if (kn < kend) { /* the other stage was released by the last barrier */
       PKV_LOCAL pkv_u16 *kn_s = tiles + nxt;
-      pkv_mma_stage(&as, kn_s, kn_s + PKV_MMA_BK * PKV_MMA_LD, kp, vp, bt,
-                    num_pages, page_size, page_stride, head_stride,
-                    token_stride, kvh, kn,
-                    kend - kn < PKV_MMA_BK ? kend - kn : PKV_MMA_BK, PKV_MMA_BK,
-                    PKV_HEAD_DIM, PKV_MMA_LD, tid, PKV_MMA_NT);
+      PKV_MMA_STAGE(kn_s, nxt ? 1 : 0, kn, kend - kn < PKV_MMA_BK ? kend - kn : PKV_MMA_BK);
       pkv_async_wait(&as, 1); /* tile t has landed, t+1 may be in flight */
     } else {
       pkv_async_wait(&as, 0);
     }
     PKV_BARRIER();
+#if PKV_DTYPE == 5
+    const PKV_LOCAL float *krs = qsc + (cur ? 2 * PKV_MMA_BK : 0);
+    const PKV_LOCAL float *vrs = krs + PKV_MMA_BK;
+#endif
 
     /* S = Q K^T, masked and scored */
     pkv_frag_c sc[PKV_MMA_NK];
@@ -252,8 +371,12 @@ PKV_INLINE void PKV_KNAME(pkv_mma_body)(PKV_MMA_PARAMS,
         const int lr = pkv_frag_lrow(i), j = kt + f * 16 + pkv_frag_col(lane, i);
         const int vis = valid[lr] && j < kend && (!causal || j <= qpos[lr]) &&
                         (window_left < 0 || j >= qpos[lr] - window_left);
-        const float sv = vis ? PKV_SCORE(sc[f].x[i], scale, softcap, slope[lr], j,
-                                         qpos[lr])
+#if PKV_DTYPE == 5
+        const float dot = sc[f].x[i] * krs[f * 16 + pkv_frag_col(lane, i)];
+#else
+        const float dot = sc[f].x[i];
+#endif
+        const float sv = vis ? PKV_SCORE(dot, scale, softcap, slope[lr], j, qpos[lr])
                              : -PKV_INFINITY;
         sc[f].x[i] = sv;
         mx[lr] = pkv_fmaxf(mx[lr], sv);
@@ -279,7 +402,13 @@ PKV_INLINE void PKV_KNAME(pkv_mma_body)(PKV_MMA_PARAMS,
       for (int i = 0; i < PKV_FRAG_N; i++) {
         const int lr = pkv_frag_lrow(i);
         const float p = pkv_exp_diff(sc[f].x[i], m[lr]);
+#if PKV_DTYPE == 5
+        /* V's row scale on P's column (0 for a masked key: a NaN scale
+         * there must not reach O) */
+        sc[f].x[i] = p != 0.0f ? p * vrs[f * 16 + pkv_frag_col(lane, i)] : 0.0f;
+#else
         sc[f].x[i] = p;
+#endif
         l[lr] += p;
       }
       pkv_frag_a pa;
@@ -302,7 +431,7 @@ PKV_INLINE void PKV_KNAME(pkv_mma_body)(PKV_MMA_PARAMS,
     PKV_MMA_UNROLL
     for (int lr = 0; lr < PKV_FRAG_LROWS; lr++) {
       const float L = pkv_frag_row_sum(l[lr], scr);
-      inv[lr] = !(L <= 0.0f) ? 1.0f / L : 0.0f;
+      inv[lr] = !(L <= 0.0f) ? 1.0f / L PKV_MMA_VSCALE : 0.0f;
       if (valid[lr] && pkv_frag_col(lane, pkv_frag_lrow_elem(lr)) == 0) {
         if (prow >= 0) {
           part_ml[(pkv_i64)prow * num_q_heads + qh[lr]] =
@@ -331,7 +460,7 @@ PKV_INLINE void PKV_KNAME(pkv_mma_body)(PKV_MMA_PARAMS,
     float L = pkv_frag_row_sum(l[lr], scr), M = m[lr];
     const float l0 = L;
     const float fs = (valid[lr] && (flags & 4)) ? pkv_sink_fold(&M, &L, sinks[qh[lr]]) : 1.0f;
-    inv[lr] = !(l0 <= 0.0f) ? fs / l0 : 0.0f;
+    inv[lr] = !(l0 <= 0.0f) ? fs / l0 PKV_MMA_VSCALE : 0.0f;
     if (valid[lr] && (flags & 2) && pkv_frag_col(lane, pkv_frag_lrow_elem(lr)) == 0) {
       const int i = (rw + pkv_frag_row(lane, pkv_frag_lrow_elem(lr))) / group;
       lse[(pkv_i64)(q0 + i) * num_q_heads + qh[lr]] =
@@ -354,7 +483,7 @@ PKV_INLINE void PKV_KNAME(pkv_mma_body)(PKV_MMA_PARAMS,
 PKV_KERNEL PKV_FRAG_LAUNCH_BOUNDS(PKV_MMA_NT) PKV_SG_ATTR void
 PKV_KNAME(pkv_prefill_mma)(PKV_MMA_PARAMS) {
   /* [stage 0: K, V][stage 1: K, V] */
-  PKV_LOCAL_DECL pkv_u32x4 smem[4 * PKV_MMA_BK * PKV_MMA_LD / 8];
+  PKV_LOCAL_DECL pkv_u32x4 smem[4 * PKV_MMA_BK * PKV_MMA_LD / 8 + PKV_MMA_QSC];
   PKV_TILE_SCRATCH(scr, PKV_MMA_NT);
   PKV_FRAG_SCRATCH(fscr, PKV_MMA_NT);
   PKV_KNAME(pkv_mma_body)(PKV_MMA_ARGS, (const PKV_GLOBAL int *)0, smem, scr, fscr);
@@ -367,11 +496,11 @@ PKV_KNAME(pkv_prefill_mma)(PKV_MMA_PARAMS) {
 PKV_KERNEL PKV_FRAG_LAUNCH_BOUNDS(PKV_MMA_NT) PKV_SG_ATTR void
 PKV_KNAME(pkv_prefill_mma_plan)(PKV_MMA_PARAMS, PKV_GLOBAL const int *items,
                                 pkv_i64 lse_off) {
-  PKV_LOCAL_DECL pkv_u32x4 smem[4 * PKV_MMA_BK * PKV_MMA_LD / 8];
+  PKV_LOCAL_DECL pkv_u32x4 smem[4 * PKV_MMA_BK * PKV_MMA_LD / 8 + PKV_MMA_QSC];
   PKV_TILE_SCRATCH(scr, PKV_MMA_NT);
   PKV_FRAG_SCRATCH(fscr, PKV_MMA_NT);
   part_ml = part_o + lse_off; /* the workspace: outputs, then LSE */
   PKV_KNAME(pkv_mma_body)(PKV_MMA_ARGS, items, smem, scr, fscr);
 }
 
-#endif /* PKV_DTYPE == 1 || PKV_DTYPE == 2 */
+#endif /* PKV_DTYPE 1..5 */

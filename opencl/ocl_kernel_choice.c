@@ -118,7 +118,9 @@ int pkv__ocl_gpu_decode_wg(int head_dim, int wave) {
  * so that decode can split the key axis). */
 int pkv__ocl_mma_wants(const pkv_ocl_kernels *k, int dtype, int q_dtype,
                        int o_dtype, int max_q_len, int group) {
-  if (!k->mma || (dtype != 1 && dtype != 2)) return 0;
+  /* f16/bf16 caches, and quantized ones (fp8 e4m3/e5m2, int8: their codes
+   * become f16 operands in the staging, kernels/prefill_mma.cl) */
+  if (!k->mma || dtype < 1 || dtype > 5) return 0;
   if ((q_dtype != 1 && q_dtype != 2) || (o_dtype != 1 && o_dtype != 2)) return 0;
   return max_q_len > 1 || (group >= 4 && group <= 64);
 }

@@ -75,8 +75,9 @@ static void build_options(cl_device_id dev, const pkv_ocl_kernels *k,
                   k->poison ? " -DPKV_EMU_POISON" : "",
                   k->late_wait ? " -DPKV_EMU_LATE_WAIT" : "");
   /* The matrix-unit prefill (kernels/prefill_mma.cl) under the lane map
-   * of k->frag; only the f16/bf16 programs have it. */
-  if (k->mma && (dtype == 1 || dtype == 2) && n > 0 && (size_t)n < cap)
+   * of k->frag; the f16/bf16 and the quantized (fp8, int8: f16 operands)
+   * programs have it. */
+  if (k->mma && dtype >= 1 && dtype <= 5 && n > 0 && (size_t)n < cap)
     snprintf(buf + n, cap - (size_t)n, " -DPKV_WITH_MMA -DPKV_FRAG=%d", k->frag);
 }
 
@@ -207,7 +208,7 @@ static pkv_status make_kernels(pkv_context *ctx, pkv_ocl_program *p) {
   }
   p->prefill_mma = NULL;
   p->prefill_mma_plan = NULL;
-  if (pkv_ocl_of(ctx)->kern.mma && (p->dtype == 1 || p->dtype == 2)) {
+  if (pkv_ocl_of(ctx)->kern.mma && p->dtype >= 1 && p->dtype <= 5) {
     cl_int err;
     const char *name = "pkv_prefill_mma";
     p->prefill_mma = clCreateKernel(p->program, name, &err);
