@@ -11,8 +11,9 @@
  * - a run with a view of another cache, a workspace too small, or q/out
  *   of another batch refuses with its status and launches nothing;
  * - with PKV_KERNELS=mma (the emulated fragment dialect), f16 and bf16
- *   caches and q/out with GQA groups 4 and 8 run the matrix-unit kernel
- *   under the plan (pkv_prefill_mma_plan), split or not, = CPU reference. */
+ *   caches and q/out, and an e5m2 cache with per-head scales, with GQA
+ *   groups 4 and 8 run the matrix-unit kernel under the plan
+ *   (pkv_prefill_mma_plan), split or not, = CPU reference. */
 #include "alloc.h"
 #include "dtype_convert.h"
 #include "internal.h"
@@ -340,20 +341,30 @@ static float dec16(pkv_dtype dt, uint16_t h) {
   return dt == PKV_DTYPE_F16 ? pkv_f16_to_f32(h) : pkv_bf16_to_f32(h);
 }
 
-static void mma_case(pkv_context *dc, pkv_context *rc, pkv_dtype dt,
-                     int group, int sink, int window) {
+/* cdt: the cache's dtype, dt (f16/bf16) q's and out's; an e5m2 cache
+ * holds multiples of 1/4 below 2 (exact in e5m2), with per-head scales. */
+static void mma_case(pkv_context *dc, pkv_context *rc, pkv_dtype cdt,
+                     pkv_dtype dt, int group, int sink, int window) {
   pkv_ocl *o = pkv_ocl_of(dc);
-  const int nq = NKV * group;
-  const size_t pool_n = (size_t)M_PAGES * PS * NKV * D;
+  const int nq = NKV * group, fp8 = cdt == PKV_DTYPE_FP8_E5M2;
+  const size_t pool_n = (size_t)M_PAGES * PS * NKV * D, eb = fp8 ? 1 : 2;
   const size_t q_n = (size_t)M_NSEQ * nq * D;
   uint16_t *k = malloc(pool_n * 2), *v = malloc(pool_n * 2);
+  const float ksc[NKV] = {0.5f, 2.0f}, vsc[NKV] = {1.5f, 0.25f};
   uint16_t *q = malloc(q_n * 2), *od = malloc(q_n * 2), *orf = malloc(q_n * 2);
   float *ld = malloc((size_t)M_NSEQ * nq * 4), *lr = malloc((size_t)M_NSEQ * nq * 4);
   int32_t bt[M_NSEQ * M_MAXP], sl[M_NSEQ], qi[M_NSEQ + 1];
   rng = 0x2545f4914f6cdd1dull + (uint64_t)group * 7 + (uint64_t)dt;
   for (size_t i = 0; i < pool_n; i++) {
-    k[i] = enc16(dt, (float)(int)(urand() * 64) / 64.0f);
-    v[i] = enc16(dt, (float)(int)(urand() * 64) / 64.0f);
+    k[i] = enc16(cdt, (float)(int)(urand() * 64) / 64.0f);
+    v[i] = enc16(cdt, (float)(int)(urand() * 64) / 64.0f);
+  }
+  if (fp8) { /* e5m2 codes: the high byte of the f16 of k/4, |k| < 8 */
+    uint8_t *k8 = (uint8_t *)k, *v8 = (uint8_t *)v;
+    for (size_t i = 0; i < pool_n; i++) {
+      k8[i] = (uint8_t)(pkv__f32_to_f16((float)(int)(urand() * 8) / 4.0f) >> 8);
+      v8[i] = (uint8_t)(pkv__f32_to_f16((float)(int)(urand() * 8) / 4.0f) >> 8);
+    }
   }
   for (size_t i = 0; i < q_n; i++) q[i] = enc16(dt, (float)(int)(urand() * 64) / 64.0f);
   qi[0] = 0;
@@ -367,7 +378,7 @@ static void mma_case(pkv_context *dc, pkv_context *rc, pkv_dtype dt,
   pkv_context *cs[2] = {dc, rc};
   pkv_buffer *b[2][6];
   for (int i = 0; i < 2; i++) {
-    b[i][0] = mk(cs[i], k, pool_n * 2), b[i][1] = mk(cs[i], v, pool_n * 2);
+    b[i][0] = mk(cs[i], k, pool_n * eb), b[i][1] = mk(cs[i], v, pool_n * eb);
     b[i][2] = mk(cs[i], q, q_n * 2), b[i][3] = mk(cs[i], NULL, q_n * 2);
     b[i][4] = mk(cs[i], bt, sizeof bt);
     b[i][5] = mk(cs[i], NULL, (size_t)M_NSEQ * nq * 4);
@@ -386,7 +397,8 @@ static void mma_case(pkv_context *dc, pkv_context *rc, pkv_dtype dt,
     pkv_kv_view_init(&vw[i]);
     vw[i].k = b[i][0], vw[i].v = b[i][1];
     vw[i].page_size = PS, vw[i].num_kv_heads = NKV, vw[i].head_dim = D;
-    vw[i].num_pages = M_PAGES, vw[i].dtype = dt;
+    vw[i].num_pages = M_PAGES, vw[i].dtype = cdt;
+    if (fp8) vw[i].k_scales = ksc, vw[i].v_scales = vsc;
     pkv_kv_table_init(&tb[i]);
     tb[i].num_seqs = M_NSEQ, tb[i].num_tokens = M_NSEQ, tb[i].max_q_len = 1;
     tb[i].max_kv_len = 300;
@@ -431,13 +443,14 @@ static void mma_case(pkv_context *dc, pkv_context *rc, pkv_dtype dt,
                             ? 0
                             : (isnan(ld[i]) || isnan(lr[i]) ? INFINITY
                                                              : fabs(ld[i] - lr[i])));
-    const double tol = dt == PKV_DTYPE_F16 ? 4e-3 : 3e-2;
+    const double tol = (dt == PKV_DTYPE_F16 ? 4e-3 : 3e-2) * (fp8 ? 2 : 1);
     ok(bs == PKV_OK && rs == PKV_OK && cst == PKV_OK &&
            o->stat_mma_plan == n0 + 1 && err < tol && lerr < 1e-2,
-       "mma kernel, %s, group %d%s%s, chunk %lld (%lld items, %d split): "
+       "mma kernel, %s%s, group %d%s%s, chunk %lld (%lld items, %d split): "
        "pkv_prefill_mma_plan ran %lld time(s), run = CPU reference (max "
        "|diff| out %.2g, lse %.2g)",
-       dt == PKV_DTYPE_F16 ? "f16" : "bf16", group, sink ? ", sinks" : "",
+       fp8 ? "e5m2 cache, q/out " : "", dt == PKV_DTYPE_F16 ? "f16" : "bf16",
+       group, sink ? ", sinks" : "",
        window >= 0 ? ", window" : "", (long long)info.chunk_keys,
        (long long)info.num_items, info.num_split,
        (long long)(o->stat_mma_plan - n0), err, lerr);
@@ -460,10 +473,12 @@ static void mma_cases(pkv_context *rc) {
     ok(0, "mma kernel: OpenCL context: %s", pkv_last_error(c));
     return;
   }
-  mma_case(c, rc, PKV_DTYPE_F16, 4, 0, -1);
-  mma_case(c, rc, PKV_DTYPE_F16, 8, 1, 100);
-  mma_case(c, rc, PKV_DTYPE_BF16, 4, 1, -1);
-  mma_case(c, rc, PKV_DTYPE_BF16, 8, 0, 100);
+  mma_case(c, rc, PKV_DTYPE_F16, PKV_DTYPE_F16, 4, 0, -1);
+  mma_case(c, rc, PKV_DTYPE_F16, PKV_DTYPE_F16, 8, 1, 100);
+  mma_case(c, rc, PKV_DTYPE_BF16, PKV_DTYPE_BF16, 4, 1, -1);
+  mma_case(c, rc, PKV_DTYPE_BF16, PKV_DTYPE_BF16, 8, 0, 100);
+  mma_case(c, rc, PKV_DTYPE_FP8_E5M2, PKV_DTYPE_F16, 4, 1, -1);
+  mma_case(c, rc, PKV_DTYPE_FP8_E5M2, PKV_DTYPE_BF16, 8, 0, 100);
   pkv_context_destroy(c);
 }
 
