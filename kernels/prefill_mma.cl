@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Prefill / extend / speculative decode / GQA decode on the matrix unit:
  * a FlashAttention-2-style kernel on the fragment dialect (frag.h), for
- * f16 and bf16 caches. The arguments and semantics of pkv_prefill
- * (prefill.cl), which f32 and quantized caches keep, plus the decode
+ * f16 and bf16 caches, and fp8/int8 caches staged as f16 (pkv_mma_stage_q).
+ * The arguments and semantics of pkv_prefill (prefill.cl), which f32
+ * caches keep, plus the decode
  * partials (part_o, part_ml, num_parts, part_len: as pkv_decode's, merged
- * by pkv_decode_merge) for decode split over the key axis.
+ * by pkv_decode_merge) for decode split over the key axis; and the
+ * plan-driven entry pkv_prefill_mma_plan (below).
  *
  * Work-group (row tile, kv head, sequence), PKV_MMA_NT = 4 waves. A row is
  * one (query token, query head of the GQA group) pair, flattened

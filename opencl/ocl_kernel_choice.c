@@ -2,7 +2,7 @@
 /* Decode kernel choice per device class: GPU and accelerator devices run
  * the GPU-shaped kernel (kernels/decode_gpu.cl), CPU devices the
  * CPU-shaped one (kernels/decode.cl), whose long contiguous key runs a
- * CPU's prefetcher follows. Prefill on f16/bf16 caches: GPU devices run
+ * CPU's prefetcher follows. Prefill on f16/bf16/fp8/int8 caches: GPU devices run
  * the matrix-unit kernel (kernels/prefill_mma.cl, also for decode with a
  * GQA group of 4 or more), CPU devices the SIMT one (kernels/prefill.cl).
  * The environment overrides, for tests:
@@ -108,9 +108,10 @@ int pkv__ocl_gpu_decode_wg(int head_dim, int wave) {
   return 4 * wave > tpr * 8 ? 4 * wave : tpr * 8;
 }
 
-/* Whether an attention call of this shape runs pkv_prefill_mma: matrix
- * units take 16-bit operands, so f16 and bf16 caches only (f32 and the
- * quantized caches keep the SIMT kernels), with q and out of a 16-bit
+/* Whether an attention call of this shape runs pkv_prefill_mma (or, under
+ * a plan, pkv_prefill_mma_plan): matrix units take 16-bit operands, so
+ * f16 and bf16 caches and the quantized ones whose codes the kernel
+ * converts to f16 (f32 caches keep the SIMT kernels), with q and out of a 16-bit
  * type too (an f32 q or out asks for f32 precision, which q and P rounded
  * to 16 bits for the unit do not give); prefill, extend and speculative
  * decode (q_len > 1), and decode when a GQA group of 4 or more fills a
