@@ -48,6 +48,12 @@
  * the 8 rows of a 16-byte-per-lane load (ldmatrix) hit distinct banks. */
 #define PKV_MMA_BK (PKV_HEAD_DIM <= 64 ? 64 : PKV_HEAD_DIM <= 128 ? 32 : 16)
 #define PKV_MMA_LD (PKV_HEAD_DIM + 8)
+/* HIP/CUDA launch bounds: 3 blocks per SM up to head dim 128 (at most 170
+ * registers a thread on sm_90, 0 spill), but 1 for int8 (its row scales
+ * need ~210 at head dim 128 and spilled 28 bytes at 168) and above head
+ * dim 128 (the 256 instantiation needs all 255) */
+#undef PKV_FRAG_MIN_BLOCKS
+#define PKV_FRAG_MIN_BLOCKS (PKV_HEAD_DIM <= 128 && PKV_DTYPE != 5 ? 3 : 1)
 #define PKV_MMA_ND (PKV_HEAD_DIM / 16) /* fragments across the head dim */
 /* int8: the row scales of both stages, 4 x BK floats, after the tiles */
 #undef PKV_MMA_QSC

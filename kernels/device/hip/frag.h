@@ -41,12 +41,16 @@
 #endif
 #endif
 
-/* A minimum of one block per SM: the kernel holds Q and O in registers
- * (FA2); 128-256 threads a block may use up to 255 registers a thread.
- * Said explicitly: without it ptxas (CUDA 12, sm_90) held the head dim 64
- * instantiation at 128 registers and spilled 28 bytes; with it, 152-156
- * registers and no spill (3 blocks of 128 threads per SM instead of 4). */
-#define PKV_FRAG_LAUNCH_BOUNDS(nt) __launch_bounds__(nt, 1)
+/* The kernel holds Q and O in registers (FA2); 128-256 threads a block
+ * may use up to 255 registers a thread. The minimum of blocks per SM is
+ * the includer's PKV_FRAG_MIN_BLOCKS (default 1), said explicitly: with
+ * none, ptxas (CUDA 12, sm_90) held the head dim 64 mma instantiation at
+ * 128 registers and spilled 28 bytes; with 1 it took 196 at head dim 128
+ * (2 blocks per SM); prefill_mma.cl asks 3 up to head dim 128. */
+#ifndef PKV_FRAG_MIN_BLOCKS
+#define PKV_FRAG_MIN_BLOCKS 1
+#endif
+#define PKV_FRAG_LAUNCH_BOUNDS(nt) __launch_bounds__(nt, PKV_FRAG_MIN_BLOCKS)
 #define PKV_FRAG_ZERO4 make_uint4(0u, 0u, 0u, 0u)
 #define pkv_frag_h2f_(u) pkv_hip_h2f(u)
 #define pkv_frag_f2h_(f) pkv_hip_f2h(f)
