@@ -482,6 +482,25 @@ const pkv_hip_plan_kset *pkv__hip_plan_kset_for(int dtype, int head_dim) {
   return NULL;
 }
 
+/* Whether the matrix-unit kernel (kernels/prefill_mma.cl) runs this
+ * attention, planned or not: 16-bit operands (f16/bf16 cache, or fp8/int8
+ * codes the kernel stages as f16; q and out f16/bf16),
+ * aligned K/V rows for its 16-byte async copies; prefill, extend, spec
+ * decode, GQA >= 4 decode (the group in the 64 rows of one block). */
+static int mma_choice(const pkv_hip_impl *im, const pkv_attn_args *a) {
+  const pkv_cache_geometry *g = a->geom;
+  const int group = a->num_q_heads / g->num_kv_heads;
+  const size_t es = pkv__elem_bytes(g->dtype);
+  return im->mma &&
+         g->dtype != PKV_DTYPE_F32 && /* 16-bit, or codes staged as f16 */
+         (a->q_dtype == PKV_DTYPE_F16 || a->q_dtype == PKV_DTYPE_BF16) &&
+         (a->o_dtype == PKV_DTYPE_F16 || a->o_dtype == PKV_DTYPE_BF16) &&
+         (a->max_q_len > 1 || (group >= 4 && group <= 64)) &&
+         a->k_pool->aligned16 && a->v_pool->aligned16 &&
+         ((size_t)(g->page_stride | g->head_stride | g->token_stride) * es) %
+                 16 == 0;
+}
+
 /* Whether the GPU-shaped kernel runs this attention, and its variant. */
 static void gpu_choice(const pkv_hip_impl *im, const pkv_attn_args *a,
                        pkv_hip_launch *l) {
@@ -514,7 +533,9 @@ static pkv_status hip_decode_plan(pkv_context *ctx, const pkv_attn_args *a,
   if (!pk) return no_kernels(ctx, g);
   pkv__plan_launch pl;
   const int group = a->num_q_heads / g->num_kv_heads;
-  if (!pkv__plan_launch_of(pe, g->num_kv_heads, group, 8, &pl))
+  l->mma = mma_choice(im, a); /* one block holds the whole group */
+  if (!pkv__plan_launch_of(pe, g->num_kv_heads, group, l->mma ? group : 8,
+                           &pl))
     return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "plan of %lld grid items x %d kv heads exceeds the "
                     "launch limits",
@@ -526,7 +547,7 @@ static pkv_status hip_decode_plan(pkv_context *ctx, const pkv_attn_args *a,
   l->stream = pe->stream ? (hipStream_t)pe->stream : im->stream;
   l->alibi = a->h_alibi ? (const float *)a->alibi->native : NULL;
   l->sinks = a->h_sinks ? (const float *)pe->sinks->native : NULL;
-  gpu_choice(im, a, l);
+  if (!l->mma) gpu_choice(im, a, l);
   l->plan_items = (const int32_t *)pe->dev_items->native;
   l->plan_merges = (const int32_t *)pe->dev_merges->native;
   l->grid_items = (long long)pl.items;
@@ -534,8 +555,9 @@ static pkv_status hip_decode_plan(pkv_context *ctx, const pkv_attn_args *a,
   l->lse_off = pl.lse_off;
   l->ws = pe->workspace ? (float *)pe->workspace->native : NULL;
   LAUNCH_CHECK(ctx,
-               l->gpu_decode ? "launch of pkv_decode_gpu_plan"
-                             : "launch of pkv_decode_plan",
+               l->mma          ? "launch of pkv_prefill_mma_plan"
+               : l->gpu_decode ? "launch of pkv_decode_gpu_plan"
+                               : "launch of pkv_decode_plan",
                pk->decode(l));
   return PKV_OK;
 }
@@ -599,16 +621,19 @@ static pkv_status hip_mem_upload_async(pkv_context *ctx, void *native,
 }
 
 /* The planner's blocks per SM/CU: the occupancy of the kernel a run
- * launches (the GPU-shaped one unless PKV_KERNELS=cpu; its vector variant,
- * which every aligned cache gets). */
+ * launches (the matrix-unit one for 16-bit and quantized caches with a GQA group of
+ * 4..64 unless PKV_KERNELS=simt, taking q and out in 16 bits, their usual
+ * dtype; else the GPU-shaped one unless PKV_KERNELS=cpu; its vector
+ * variant, which every aligned cache gets). */
 static int hip_decode_blocks_per_cu(pkv_context *ctx, int32_t head_dim,
                                     pkv_dtype dtype, int32_t group) {
   pkv_hip_impl *im = impl_of(ctx);
-  (void)group; /* the block shape does not depend on the group */
+  const int mma = im->mma && dtype != PKV_DTYPE_F32 &&
+                  group >= 4 && group <= 64;
   const pkv_hip_plan_kset *pk = pkv__hip_plan_kset_for((int)dtype, head_dim);
   int n = 0;
   if (!pk || hipSetDevice(im->device) != hipSuccess ||
-      pk->occupancy(im->gpu_decode, 1, &n) != hipSuccess) {
+      pk->occupancy(mma, im->gpu_decode, 1, &n) != hipSuccess) {
     (void)hipGetLastError();
     return 0;
   }
@@ -691,22 +716,7 @@ static pkv_status hip_attention(pkv_context *ctx, const pkv_attn_args *a) {
   const bool plan_sinks = a->h_sinks && a->plan && a->plan->sinks;
   if (a->h_sinks && !plan_sinks)
     sinks_bytes = align_up((size_t)a->num_q_heads * sizeof(float), 256);
-  {
-    /* The matrix-unit kernel (kernels/prefill_mma.cl): 16-bit operands
-     * (f16/bf16 cache, q and out), aligned K/V rows for its 16-byte
-     * async copies; prefill, extend, spec decode, GQA >= 4 decode. */
-    const int group = a->num_q_heads / g->num_kv_heads;
-    const size_t es = pkv__elem_bytes(g->dtype);
-    l.mma = im->mma &&
-            (g->dtype == PKV_DTYPE_F16 || g->dtype == PKV_DTYPE_BF16) &&
-            (a->q_dtype == PKV_DTYPE_F16 || a->q_dtype == PKV_DTYPE_BF16) &&
-            (a->o_dtype == PKV_DTYPE_F16 || a->o_dtype == PKV_DTYPE_BF16) &&
-            (a->max_q_len > 1 || (group >= 4 && group <= 64)) &&
-            a->k_pool->aligned16 &&
-            a->v_pool->aligned16 &&
-            ((size_t)(g->page_stride | g->head_stride | g->token_stride) * es) %
-                    16 == 0;
-  }
+  l.mma = mma_choice(im, a);
   if (a->max_q_len <= 1) {
     int kv = a->max_kv_len > 0 ? a->max_kv_len : 1;
     int part = ks->part;

@@ -107,7 +107,7 @@ struct pkv_hip_plan_kset {
   hipError_t (*decode)(const pkv_hip_launch *a);
   /* hipOccupancyMaxActiveBlocksPerMultiprocessor of the kernel decode
    * launches for (gpu_decode, aligned) */
-  hipError_t (*occupancy)(int gpu_decode, int aligned, int *blocks);
+  hipError_t (*occupancy)(int mma, int gpu_decode, int aligned, int *blocks);
 };
 const pkv_hip_plan_kset *pkv__hip_plan_kset_for(int dtype, int head_dim);
 extern const pkv_hip_plan_kset pkv_hip_plan_ksets_t0[PKV_HIP_NUM_HEAD_DIMS];

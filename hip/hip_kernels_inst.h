@@ -16,7 +16,7 @@
 #include "quant.h"
 #include "decode_gpu.cl"
 #include "prefill.cl"
-#if PKV_DTYPE == 1 || PKV_DTYPE == 2
+#if PKV_DTYPE >= 1 && PKV_DTYPE <= 5 /* f16, bf16, fp8, int8: the mma kernel */
 #include "prefill_mma.cl"
 #endif
 
@@ -45,7 +45,7 @@ static hipError_t PKV_KNAME(pkv_hip_attn)(const pkv_hip_launch *a) {
                     (a->sinks ? 4 : 0) | (a->csr ? 8 : 0) |
                     (a->has_scales ? 16 : 0);
   const int io = a->q_dtype | (a->o_dtype << 4);
-#if PKV_DTYPE == 1 || PKV_DTYPE == 2
+#if PKV_DTYPE >= 1 && PKV_DTYPE <= 5 /* f16, bf16, fp8, int8: the mma kernel */
   if (a->mma) { /* kernels/prefill_mma.cl: 64 rows a block */
     const long long rows = (long long)(a->max_q_len > 1 ? a->max_q_len : 1) * group;
     /* decode with partitions: one block per partition of the group's rows */

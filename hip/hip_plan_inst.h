@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The plan-driven decode launchers of one (PKV_DTYPE, PKV_HEAD_DIM)
  * instantiation (doc/plan-run.md), included at the end of
- * hip_kernels_inst.h: the items grid of pkv_decode_plan or
- * pkv_decode_gpu_plan(_u), then pkv_decode_plan_merge over the plan's merge
+ * hip_kernels_inst.h: the items grid of pkv_prefill_mma_plan (f16/bf16),
+ * pkv_decode_plan or pkv_decode_gpu_plan(_u), then pkv_decode_plan_merge over the plan's merge
  * slots. Every extent comes from the plan (grid_items, merge_slots), none
  * from the batch, and everything is queued on a->stream: the launches of a
  * run replay in a captured graph. */
@@ -13,6 +13,22 @@ static hipError_t PKV_KNAME(pkv_hip_plan)(const pkv_hip_launch *a) {
                     (a->sinks ? 4 : 0) | (a->csr ? 8 : 0) |
                     (a->has_scales ? 16 : 0);
   const int io = a->q_dtype | (a->o_dtype << 4);
+#if PKV_DTYPE >= 1 && PKV_DTYPE <= 5 /* f16, bf16, fp8, int8: the mma kernel */
+  if (a->mma) { /* kernels/prefill_mma.cl: the group in one block's rows */
+    dim3 grid((unsigned)a->grid_items, (unsigned)a->num_kv_heads);
+    PKV_KNAME(pkv_prefill_mma_plan)<<<grid, PKV_MMA_NT, 0, a->stream>>>(
+        a->q, (const pkv_elem_t *)a->k_pool, (const pkv_elem_t *)a->v_pool,
+        a->pages, a->seq_lens, a->kv_indptr, a->kv_last, a->q_indptr,
+        a->alibi, a->sinks, a->out, a->lse, a->max_pages, a->num_q_heads,
+        group, a->page_size, (pkv_i64)a->page_stride, (pkv_i64)a->head_stride,
+        (pkv_i64)a->token_stride, a->scale, a->softcap, a->causal,
+        a->window_left, flags, (pkv_i64)a->q_off, (pkv_i64)a->q_ts,
+        (pkv_i64)a->q_hs, (pkv_i64)a->o_off, (pkv_i64)a->o_ts,
+        (pkv_i64)a->o_hs, io, (int)a->num_pages, a->num_tokens,
+        (pkv_i64)a->num_kv_indices, a->kv_scales, (pkv_i64)a->scale_offset,
+        a->ws, a->ws, 1, 0, a->plan_items, (pkv_i64)a->lse_off);
+  } else
+#endif
   if (a->gpu_decode) {
     const int chunks = (group + PKV_G_MAXG - 1) / PKV_G_MAXG;
     dim3 grid((unsigned)a->grid_items, (unsigned)(a->num_kv_heads * chunks));
@@ -57,8 +73,15 @@ static hipError_t PKV_KNAME(pkv_hip_plan)(const pkv_hip_launch *a) {
 /* Resident blocks per SM/CU of the kernel pkv_hip_plan launches, from the
  * runtime's occupancy calculator (registers, shared memory, launch
  * bounds of the compiled kernel): the planner's blocks per SM. */
-static hipError_t PKV_KNAME(pkv_hip_plan_occ)(int gpu_decode, int aligned,
-                                              int *blocks) {
+static hipError_t PKV_KNAME(pkv_hip_plan_occ)(int mma, int gpu_decode,
+                                              int aligned, int *blocks) {
+#if PKV_DTYPE >= 1 && PKV_DTYPE <= 5 /* f16, bf16, fp8, int8: the mma kernel */
+  if (mma)
+    return hipOccupancyMaxActiveBlocksPerMultiprocessor(
+        blocks, PKV_KNAME(pkv_prefill_mma_plan), PKV_MMA_NT, 0);
+#else
+  (void)mma;
+#endif
   if (gpu_decode)
     return hipOccupancyMaxActiveBlocksPerMultiprocessor(
         blocks,

@@ -43,6 +43,7 @@ typedef struct pkv_ocl_program {
   int from_binary_cache; /* 1 when loaded from the on-disk cache */
   int part;              /* keys per decode partition (PKV_PART) */
   cl_kernel prefill_mma; /* pkv_prefill_mma: f16/bf16 programs with mma on */
+  cl_kernel prefill_mma_plan; /* pkv_prefill_mma_plan: with prefill_mma */
 } pkv_ocl_program;
 
 #define PKV_OCL_MAX_PROGRAMS 32
@@ -83,6 +84,7 @@ typedef struct pkv_ocl {
   /* Test hooks (tests/test_ocl_plan.c): device buffers this backend
    * created, and calls that made the host wait for the device. */
   int64_t stat_allocs, stat_waits;
+  int64_t stat_mma_plan; /* launches of pkv_prefill_mma_plan (for tests) */
 } pkv_ocl;
 
 static inline pkv_ocl *pkv_ocl_of(pkv_context *ctx) {

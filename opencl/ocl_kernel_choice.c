@@ -2,7 +2,7 @@
 /* Decode kernel choice per device class: GPU and accelerator devices run
  * the GPU-shaped kernel (kernels/decode_gpu.cl), CPU devices the
  * CPU-shaped one (kernels/decode.cl), whose long contiguous key runs a
- * CPU's prefetcher follows. Prefill on f16/bf16 caches: GPU devices run
+ * CPU's prefetcher follows. Prefill on f16/bf16/fp8/int8 caches: GPU devices run
  * the matrix-unit kernel (kernels/prefill_mma.cl, also for decode with a
  * GQA group of 4 or more), CPU devices the SIMT one (kernels/prefill.cl).
  * The environment overrides, for tests:
@@ -108,9 +108,10 @@ int pkv__ocl_gpu_decode_wg(int head_dim, int wave) {
   return 4 * wave > tpr * 8 ? 4 * wave : tpr * 8;
 }
 
-/* Whether an attention call of this shape runs pkv_prefill_mma: matrix
- * units take 16-bit operands, so f16 and bf16 caches only (f32 and the
- * quantized caches keep the SIMT kernels), with q and out of a 16-bit
+/* Whether an attention call of this shape runs pkv_prefill_mma (or, under
+ * a plan, pkv_prefill_mma_plan): matrix units take 16-bit operands, so
+ * f16 and bf16 caches and the quantized ones whose codes the kernel
+ * converts to f16 (f32 caches keep the SIMT kernels), with q and out of a 16-bit
  * type too (an f32 q or out asks for f32 precision, which q and P rounded
  * to 16 bits for the unit do not give); prefill, extend and speculative
  * decode (q_len > 1), and decode when a GQA group of 4 or more fills a
@@ -118,7 +119,9 @@ int pkv__ocl_gpu_decode_wg(int head_dim, int wave) {
  * so that decode can split the key axis). */
 int pkv__ocl_mma_wants(const pkv_ocl_kernels *k, int dtype, int q_dtype,
                        int o_dtype, int max_q_len, int group) {
-  if (!k->mma || (dtype != 1 && dtype != 2)) return 0;
+  /* f16/bf16 caches, and quantized ones (fp8 e4m3/e5m2, int8: their codes
+   * become f16 operands in the staging, kernels/prefill_mma.cl) */
+  if (!k->mma || dtype < 1 || dtype > 5) return 0;
   if ((q_dtype != 1 && q_dtype != 2) || (o_dtype != 1 && o_dtype != 2)) return 0;
   return max_q_len > 1 || (group >= 4 && group <= 64);
 }

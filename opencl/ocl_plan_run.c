@@ -41,7 +41,17 @@ pkv_status pkv__ocl_decode_plan(pkv_context *ctx, pkv_ocl_program *p,
   const int gpu = o->kern.gpu && pkv__attn_plain(a);
   pkv__plan_launch pl;
   const cl_int group = a->num_q_heads / g->num_kv_heads;
-  if (!pkv__plan_launch_of(pe, g->num_kv_heads, group, PKV_OCL_MAXG, &pl))
+  /* The matrix-unit kernel under the same conditions as off the plan
+   * (ocl_ops.c): one block of 64 rows holds the whole group. */
+  const int mma =
+      p->prefill_mma_plan &&
+      pkv__ocl_mma_wants(&o->kern, (int)g->dtype, (int)a->q_dtype,
+                         (int)a->o_dtype, 1, group) &&
+      !o->kern.unaligned && a->k_pool->aligned16 && a->v_pool->aligned16 &&
+      ((size_t)(g->page_stride | g->head_stride | g->token_stride) *
+       pkv__elem_bytes(g->dtype)) % 16 == 0;
+  if (!pkv__plan_launch_of(pe, g->num_kv_heads, group,
+                           mma ? group : PKV_OCL_MAXG, &pl))
     return pkv__fail(ctx, PKV_ERR_OVERFLOW,
                     "plan of %lld grid items x %d kv heads exceeds the launch "
                     "limits",
@@ -72,7 +82,26 @@ pkv_status pkv__ocl_decode_plan(pkv_context *ctx, pkv_ocl_program *p,
   cl_long ps = g->page_stride, hs = g->head_stride, ts = g->token_stride;
   cl_float scale = a->scale, softcap = a->softcap;
   pkv_status st;
-  if (gpu) {
+  if (mma) {
+    kargs x = {p->prefill_mma_plan, 0, CL_SUCCESS};
+    cl_int one = 1, part_len = 0;
+    /* part_o = the workspace (part_ml is set from it in the kernel) */
+    ARG(x, q); ARG(x, kp); ARG(x, vp); ARG(x, bt); ARG(x, sl); ARG(x, kvi);
+    ARG(x, kvl); ARG(x, qi); ARG(x, alibi); ARG(x, sinks); ARG(x, out);
+    ARG(x, lse); ARG(x, max_pages); ARG(x, qh);
+    ARG(x, group); ARG(x, page_size); ARG(x, ps); ARG(x, hs); ARG(x, ts);
+    ARG(x, scale); ARG(x, softcap); ARG(x, causal); ARG(x, window);
+    ARG(x, flags); ARG(x, q_off); ARG(x, q_ts); ARG(x, q_hs); ARG(x, o_off);
+    ARG(x, o_ts); ARG(x, o_hs); ARG(x, io); ARG(x, npages); ARG(x, ntok);
+    ARG(x, nkvi); ARG(x, scales); ARG(x, soff); ARG(x, ws); ARG(x, ws);
+    ARG(x, one); ARG(x, part_len); ARG(x, items); ARG(x, lse_off);
+    /* 4 waves a work-group; y: the kv heads (one chunk: the whole group) */
+    const size_t nt = 4 * (size_t)o->kern.wave;
+    size_t local[2] = {nt, 1};
+    size_t global[2] = {pl.items * nt, pl.head_blocks};
+    st = run(ctx, &x, "pkv_prefill_mma_plan", 2, global, local);
+    if (st == PKV_OK) o->stat_mma_plan++;
+  } else if (gpu) {
     const size_t es = pkv__elem_bytes(g->dtype);
     int aligned = !o->kern.unaligned && a->rows_aligned &&
                   a->k_pool->aligned16 && a->v_pool->aligned16 &&

@@ -75,8 +75,9 @@ static void build_options(cl_device_id dev, const pkv_ocl_kernels *k,
                   k->poison ? " -DPKV_EMU_POISON" : "",
                   k->late_wait ? " -DPKV_EMU_LATE_WAIT" : "");
   /* The matrix-unit prefill (kernels/prefill_mma.cl) under the lane map
-   * of k->frag; only the f16/bf16 programs have it. */
-  if (k->mma && (dtype == 1 || dtype == 2) && n > 0 && (size_t)n < cap)
+   * of k->frag; the f16/bf16 and the quantized (fp8, int8: f16 operands)
+   * programs have it. */
+  if (k->mma && dtype >= 1 && dtype <= 5 && n > 0 && (size_t)n < cap)
     snprintf(buf + n, cap - (size_t)n, " -DPKV_WITH_MMA -DPKV_FRAG=%d", k->frag);
 }
 
@@ -206,14 +207,21 @@ static pkv_status make_kernels(pkv_context *ctx, pkv_ocl_program *p) {
     }
   }
   p->prefill_mma = NULL;
-  if (pkv_ocl_of(ctx)->kern.mma && (p->dtype == 1 || p->dtype == 2)) {
+  p->prefill_mma_plan = NULL;
+  if (pkv_ocl_of(ctx)->kern.mma && p->dtype >= 1 && p->dtype <= 5) {
     cl_int err;
-    p->prefill_mma = clCreateKernel(p->program, "pkv_prefill_mma", &err);
+    const char *name = "pkv_prefill_mma";
+    p->prefill_mma = clCreateKernel(p->program, name, &err);
+    if (err == CL_SUCCESS) {
+      name = "pkv_prefill_mma_plan";
+      p->prefill_mma_plan = clCreateKernel(p->program, name, &err);
+    }
     if (err != CL_SUCCESS) {
       for (int j = 0; j < count; j++) clReleaseKernel(p->kernels[j]);
       memset(p->kernels, 0, sizeof p->kernels);
+      if (p->prefill_mma) clReleaseKernel(p->prefill_mma);
       p->prefill_mma = NULL;
-      return pkv__fail(ctx, PKV_ERR_DEVICE, "clCreateKernel(pkv_prefill_mma): %s (%d)",
+      return pkv__fail(ctx, PKV_ERR_DEVICE, "clCreateKernel(%s): %s (%d)", name,
                       pkv__ocl_error_name(err), (int)err);
     }
   }
@@ -295,6 +303,8 @@ void pkv__ocl_programs_release(pkv_ocl *o) {
     for (int k = 0; k < PKV_K_COUNT; k++)
       if (o->programs[i].kernels[k]) clReleaseKernel(o->programs[i].kernels[k]);
     if (o->programs[i].prefill_mma) clReleaseKernel(o->programs[i].prefill_mma);
+    if (o->programs[i].prefill_mma_plan)
+      clReleaseKernel(o->programs[i].prefill_mma_plan);
     if (o->programs[i].program) clReleaseProgram(o->programs[i].program);
   }
   o->num_programs = 0;

@@ -80,14 +80,14 @@ else
     while read -r line; do note "$line"; done <"$d/facts"
     bad=$(echo "$facts" | awk '$1 ~ /^pkv_prefill_mma/ && $1 !~ /_d256$/ && ($3 != 0 || $4 != 0) { print $1 }')
     cnt=$(echo "$facts" | grep -c '^pkv_prefill_mma')
-    if [ -z "$bad" ] && [ "$cnt" -eq 4 ]; then
-      emit ok "sm_90 $ty: pkv_prefill_mma at head dims 64-128: 0 spill bytes, 0 stack (ptxas -v)"
+    if [ -z "$bad" ] && [ "$cnt" -eq 8 ]; then
+      emit ok "sm_90 $ty: pkv_prefill_mma and pkv_prefill_mma_plan at head dims 64-128: 0 spill bytes, 0 stack (ptxas -v)"
     else
-      emit "not ok" "sm_90 $ty: spills or stack in${bad:- (none)}; $cnt of 4 kernels found"
+      emit "not ok" "sm_90 $ty: spills or stack in${bad:- (none)}; $cnt of 8 kernels found"
     fi
     ptx=$(ls "$d"/*.ptx 2>/dev/null | head -1)
     miss=""
-    for e in $(grep -o '^\.visible \.entry pkv_prefill_mma_t[0-9]*_d[0-9]*' "$ptx" | awk '{print $3}'); do
+    for e in $(grep -o '^\.visible \.entry pkv_prefill_mma\(_plan\)\?_t[0-9]*_d[0-9]*' "$ptx" | awk '{print $3}'); do
       body=$(awk -v e="$e" '$0 ~ "\\.entry " e "\\(" {f=1} f {print} f && /^}/ {exit}' "$ptx")
       echo "$body" | grep -q "mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.$ty\.$ty\.f32" || miss="$miss $e:mma.sync.m16n8k16.$ty"
       echo "$body" | grep -q 'ldmatrix\.sync\.aligned\.m8n8\.x4\.shared\.b16' || miss="$miss $e:ldmatrix"
@@ -95,7 +95,7 @@ else
       echo "$body" | grep -q 'cp\.async\.cg' || miss="$miss $e:cp.async"
     done
     if [ -n "$ptx" ] && [ -z "$miss" ]; then
-      emit ok "sm_90 $ty: pkv_prefill_mma PTX has mma.sync.aligned.m16n8k16 ($ty), ldmatrix (.trans), cp.async.cg"
+      emit ok "sm_90 $ty: pkv_prefill_mma(_plan) PTX has mma.sync.aligned.m16n8k16 ($ty), ldmatrix (.trans), cp.async.cg"
     else
       emit "not ok" "sm_90 $ty: PTX check:${miss:- no PTX}"
     fi
@@ -115,7 +115,7 @@ else
         grep -v 'unused' "$s.log" | sed 's/^/# /' | head -20 >&2
         continue
       fi
-      res=$(awk '/^pkv_prefill(_mma)?_t[0-9]+_d[0-9]+:/ { f = $1; sub(/:$/, "", f) }
+      res=$(awk '/^pkv_prefill(_mma(_plan)?)?_t[0-9]+_d[0-9]+:/ { f = $1; sub(/:$/, "", f) }
                  f && /v_mfma/ { mf[f]++ }
                  /^\.Lfunc_end/ { f = "" }
                  /^\t\.amdhsa_kernel pkv_prefill/ { k = $2 }
@@ -130,10 +130,10 @@ else
       while read -r line; do note "$line"; done <"$s.facts"
       cnt=$(echo "$res" | grep -c '^pkv_prefill_mma')
       bad=$(echo "$res" | awk '$1 ~ /^pkv_prefill_mma/ && ($2 == 0 || $3 != 0) { print $1 " (" $2 " v_mfma, scratch " $3 ")" }')
-      if [ -z "$bad" ] && [ "$cnt" -eq 4 ]; then
-        emit ok "$arch $ty: 4 pkv_prefill_mma kernels with v_mfma, private_segment_fixed_size 0"
+      if [ -z "$bad" ] && [ "$cnt" -eq 8 ]; then
+        emit ok "$arch $ty: 8 pkv_prefill_mma(_plan) kernels with v_mfma, private_segment_fixed_size 0"
       else
-        emit "not ok" "$arch $ty: ${bad:-} ($cnt of 4 kernels found)"
+        emit "not ok" "$arch $ty: ${bad:-} ($cnt of 8 kernels found)"
       fi
     done
   done

@@ -9,8 +9,13 @@
  *   counter; device: the backend's buffer counter) and never makes the
  *   host wait (the backend's counter of blocking calls);
  * - a run with a view of another cache, a workspace too small, or q/out
- *   of another batch refuses with its status and launches nothing. */
+ *   of another batch refuses with its status and launches nothing;
+ * - with PKV_KERNELS=mma (the emulated fragment dialect), f16 and bf16
+ *   caches and q/out, and an e5m2 cache with per-head scales, with GQA
+ *   groups 4 and 8 run the matrix-unit kernel under the plan
+ *   (pkv_prefill_mma_plan), split or not, = CPU reference. */
 #include "alloc.h"
+#include "dtype_convert.h"
 #include "internal.h"
 #include "ocl.h"
 #include "tap.h"
@@ -319,6 +324,164 @@ static void one_backend(side *ref, const char *kern) {
   pkv_context_destroy(c);
 }
 
+/* The matrix-unit kernel under the plan: 16-bit caches and q/out, GQA
+ * groups 4 and 8, chunks that split every long request (and none). The
+ * values are multiples of 1/64, exact in f16 and bf16, so the reference
+ * sees the same inputs; the tolerance is the kernel's rounding of P to
+ * the 16-bit type before P.V plus the output's rounding. */
+#define M_NSEQ 4
+#define M_PAGES 40
+#define M_MAXP 24
+static const int32_t m_len[M_NSEQ] = {300, 37, 0, 129};
+
+static uint16_t enc16(pkv_dtype dt, float f) {
+  return dt == PKV_DTYPE_F16 ? pkv__f32_to_f16(f) : pkv__f32_to_bf16(f);
+}
+static float dec16(pkv_dtype dt, uint16_t h) {
+  return dt == PKV_DTYPE_F16 ? pkv_f16_to_f32(h) : pkv_bf16_to_f32(h);
+}
+
+/* cdt: the cache's dtype, dt (f16/bf16) q's and out's; an e5m2 cache
+ * holds multiples of 1/4 below 2 (exact in e5m2), with per-head scales. */
+static void mma_case(pkv_context *dc, pkv_context *rc, pkv_dtype cdt,
+                     pkv_dtype dt, int group, int sink, int window) {
+  pkv_ocl *o = pkv_ocl_of(dc);
+  const int nq = NKV * group, fp8 = cdt == PKV_DTYPE_FP8_E5M2;
+  const size_t pool_n = (size_t)M_PAGES * PS * NKV * D, eb = fp8 ? 1 : 2;
+  const size_t q_n = (size_t)M_NSEQ * nq * D;
+  uint16_t *k = malloc(pool_n * 2), *v = malloc(pool_n * 2);
+  const float ksc[NKV] = {0.5f, 2.0f}, vsc[NKV] = {1.5f, 0.25f};
+  uint16_t *q = malloc(q_n * 2), *od = malloc(q_n * 2), *orf = malloc(q_n * 2);
+  float *ld = malloc((size_t)M_NSEQ * nq * 4), *lr = malloc((size_t)M_NSEQ * nq * 4);
+  int32_t bt[M_NSEQ * M_MAXP], sl[M_NSEQ], qi[M_NSEQ + 1];
+  rng = 0x2545f4914f6cdd1dull + (uint64_t)group * 7 + (uint64_t)dt;
+  for (size_t i = 0; i < pool_n; i++) {
+    k[i] = enc16(cdt, (float)(int)(urand() * 64) / 64.0f);
+    v[i] = enc16(cdt, (float)(int)(urand() * 64) / 64.0f);
+  }
+  if (fp8) { /* e5m2 codes: the high byte of the f16 of k/4, |k| < 8 */
+    uint8_t *k8 = (uint8_t *)k, *v8 = (uint8_t *)v;
+    for (size_t i = 0; i < pool_n; i++) {
+      k8[i] = (uint8_t)(pkv__f32_to_f16((float)(int)(urand() * 8) / 4.0f) >> 8);
+      v8[i] = (uint8_t)(pkv__f32_to_f16((float)(int)(urand() * 8) / 4.0f) >> 8);
+    }
+  }
+  for (size_t i = 0; i < q_n; i++) q[i] = enc16(dt, (float)(int)(urand() * 64) / 64.0f);
+  qi[0] = 0;
+  for (int s = 0; s < M_NSEQ; s++) {
+    sl[s] = m_len[s];
+    qi[s + 1] = qi[s] + 1;
+    for (int p = 0; p < M_MAXP; p++) bt[s * M_MAXP + p] = (s * 11 + p * 3) % M_PAGES;
+  }
+  float sk[2 * 8 * NKV];
+  for (int h = 0; h < nq; h++) sk[h] = 0.125f * (float)h - 0.5f;
+  pkv_context *cs[2] = {dc, rc};
+  pkv_buffer *b[2][6];
+  for (int i = 0; i < 2; i++) {
+    b[i][0] = mk(cs[i], k, pool_n * eb), b[i][1] = mk(cs[i], v, pool_n * eb);
+    b[i][2] = mk(cs[i], q, q_n * 2), b[i][3] = mk(cs[i], NULL, q_n * 2);
+    b[i][4] = mk(cs[i], bt, sizeof bt);
+    b[i][5] = mk(cs[i], NULL, (size_t)M_NSEQ * nq * 4);
+  }
+  pkv_buffer *sld = mk(dc, sl, sizeof sl), *qid = mk(dc, qi, sizeof qi);
+  pkv_buffer *slr = mk(rc, sl, sizeof sl), *qir = mk(rc, qi, sizeof qi);
+  pkv_attn_params p;
+  pkv_attn_params_init(&p, nq);
+  p.causal = 1;
+  p.sinks = sink ? sk : NULL;
+  p.window_left = window;
+  pkv_kv_view vw[2];
+  pkv_kv_table tb[2];
+  pkv_tensor tq[2], to[2];
+  for (int i = 0; i < 2; i++) {
+    pkv_kv_view_init(&vw[i]);
+    vw[i].k = b[i][0], vw[i].v = b[i][1];
+    vw[i].page_size = PS, vw[i].num_kv_heads = NKV, vw[i].head_dim = D;
+    vw[i].num_pages = M_PAGES, vw[i].dtype = cdt;
+    if (fp8) vw[i].k_scales = ksc, vw[i].v_scales = vsc;
+    pkv_kv_table_init(&tb[i]);
+    tb[i].num_seqs = M_NSEQ, tb[i].num_tokens = M_NSEQ, tb[i].max_q_len = 1;
+    tb[i].max_kv_len = 300;
+    tb[i].q_indptr = i ? qir : qid, tb[i].host_q_indptr = qi;
+    tb[i].kind = PKV_TABLE_DENSE;
+    tb[i].block_table = b[i][4], tb[i].seq_lens = i ? slr : sld;
+    tb[i].max_pages = M_MAXP, tb[i].host_block_table = bt;
+    tb[i].host_seq_lens = sl;
+    pkv_tensor_init(&tq[i]);
+    tq[i].buf = b[i][2], tq[i].dtype = dt;
+    pkv_tensor_init(&to[i]);
+    to[i].buf = b[i][3], to[i].dtype = dt;
+  }
+  pkv_status cst = pkv_kv_attention(rc, &vw[1], &tb[1], &p, &tq[1], &to[1], b[1][5]);
+  pkv_buffer_download(b[1][3], 0, orf, q_n * 2);
+  pkv_buffer_download(b[1][5], 0, lr, (size_t)M_NSEQ * nq * 4);
+  const int32_t chunks[] = {PS, 64, 0};
+  for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++) {
+    pkv_plan *pl = NULL;
+    pkv_plan_create(dc, &pl);
+    pkv_plan_options po;
+    pkv_plan_options_init(&po);
+    po.chunk_keys = chunks[ci];
+    pkv_status bs = pkv_plan_build(pl, &vw[0], &tb[0], &p, &po);
+    pkv_plan_info info;
+    pkv_plan_info_init(&info);
+    pkv_plan_get_info(pl, &info);
+    size_t need = 0;
+    pkv_plan_workspace_size(pl, &need);
+    pkv_buffer *ws = need ? mk(dc, NULL, need) : NULL;
+    const int64_t n0 = o->stat_mma_plan;
+    pkv_status rs = pkv_attention_run(pl, &vw[0], &tq[0], &to[0], b[0][5], ws, NULL);
+    pkv_buffer_download(b[0][3], 0, od, q_n * 2);
+    pkv_buffer_download(b[0][5], 0, ld, (size_t)M_NSEQ * nq * 4);
+    double err = 0, lerr = 0;
+    for (size_t i = 0; i < q_n; i++) {
+      const double x = dec16(dt, od[i]), y = dec16(dt, orf[i]);
+      err = fmax(err, isnan(x) || isnan(y) ? INFINITY : fabs(x - y));
+    }
+    for (int i = 0; i < M_NSEQ * nq; i++)
+      lerr = fmax(lerr, isinf(ld[i]) && isinf(lr[i]) && ld[i] == lr[i]
+                            ? 0
+                            : (isnan(ld[i]) || isnan(lr[i]) ? INFINITY
+                                                             : fabs(ld[i] - lr[i])));
+    const double tol = (dt == PKV_DTYPE_F16 ? 4e-3 : 3e-2) * (fp8 ? 2 : 1);
+    ok(bs == PKV_OK && rs == PKV_OK && cst == PKV_OK &&
+           o->stat_mma_plan == n0 + 1 && err < tol && lerr < 1e-2,
+       "mma kernel, %s%s, group %d%s%s, chunk %lld (%lld items, %d split): "
+       "pkv_prefill_mma_plan ran %lld time(s), run = CPU reference (max "
+       "|diff| out %.2g, lse %.2g)",
+       fp8 ? "e5m2 cache, q/out " : "", dt == PKV_DTYPE_F16 ? "f16" : "bf16",
+       group, sink ? ", sinks" : "",
+       window >= 0 ? ", window" : "", (long long)info.chunk_keys,
+       (long long)info.num_items, info.num_split,
+       (long long)(o->stat_mma_plan - n0), err, lerr);
+    pkv_buffer_destroy(ws);
+    pkv_plan_destroy(pl);
+  }
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 6; j++) pkv_buffer_destroy(b[i][j]);
+  pkv_buffer_destroy(sld), pkv_buffer_destroy(qid);
+  pkv_buffer_destroy(slr), pkv_buffer_destroy(qir);
+  free(k), free(v), free(q), free(od), free(orf), free(ld), free(lr);
+}
+
+static void mma_cases(pkv_context *rc) {
+  pkv_context_desc cd;
+  pkv_context_desc_init(&cd);
+  cd.backend = PKV_BACKEND_OPENCL;
+  pkv_context *c = NULL;
+  if (pkv_context_create(&cd, &c) != PKV_OK) {
+    ok(0, "mma kernel: OpenCL context: %s", pkv_last_error(c));
+    return;
+  }
+  mma_case(c, rc, PKV_DTYPE_F16, PKV_DTYPE_F16, 4, 0, -1);
+  mma_case(c, rc, PKV_DTYPE_F16, PKV_DTYPE_F16, 8, 1, 100);
+  mma_case(c, rc, PKV_DTYPE_BF16, PKV_DTYPE_BF16, 4, 1, -1);
+  mma_case(c, rc, PKV_DTYPE_BF16, PKV_DTYPE_BF16, 8, 0, 100);
+  mma_case(c, rc, PKV_DTYPE_FP8_E5M2, PKV_DTYPE_F16, 4, 1, -1);
+  mma_case(c, rc, PKV_DTYPE_FP8_E5M2, PKV_DTYPE_BF16, 8, 0, 100);
+  pkv_context_destroy(c);
+}
+
 int main(void) {
   int n = 0;
   if (!pkv_backend_available(PKV_BACKEND_OPENCL) ||
@@ -344,6 +507,10 @@ int main(void) {
   one_backend(&ref, "cpu-shaped");
   setenv("PKV_KERNELS", "gpu", 1);
   one_backend(&ref, "gpu-shaped");
+  setenv("PKV_KERNELS", "mma", 1);
+  setenv("PKV_FRAG", "1", 1);
+  mma_cases(cpu);
+  unsetenv("PKV_FRAG");
   unsetenv("PKV_KERNELS");
   side_free(&ref);
   pkv_context_destroy(cpu);

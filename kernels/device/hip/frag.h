@@ -30,7 +30,7 @@
 #define PKV_FRAG 2
 #if defined(__HIP_DEVICE_COMPILE__) &&                                        \
     (defined(__gfx90a__) || defined(__gfx940__) || defined(__gfx941__) ||    \
-     defined(__gfx942__) || (defined(__gfx908__) && PKV_DTYPE == 1))
+     defined(__gfx942__) || (defined(__gfx908__) && PKV_DTYPE != 2))
 #define PKV_FRAG_MFMA 1
 #else
 #define PKV_FRAG_EMU 1
@@ -41,9 +41,16 @@
 #endif
 #endif
 
-/* No minimum of blocks per SM: the kernel holds Q and O in registers (FA2);
- * 128-256 threads a block may use up to 255 registers a thread. */
-#define PKV_FRAG_LAUNCH_BOUNDS(nt) __launch_bounds__(nt)
+/* The kernel holds Q and O in registers (FA2); 128-256 threads a block
+ * may use up to 255 registers a thread. The minimum of blocks per SM is
+ * the includer's PKV_FRAG_MIN_BLOCKS (default 1), said explicitly: with
+ * none, ptxas (CUDA 12, sm_90) held the head dim 64 mma instantiation at
+ * 128 registers and spilled 28 bytes; with 1 it took 196 at head dim 128
+ * (2 blocks per SM); prefill_mma.cl asks 3 up to head dim 128. */
+#ifndef PKV_FRAG_MIN_BLOCKS
+#define PKV_FRAG_MIN_BLOCKS 1
+#endif
+#define PKV_FRAG_LAUNCH_BOUNDS(nt) __launch_bounds__(nt, PKV_FRAG_MIN_BLOCKS)
 #define PKV_FRAG_ZERO4 make_uint4(0u, 0u, 0u, 0u)
 #define pkv_frag_h2f_(u) pkv_hip_h2f(u)
 #define pkv_frag_f2h_(f) pkv_hip_f2h(f)
